@@ -1,0 +1,32 @@
+//! Command-line surface: what was typed, resolved into typed configuration, then run.
+
+mod bench;
+mod vtpm;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Trusted Launch for Kubernetes node pools: vTPM, Secure Boot, measured boot, attestation.
+#[derive(Debug, Parser)]
+#[command(name = "trustlaunch", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Virtual TPM 2.0 instances and their transports (swtpm and mssim protocols).
+    #[command(subcommand)]
+    Vtpm(vtpm::VtpmCommand),
+    /// Side-by-side benchmarks against peer implementations.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Vtpm(cmd) => vtpm::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}

@@ -1,0 +1,1 @@
+//! vTPM instances and transports (stub, to be written).
