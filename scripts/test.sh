@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The project's test command. It installs what the tests need (tpm2-tools as the real client,
+# swtpm as the peer, tpm2-tss for the benchmark), then runs formatting and lint checks, every
+# test of the workspace, and the short fuzz run when scripts/fuzz.sh exists.
+# Usage: bash scripts/test.sh     (CI runs it through .ci/run, as root, on a fresh Debian 12.)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+started=$SECONDS
+step() { printf '\n==> %s  [%ds]\n' "$*" "$((SECONDS - started))"; }
+
+# --- Tools the tests drive ---------------------------------------------------------------
+step "Debian packages: tpm2-tools swtpm swtpm-tools libtss2-dev"
+missing=()
+for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    echo "installing: ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "all present"
+fi
+
+# --- Static checks ------------------------------------------------------------------------
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# --- Tests --------------------------------------------------------------------------------
+# The tpm2-tools acceptance tests start the debug `trustlaunch` binary that the test build
+# makes (CARGO_BIN_EXE_trustlaunch) and real swtpm as the peer, on free loopback ports.
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo test --workspace --doc"
+    cargo test --workspace --doc
+    step "cargo nextest run --workspace"
+    cargo nextest run --workspace --no-fail-fast
+else
+    step "cargo test --workspace"
+    cargo test --workspace --no-fail-fast
+fi
+
+# --- Fuzzing smoke run --------------------------------------------------------------------
+if [[ -f scripts/fuzz.sh ]]; then
+    step "bash scripts/fuzz.sh short"
+    bash scripts/fuzz.sh short
+fi
+
+step "done"
