@@ -1,9 +1,39 @@
-//! A TPM 2.0 engine following the TCG TPM 2.0 Library specification (Part 1-3, rev 1.59).
-//! It turns command bytes into response bytes and never touches files, sockets or clocks
-//! other than the monotonic time it is handed: hosts (the `vtpm` crate) do all I/O.
+//! A TPM 2.0 engine following the TCG TPM 2.0 Library specification (rev 1.59) and the PC
+//! Client Platform TPM Profile. It turns command bytes into response bytes; it never touches
+//! files or sockets (hosts such as the `vtpm` crate do all I/O and persist its state).
 
 #![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
-pub use engine::{StateError, Tpm, MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE};
-
+pub mod codec;
+mod commands;
+mod drbg;
 mod engine;
+pub mod hash;
+mod pcr;
+pub mod rc;
+mod state;
+pub mod types;
+
+pub use engine::{Tpm, MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE};
+pub use rc::Rc;
+pub use state::StateError;
+
+/// The specification's name of an implemented command (e.g. "PCR_Extend"), for logs.
+pub fn command_name(code: u32) -> Option<&'static str> {
+    commands::lookup(code).map(|c| c.name)
+}

@@ -1,0 +1,240 @@
+//! The command table: every implemented command declared once (code, handle types, how many
+//! handles need authorization, response handle), dispatched by binary search and reported by
+//! GetCapability(TPM_CAP_COMMANDS) from the same entries.
+
+mod capability;
+mod hashing;
+mod nv;
+mod pcr;
+mod startup;
+
+use crate::codec::{Marshal, Reader, Unmarshal};
+use crate::engine::Tpm;
+use crate::rc::Rc;
+use crate::types::{handle, PCR_COUNT};
+
+/// What a handle in the handle area may be (the TPMI_ type of Part 2 that unmarshals it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum HandleKind {
+    /// TPMI_DH_PCR: PCR 0-23.
+    Pcr,
+    /// TPMI_DH_PCR+: a PCR or TPM_RH_NULL.
+    PcrOrNull,
+    /// TPMI_RH_PLATFORM.
+    Platform,
+    /// TPMI_RH_PROVISION: owner or platform.
+    Provision,
+    /// TPMI_RH_NV_AUTH: owner, platform or an NV index.
+    NvAuth,
+    /// TPMI_RH_NV_INDEX.
+    NvIndex,
+    /// TPMI_DH_OBJECT: a transient or persistent object.
+    Object,
+}
+
+impl HandleKind {
+    fn accepts(self, h: u32) -> bool {
+        let ht = handle::ht(h);
+        match self {
+            HandleKind::Pcr => (h as usize) < PCR_COUNT,
+            HandleKind::PcrOrNull => (h as usize) < PCR_COUNT || h == handle::NULL,
+            HandleKind::Platform => h == handle::PLATFORM,
+            HandleKind::Provision => h == handle::OWNER || h == handle::PLATFORM,
+            HandleKind::NvAuth => {
+                h == handle::OWNER || h == handle::PLATFORM || ht == handle::HT_NV_INDEX
+            }
+            HandleKind::NvIndex => ht == handle::HT_NV_INDEX,
+            HandleKind::Object => ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT,
+        }
+    }
+}
+
+pub(crate) type Handler = fn(&mut Tpm, &mut Ctx<'_>) -> Result<(), Rc>;
+
+/// One implemented command.
+pub(crate) struct CommandDef {
+    pub code: u32,
+    pub name: &'static str,
+    pub handles: u8,
+    pub handle_kinds: [Option<HandleKind>; 3],
+    /// The first `auth` handles need an authorization session.
+    pub auth: u8,
+    /// The authorized NV index handle has the ADMIN role (policy sessions only).
+    pub admin_nv: bool,
+    pub r_handle: bool,
+    /// The command may write NV (TPMA_CC.nv).
+    pub nv: bool,
+    pub handler: Handler,
+}
+
+impl CommandDef {
+    /// TPMA_CC for GetCapability (Part 2, 8.9).
+    pub fn attributes(&self) -> u32 {
+        (self.code & 0xFFFF)
+            | (u32::from(self.nv) << 22)
+            | (u32::from(self.handles) << 25)
+            | (u32::from(self.r_handle) << 28)
+    }
+}
+
+pub(crate) const CC_STARTUP: u32 = 0x144;
+
+macro_rules! commands {
+    ($($code:literal $name:ident [$($kind:ident)*] auth $auth:literal $(admin $admin:literal)? rh $rh:literal nv $nv:literal => $handler:path;)*) => {
+        pub(crate) static COMMANDS: &[CommandDef] = &[
+            $(CommandDef {
+                code: $code,
+                name: stringify!($name),
+                handles: commands!(@count $($kind)*),
+                handle_kinds: commands!(@kinds $($kind)*),
+                auth: $auth,
+                admin_nv: commands!(@admin $($admin)?),
+                r_handle: $rh,
+                nv: $nv,
+                handler: $handler,
+            },)*
+        ];
+    };
+    (@count) => { 0 };
+    (@count $a:ident) => { 1 };
+    (@count $a:ident $b:ident) => { 2 };
+    (@count $a:ident $b:ident $c:ident) => { 3 };
+    (@kinds) => { [None, None, None] };
+    (@kinds $a:ident) => { [Some(HandleKind::$a), None, None] };
+    (@kinds $a:ident $b:ident) => { [Some(HandleKind::$a), Some(HandleKind::$b), None] };
+    (@kinds $a:ident $b:ident $c:ident) => { [Some(HandleKind::$a), Some(HandleKind::$b), Some(HandleKind::$c)] };
+    (@admin) => { false };
+    (@admin $x:literal) => { $x };
+}
+
+// Sorted by command code (a test checks it). Codes: Part 2, 6.5.2.
+commands! {
+    0x122 NV_UndefineSpace [Provision NvIndex] auth 1 rh false nv true => nv::undefine_space;
+    0x12A NV_DefineSpace [Provision] auth 1 rh false nv true => nv::define_space;
+    0x12B PCR_Allocate [Platform] auth 1 rh false nv true => pcr::allocate;
+    0x132 NV_GlobalWriteLock [Provision] auth 1 rh false nv true => nv::global_write_lock;
+    0x134 NV_Increment [NvAuth NvIndex] auth 1 rh false nv true => nv::increment;
+    0x135 NV_SetBits [NvAuth NvIndex] auth 1 rh false nv true => nv::set_bits;
+    0x136 NV_Extend [NvAuth NvIndex] auth 1 rh false nv true => nv::extend;
+    0x137 NV_Write [NvAuth NvIndex] auth 1 rh false nv true => nv::write;
+    0x138 NV_WriteLock [NvAuth NvIndex] auth 1 rh false nv true => nv::write_lock;
+    0x13B NV_ChangeAuth [NvIndex] auth 1 admin true rh false nv true => nv::change_auth;
+    0x13C PCR_Event [PcrOrNull] auth 1 rh false nv false => pcr::event;
+    0x13D PCR_Reset [Pcr] auth 1 rh false nv false => pcr::reset;
+    0x13E SequenceComplete [Object] auth 1 rh false nv false => hashing::sequence_complete;
+    0x142 IncrementalSelfTest [] auth 0 rh false nv false => startup::incremental_self_test;
+    0x143 SelfTest [] auth 0 rh false nv false => startup::self_test;
+    0x144 Startup [] auth 0 rh false nv true => startup::startup;
+    0x145 Shutdown [] auth 0 rh false nv true => startup::shutdown;
+    0x146 StirRandom [] auth 0 rh false nv false => startup::stir_random;
+    0x14E NV_Read [NvAuth NvIndex] auth 1 rh false nv false => nv::read;
+    0x14F NV_ReadLock [NvAuth NvIndex] auth 1 rh false nv true => nv::read_lock;
+    0x15C SequenceUpdate [Object] auth 1 rh false nv false => hashing::sequence_update;
+    0x165 FlushContext [] auth 0 rh false nv false => hashing::flush_context;
+    0x169 NV_ReadPublic [NvIndex] auth 0 rh false nv false => nv::read_public;
+    0x17A GetCapability [] auth 0 rh false nv false => capability::get_capability;
+    0x17B GetRandom [] auth 0 rh false nv false => startup::get_random;
+    0x17C GetTestResult [] auth 0 rh false nv false => startup::get_test_result;
+    0x17D Hash [] auth 0 rh false nv false => hashing::hash;
+    0x17E PCR_Read [] auth 0 rh false nv false => pcr::read;
+    0x181 ReadClock [] auth 0 rh false nv false => startup::read_clock;
+    0x182 PCR_Extend [PcrOrNull] auth 1 rh false nv false => pcr::extend;
+    0x185 EventSequenceComplete [PcrOrNull Object] auth 2 rh false nv false => hashing::event_sequence_complete;
+    0x186 HashSequenceStart [] auth 0 rh true nv false => hashing::hash_sequence_start;
+    0x18A TestParms [] auth 0 rh false nv false => startup::test_parms;
+}
+
+/// The command with this code, if implemented.
+pub(crate) fn lookup(code: u32) -> Option<&'static CommandDef> {
+    COMMANDS
+        .binary_search_by_key(&code, |c| c.code)
+        .ok()
+        .and_then(|i| COMMANDS.get(i))
+}
+
+/// Check the handle area against the command's declared handle types (TPM_RC_VALUE + handle).
+pub(crate) fn check_handle_kinds(def: &CommandDef, handles: &[u32; 3]) -> Result<(), Rc> {
+    for (i, (kind, h)) in def.handle_kinds.iter().zip(handles.iter()).enumerate() {
+        if let Some(kind) = kind {
+            if !kind.accepts(*h) {
+                return Err(Rc::VALUE.handle(i as u32 + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One command's execution context: its handles, a parameter reader that numbers the
+/// parameters for format-one errors, and the response being built.
+pub(crate) struct Ctx<'a> {
+    pub locality: u8,
+    pub handles: [u32; 3],
+    params: Reader<'a>,
+    pnum: u32,
+    pub out_handle: Option<u32>,
+    pub out: Vec<u8>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(locality: u8, handles: [u32; 3], params: Reader<'a>) -> Self {
+        Ctx {
+            locality,
+            handles,
+            params,
+            pnum: 0,
+            out_handle: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// The next parameter; unmarshal failures carry its number.
+    pub fn param<T: Unmarshal>(&mut self) -> Result<T, Rc> {
+        self.pnum += 1;
+        T::unmarshal(&mut self.params).map_err(|rc| rc.param(self.pnum))
+    }
+
+    /// All parameters are read: anything left over is TPM_RC_SIZE. Call before acting.
+    pub fn end_params(&self) -> Result<(), Rc> {
+        if self.params.is_empty() {
+            Ok(())
+        } else {
+            Err(Rc::SIZE)
+        }
+    }
+
+    pub(crate) fn params_done(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    pub fn put<T: Marshal + ?Sized>(&mut self, v: &T) {
+        v.marshal(&mut self.out);
+    }
+
+    pub fn handle(&self, i: usize) -> u32 {
+        self.handles.get(i).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_unique() {
+        assert!(COMMANDS.windows(2).all(|w| w[0].code < w[1].code));
+        assert_eq!(lookup(CC_STARTUP).map(|c| c.name), Some("Startup"));
+        assert!(lookup(0x1FF).is_none());
+    }
+
+    #[test]
+    fn tpma_cc_known_answer() {
+        // NV_Write: index 0x137, nv, two handles.
+        let def = lookup(0x137).expect("NV_Write");
+        assert_eq!(def.attributes(), 0x0440_0137);
+        // HashSequenceStart: rHandle.
+        assert_eq!(
+            lookup(0x186).expect("HashSequenceStart").attributes(),
+            0x1000_0186
+        );
+    }
+}
