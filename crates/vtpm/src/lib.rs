@@ -1,1 +1,51 @@
-//! vTPM instances and transports (stub, to be written).
+//! vTPM instances and their transports.
+//!
+//! - [`StateDir`]: one TPM's permanent state in a locked directory, written
+//!   crash-safely in a versioned, checksummed file ([`state`] documents the format).
+//! - [`Instance`]: a [`tpm::Tpm`] with its state directory, power state and locality;
+//!   persisted after every command that changes the permanent state.
+//! - [`swtpm::serve`]: swtpm's `socket` protocol (data channel and control channel).
+//! - [`mssim::serve`]: the Microsoft reference simulator's TCP protocol.
+//! - [`options`]: swtpm's `key=value,...` option values parsed into typed config.
+//!
+//! Servers run on the calling thread over listeners bound beforehand, and return when
+//! their [`StopHandle`] is triggered; each connection gets its own thread.
+
+#![forbid(unsafe_code)]
+
+pub mod instance;
+pub mod log;
+pub mod mssim;
+mod net;
+pub mod options;
+pub mod setup;
+pub mod state;
+pub mod swtpm;
+
+pub use instance::{Instance, StartupType};
+pub use log::Log;
+pub use net::{Endpoint, Listener, StopHandle};
+pub use state::{StateDir, StateDirError};
+
+use std::path::PathBuf;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] StateDirError),
+    #[error("state file {path} was rejected by the TPM engine: {source}; refusing to start (the file was left untouched)")]
+    Restore {
+        path: PathBuf,
+        #[source]
+        source: tpm::StateError,
+    },
+    #[error("no entropy from the operating system: {0}")]
+    Entropy(String),
+    #[error("the TPM engine failed (it panicked); restart the instance")]
+    Failed,
+    #[error(transparent)]
+    Option(#[from] options::OptionError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,354 @@
+//! One vTPM instance: the engine, its state directory, the platform's view of it
+//! (powered on or not, the current locality) and the persistence policy.
+
+use crate::log::Log;
+use crate::state::StateDir;
+use crate::Error;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+use tpm::Tpm;
+
+/// TPM_ST_NO_SESSIONS.
+pub(crate) const TPM_ST_NO_SESSIONS: u16 = 0x8001;
+/// TPM_RC_FAILURE: the TPM is not operational (powered off, failed, or cannot persist).
+pub const TPM_RC_FAILURE: u32 = 0x101;
+/// TPM_RC_COMMAND_SIZE: the command size is inconsistent or out of range.
+pub const TPM_RC_COMMAND_SIZE: u32 = 0x142;
+
+/// A complete 10-byte TPM 2.0 error response carrying `rc`.
+pub fn error_response(rc: u32) -> Vec<u8> {
+    let mut r = Vec::with_capacity(10);
+    r.extend_from_slice(&TPM_ST_NO_SESSIONS.to_be_bytes());
+    r.extend_from_slice(&10u32.to_be_bytes());
+    r.extend_from_slice(&rc.to_be_bytes());
+    r
+}
+
+/// The response code of a response, if it is at least a header long.
+pub fn response_code(response: &[u8]) -> Option<u32> {
+    let b = response.get(6..10)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// TPM2_Startup's argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupType {
+    /// TPM_SU_CLEAR.
+    Clear,
+    /// TPM_SU_STATE.
+    State,
+}
+
+impl StartupType {
+    /// The complete TPM2_Startup command.
+    pub fn command(self) -> [u8; 12] {
+        let su: u8 = match self {
+            StartupType::Clear => 0,
+            StartupType::State => 1,
+        };
+        [0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, su]
+    }
+}
+
+/// Localities a host may select.
+pub const MAX_LOCALITY: u8 = 4;
+
+struct Inner {
+    tpm: Tpm,
+    dir: StateDir,
+    /// `nv_generation()` of what is on disk.
+    saved_generation: u64,
+    /// The last attempt to persist failed: commands are refused until a retry succeeds.
+    persist_failed: bool,
+    /// The engine panicked: its state is not trusted any more (nothing is persisted).
+    failed: bool,
+    /// Powered on (swtpm: INIT received or not-need-init; mssim: POWER_ON).
+    running: bool,
+    /// The locality set through the control channel.
+    locality: u8,
+}
+
+/// A vTPM: the engine behind a mutex, persisted to its state directory after every
+/// change. Transports read a whole request before calling in, so the lock is only
+/// held while the engine executes and the state is written.
+pub struct Instance {
+    inner: Mutex<Inner>,
+    log: Log,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance").finish_non_exhaustive()
+    }
+}
+
+fn entropy() -> Result<[u8; 32], Error> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| Error::Entropy(e.to_string()))?;
+    Ok(seed)
+}
+
+impl Instance {
+    /// Restore the TPM from `dir`, or manufacture a new one and persist it at once if
+    /// the directory holds no state. A corrupt or unreadable state file is an error:
+    /// the TPM is never silently reset. The instance starts powered off.
+    pub fn open(dir: StateDir, log: Log) -> Result<Instance, Error> {
+        let seed = entropy()?;
+        let (tpm, fresh) = match dir.load()? {
+            Some(blob) => {
+                let tpm = Tpm::restore(&blob, &seed).map_err(|source| Error::Restore {
+                    path: dir.state_file(),
+                    source,
+                })?;
+                log.info(format_args!(
+                    "restored TPM state from {}",
+                    dir.state_file().display()
+                ));
+                (tpm, false)
+            }
+            None => {
+                log.info(format_args!(
+                    "manufacturing a new TPM in {}",
+                    dir.path().display()
+                ));
+                (Tpm::manufacture(&seed), true)
+            }
+        };
+        if fresh {
+            dir.store(&tpm.permanent_state())?;
+        }
+        let saved_generation = tpm.nv_generation();
+        Ok(Instance {
+            inner: Mutex::new(Inner {
+                tpm,
+                dir,
+                saved_generation,
+                persist_failed: false,
+                failed: false,
+                running: false,
+                locality: 0,
+            }),
+            log,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while the lock was held is caught inside (`failed` is set), so a
+        // poisoned lock still holds consistent bookkeeping.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The log this instance reports to.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Execute one command at `locality`, or at the locality selected through
+    /// [`Instance::set_locality`] if `None`. Always returns a complete response:
+    /// TPM_RC_FAILURE if the TPM is powered off, failed, or its state cannot be saved.
+    pub fn execute(&self, locality: Option<u8>, command: &[u8]) -> Vec<u8> {
+        let mut g = self.lock();
+        if !g.running || g.failed {
+            return error_response(TPM_RC_FAILURE);
+        }
+        if g.persist_failed && self.persist_locked(&mut g).is_err() {
+            return error_response(TPM_RC_FAILURE);
+        }
+        let loc = locality.unwrap_or(g.locality);
+        let inner = &mut *g;
+        let response = match catch_unwind(AssertUnwindSafe(|| inner.tpm.execute(loc, command))) {
+            Ok(r) => r,
+            Err(_) => {
+                self.log
+                    .error("the TPM engine panicked; the instance is failed until restart");
+                inner.failed = true;
+                return error_response(TPM_RC_FAILURE);
+            }
+        };
+        // The response is returned even if saving fails: the command has taken effect
+        // in memory. Later commands are refused until the state is on disk again.
+        let _ = self.persist_locked(&mut g);
+        response
+    }
+
+    fn persist_locked(&self, g: &mut Inner) -> Result<(), Error> {
+        if g.failed {
+            return Err(Error::Failed);
+        }
+        let generation = g.tpm.nv_generation();
+        if generation == g.saved_generation && !g.persist_failed {
+            return Ok(());
+        }
+        match g.dir.store(&g.tpm.permanent_state()) {
+            Ok(()) => {
+                g.saved_generation = generation;
+                if g.persist_failed {
+                    self.log.info("TPM state saved again");
+                }
+                g.persist_failed = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.log
+                    .error(format_args!("could not save TPM state: {e}"));
+                g.persist_failed = true;
+                Err(Error::State(e))
+            }
+        }
+    }
+
+    /// Save the permanent state if it changed since it was last saved.
+    pub fn persist(&self) -> Result<(), Error> {
+        let mut g = self.lock();
+        self.persist_locked(&mut g)
+    }
+
+    /// _TPM_Init: reset the TPM (TPM2_Startup is required next) and mark it powered on.
+    /// Fails if the engine has failed earlier (or fails now).
+    pub fn init(&self) -> Result<(), Error> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        if inner.failed {
+            return Err(Error::Failed);
+        }
+        if catch_unwind(AssertUnwindSafe(|| inner.tpm.init())).is_err() {
+            self.log
+                .error("the TPM engine panicked in _TPM_Init; the instance is failed");
+            inner.failed = true;
+            return Err(Error::Failed);
+        }
+        inner.running = true;
+        let _ = self.persist_locked(&mut g);
+        Ok(())
+    }
+
+    /// Power on if powered off (then _TPM_Init); a no-op when already on.
+    /// Returns whether the TPM was powered on by this call.
+    pub fn power_on(&self) -> Result<bool, Error> {
+        if self.is_running() {
+            return Ok(false);
+        }
+        self.init()?;
+        Ok(true)
+    }
+
+    /// Power off: save the state and refuse commands until the next power on / INIT.
+    pub fn power_off(&self) -> Result<(), Error> {
+        let mut g = self.lock();
+        g.running = false;
+        self.persist_locked(&mut g)
+    }
+
+    /// Whether the TPM is powered on.
+    pub fn is_running(&self) -> bool {
+        self.lock().running
+    }
+
+    /// Send TPM2_Startup(`kind`) at locality 0 and return its response code.
+    pub fn startup(&self, kind: StartupType) -> u32 {
+        let response = self.execute(Some(0), &kind.command());
+        response_code(&response).unwrap_or(TPM_RC_FAILURE)
+    }
+
+    /// The locality used for commands that do not carry one.
+    pub fn locality(&self) -> u8 {
+        self.lock().locality
+    }
+
+    /// Select the locality for commands that do not carry one. Returns false (and
+    /// changes nothing) if `locality` is above 4.
+    pub fn set_locality(&self, locality: u8) -> bool {
+        if locality > MAX_LOCALITY {
+            return false;
+        }
+        self.lock().locality = locality;
+        true
+    }
+
+    /// The TPM-established flag.
+    pub fn established(&self) -> bool {
+        self.lock().tpm.established()
+    }
+
+    /// Clear the TPM-established flag as if from `locality`; false if refused.
+    pub fn reset_established(&self, locality: u8) -> bool {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let ok = match catch_unwind(AssertUnwindSafe(|| inner.tpm.reset_established(locality))) {
+            Ok(ok) => ok,
+            Err(_) => {
+                self.log
+                    .error("the TPM engine panicked; the instance is failed until restart");
+                inner.failed = true;
+                return false;
+            }
+        };
+        let _ = self.persist_locked(&mut g);
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateDirError;
+
+    fn instance(dir: &std::path::Path) -> Instance {
+        Instance::open(StateDir::open(dir).expect("statedir"), Log::none()).expect("instance")
+    }
+
+    #[test]
+    fn fresh_instance_is_persisted_at_once_and_powered_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inst = instance(dir.path());
+        assert!(dir.path().join(crate::state::STATE_FILE).exists());
+        assert!(!inst.is_running());
+        assert_eq!(
+            inst.execute(None, &StartupType::Clear.command()),
+            error_response(TPM_RC_FAILURE)
+        );
+        inst.init().expect("init");
+        assert!(inst.is_running());
+        assert_eq!(inst.execute(None, &StartupType::Clear.command()).len(), 10);
+        assert!(!inst.power_on().expect("on"), "already on");
+        inst.power_off().expect("power off");
+        assert!(!inst.is_running());
+        assert!(inst.power_on().expect("on"));
+    }
+
+    #[test]
+    fn corrupt_state_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(instance(dir.path()));
+        let path = dir.path().join(crate::state::STATE_FILE);
+        std::fs::write(&path, b"garbage").expect("write");
+        let err = Instance::open(StateDir::open(dir.path()).expect("statedir"), Log::none())
+            .expect_err("corrupt");
+        assert!(
+            matches!(err, Error::State(StateDirError::Corrupt { .. })),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), b"garbage");
+    }
+
+    #[test]
+    fn locality_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inst = instance(dir.path());
+        assert!(inst.set_locality(3));
+        assert_eq!(inst.locality(), 3);
+        assert!(!inst.set_locality(5));
+        assert_eq!(inst.locality(), 3);
+    }
+
+    #[test]
+    fn startup_command_bytes() {
+        assert_eq!(
+            StartupType::Clear.command(),
+            [0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, 0]
+        );
+        assert_eq!(StartupType::State.command()[11], 1);
+        assert_eq!(response_code(&error_response(0x142)), Some(0x142));
+        assert_eq!(response_code(&[0; 9]), None);
+    }
+}

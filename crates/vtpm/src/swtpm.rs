@@ -1,0 +1,626 @@
+//! The swtpm `socket` transport: a data channel carrying raw TPM 2.0 commands and a
+//! control channel speaking swtpm's ioctl protocol (`tpm_ioctl.h`, "Commands used by
+//! the non-CUSE TPMs"): a big-endian u32 command code and its payload; every response
+//! but CMD_GET_CAPABILITY's starts with a u32 result code.
+//!
+//! Compatibility notes (checked against swtpm 0.7.1 and its current sources):
+//! - data connections may be short-lived (tpm2-tss's swtpm TCTI connects once per
+//!   command) or persistent (QEMU); several may be open at once, each on its own thread;
+//! - a data command may carry the TCG "send command" prefix (u32 8, u8 locality,
+//!   u32 size), answered with a u32 size prefix and a u32 0 trailer;
+//! - a control request must arrive within 500 ms of its first byte, as swtpm expects;
+//!   a control connection may stay idle for any length of time;
+//! - CMD_SHUTDOWN saves the state and ends the server; CMD_STOP only powers the TPM
+//!   off (the process keeps serving, waiting for CMD_INIT), as in swtpm.
+
+use crate::instance::{error_response, response_code, Instance, MAX_LOCALITY, TPM_RC_COMMAND_SIZE};
+use crate::net::{
+    accept_loop, read_exact_by, read_first, Connections, First, Listener, StopHandle, Stream,
+};
+use crate::Error;
+use std::io::{self, IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tpm::MAX_COMMAND_SIZE;
+
+/// Control channel command codes (`CMD_*` in swtpm's `tpm_ioctl.h`).
+pub mod cmd {
+    pub const GET_CAPABILITY: u32 = 0x01;
+    pub const INIT: u32 = 0x02;
+    pub const SHUTDOWN: u32 = 0x03;
+    pub const GET_TPMESTABLISHED: u32 = 0x04;
+    pub const SET_LOCALITY: u32 = 0x05;
+    pub const HASH_START: u32 = 0x06;
+    pub const HASH_DATA: u32 = 0x07;
+    pub const HASH_END: u32 = 0x08;
+    pub const CANCEL_TPM_CMD: u32 = 0x09;
+    pub const STORE_VOLATILE: u32 = 0x0a;
+    pub const RESET_TPMESTABLISHED: u32 = 0x0b;
+    pub const GET_STATEBLOB: u32 = 0x0c;
+    pub const SET_STATEBLOB: u32 = 0x0d;
+    pub const STOP: u32 = 0x0e;
+    pub const GET_CONFIG: u32 = 0x0f;
+    pub const SET_DATAFD: u32 = 0x10;
+    pub const SET_BUFFERSIZE: u32 = 0x11;
+    pub const GET_INFO: u32 = 0x12;
+}
+
+/// Capability bits answered to CMD_GET_CAPABILITY (`PTM_CAP_*`).
+pub mod cap {
+    pub const INIT: u64 = 1;
+    pub const SHUTDOWN: u64 = 1 << 1;
+    pub const GET_TPMESTABLISHED: u64 = 1 << 2;
+    pub const SET_LOCALITY: u64 = 1 << 3;
+    pub const HASHING: u64 = 1 << 4;
+    pub const CANCEL_TPM_CMD: u64 = 1 << 5;
+    pub const STORE_VOLATILE: u64 = 1 << 6;
+    pub const RESET_TPMESTABLISHED: u64 = 1 << 7;
+    pub const GET_STATEBLOB: u64 = 1 << 8;
+    pub const SET_STATEBLOB: u64 = 1 << 9;
+    pub const STOP: u64 = 1 << 10;
+    pub const GET_CONFIG: u64 = 1 << 11;
+    pub const SET_DATAFD: u64 = 1 << 12;
+    pub const SET_BUFFERSIZE: u64 = 1 << 13;
+    pub const GET_INFO: u64 = 1 << 14;
+    pub const SEND_COMMAND_HEADER: u64 = 1 << 15;
+}
+
+/// Result codes of the control channel (TPM 1.2 return codes, as swtpm uses them).
+pub mod res {
+    pub const SUCCESS: u32 = 0x00;
+    pub const BAD_PARAMETER: u32 = 0x03;
+    pub const FAIL: u32 = 0x09;
+    pub const BAD_ORDINAL: u32 = 0x0a;
+    pub const IOERROR: u32 = 0x1f;
+    pub const BAD_LOCALITY: u32 = 0x3d;
+}
+
+/// What this server implements. Not offered: HASHING (the engine has no
+/// _TPM_Hash_Start/Data/End entry points yet), GET/SET_STATEBLOB (state migration is
+/// a later issue; QEMU then blocks migration instead of failing one).
+pub const CAPABILITIES: u64 = cap::INIT
+    | cap::SHUTDOWN
+    | cap::GET_TPMESTABLISHED
+    | cap::SET_LOCALITY
+    | cap::CANCEL_TPM_CMD
+    | cap::STORE_VOLATILE
+    | cap::RESET_TPMESTABLISHED
+    | cap::STOP
+    | cap::GET_CONFIG
+    | cap::SET_DATAFD
+    | cap::SET_BUFFERSIZE
+    | cap::GET_INFO
+    | cap::SEND_COMMAND_HEADER;
+
+/// `PTM_INIT_FLAG_DELETE_VOLATILE`: this host keeps no volatile state file, so there
+/// is never anything to delete; the flag is accepted.
+pub const INIT_FLAG_DELETE_VOLATILE: u32 = 1;
+
+/// CMD_GET_INFO flags (`SWTPM_INFO_*`).
+pub const INFO_TPMSPECIFICATION: u64 = 1;
+pub const INFO_TPMATTRIBUTES: u64 = 1 << 1;
+/// Largest CMD_GET_INFO chunk (`PTM_GETINFO_SIZE`).
+const GETINFO_SIZE: usize = 3 * 1024;
+
+/// Reported by CMD_GET_INFO. The spec revision is the one the engine implements; the
+/// manufacturer and firmware ids are placeholders until the engine exports its
+/// TPM_PT_MANUFACTURER / TPM_PT_FIRMWARE_VERSION_1 values.
+const INFO_SPEC: &str = r#""TPMSpecification":{"family":"2.0","level":0,"revision":159}"#;
+const INFO_ATTRS: &str = r#""TPMAttributes":{"manufacturer":"id:00000000","version":"id:00000000","model":"trustlaunch"}"#;
+
+/// TPM_SEND_COMMAND, the first word of the optional TCG command prefix.
+const TCG_SEND_COMMAND: u32 = 8;
+
+/// The whole control request must arrive within this time of its first byte
+/// (swtpm's rule; its clients send each request in one write).
+const CTRL_REQUEST_DEADLINE: Duration = Duration::from_millis(500);
+
+/// A running swtpm-protocol server's configuration: already-bound listeners plus
+/// behaviour switches. Build with [`SocketConfig::new`] and adjust the fields.
+#[derive(Debug)]
+pub struct SocketConfig {
+    /// The data channel (`--server`); `None` when data only comes via CMD_SET_DATAFD.
+    pub data: Option<Listener>,
+    /// The control channel (`--ctrl`).
+    pub ctrl: Option<Listener>,
+    /// Close a data connection after each response (`--server ...,disconnect`).
+    pub disconnect: bool,
+    /// Refuse CMD_SET_LOCALITY to locality 4 (`--locality reject-locality-4`).
+    pub reject_locality_4: bool,
+    /// Once the first byte of a data command arrived, the rest must follow within this.
+    pub request_timeout: Duration,
+    /// Most connections (data and control together) served at once.
+    pub max_connections: usize,
+}
+
+impl SocketConfig {
+    /// Defaults: keep data connections open, 10 s per request, 64 connections.
+    pub fn new(data: Option<Listener>, ctrl: Option<Listener>) -> SocketConfig {
+        SocketConfig {
+            data,
+            ctrl,
+            disconnect: false,
+            reject_locality_4: false,
+            request_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
+struct Shared {
+    instance: Arc<Instance>,
+    conns: Arc<Connections>,
+    stop: StopHandle,
+    disconnect: bool,
+    reject_locality_4: bool,
+    request_timeout: Duration,
+    datafd_active: AtomicBool,
+}
+
+/// Serve `instance` until `stop` is triggered (or CMD_SHUTDOWN arrives): accept on the
+/// listeners, one thread per connection. On the way out, connections are closed and
+/// the state saved; an error saving it is returned.
+pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) -> Result<(), Error> {
+    let log = instance.log().clone();
+    let shared = Arc::new(Shared {
+        instance: Arc::clone(&instance),
+        conns: Connections::new(config.max_connections, stop.clone()),
+        stop: stop.clone(),
+        disconnect: config.disconnect,
+        reject_locality_4: config.reject_locality_4,
+        request_timeout: config.request_timeout,
+        datafd_active: AtomicBool::new(false),
+    });
+    let mut listeners: Vec<(&Listener, bool)> = Vec::new();
+    if let Some(l) = &config.data {
+        log.info(format_args!("swtpm data channel on {}", l.describe()));
+        listeners.push((l, false));
+    }
+    if let Some(l) = &config.ctrl {
+        log.info(format_args!("swtpm control channel on {}", l.describe()));
+        listeners.push((l, true));
+    }
+    let ls: Vec<&Listener> = listeners.iter().map(|(l, _)| *l).collect();
+    let result = accept_loop(&ls, &stop, &log, |i, stream| {
+        let is_ctrl = listeners[i].1;
+        let sh = Arc::clone(&shared);
+        if is_ctrl {
+            shared
+                .conns
+                .spawn("ctrl", stream, &log, move |s| serve_ctrl(&sh, s));
+        } else {
+            shared
+                .conns
+                .spawn("data", stream, &log, move |s| serve_data(&sh, s));
+        }
+    });
+    stop.stop();
+    shared.conns.close_all();
+    let saved = instance.persist();
+    log.info("swtpm server stopped");
+    result.map_err(Error::Io)?;
+    saved
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Serve one data connection: commands in, responses out, until the peer closes.
+fn serve_data(sh: &Shared, mut s: Stream) {
+    let log = sh.instance.log();
+    let _ = s.set_write_timeout(Some(sh.request_timeout));
+    loop {
+        match data_round(sh, &mut s) {
+            Ok(true) if !sh.disconnect => continue,
+            Ok(_) => break,
+            Err(e) => {
+                log.info(format_args!("data connection closed: {e}"));
+                break;
+            }
+        }
+    }
+    s.shutdown();
+}
+
+/// One request/response exchange. Ok(false) when the connection is to be closed.
+fn data_round(sh: &Shared, s: &mut Stream) -> io::Result<bool> {
+    let log = sh.instance.log();
+    let mut hdr = [0u8; 10];
+    let n = match read_first(s, &mut hdr)? {
+        First::Closed => return Ok(false),
+        First::Got(n) => n,
+    };
+    let deadline = Instant::now() + sh.request_timeout;
+    read_exact_by(s, &mut hdr[n..], deadline)?;
+    let tag = u16::from_be_bytes([hdr[0], hdr[1]]);
+    let prefixed = tag != 0x8001 && tag != 0x8002 && be32(&hdr[0..4]) == TCG_SEND_COMMAND;
+    let (locality, size, have) = if prefixed {
+        (Some(hdr[4]), be32(&hdr[5..9]) as usize, &hdr[9..])
+    } else {
+        (None, be32(&hdr[2..6]) as usize, &hdr[..])
+    };
+    if size < 10 || size > MAX_COMMAND_SIZE {
+        log.info(format_args!(
+            "data: command size {size} out of range 10..={MAX_COMMAND_SIZE}; closing"
+        ));
+        write_response(s, prefixed, &error_response(TPM_RC_COMMAND_SIZE))?;
+        return Ok(false);
+    }
+    let mut command = vec![0u8; size];
+    command[..have.len()].copy_from_slice(have);
+    read_exact_by(s, &mut command[have.len()..], deadline)?;
+    if let Some(loc) = locality {
+        // As swtpm: the prefix's locality becomes the current locality.
+        sh.instance.set_locality(loc);
+    }
+    log.trace_bytes("data: command", &command);
+    let response = sh.instance.execute(locality, &command);
+    log.write(
+        crate::log::level::DEBUG,
+        format_args!(
+            "data: cc {:#x} ({} bytes) -> rc {:#x} ({} bytes)",
+            be32(&command[6..10]),
+            command.len(),
+            response_code(&response).unwrap_or(0),
+            response.len()
+        ),
+    );
+    log.trace_bytes("data: response", &response);
+    write_response(s, prefixed, &response)?;
+    Ok(true)
+}
+
+fn write_response(s: &mut Stream, prefixed: bool, response: &[u8]) -> io::Result<()> {
+    if prefixed {
+        let mut framed = Vec::with_capacity(response.len() + 8);
+        framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
+        framed.extend_from_slice(response);
+        framed.extend_from_slice(&0u32.to_be_bytes());
+        s.write_all(&framed)
+    } else {
+        s.write_all(response)
+    }
+}
+
+/// Payload bytes a control command needs after its code (`None`: variable-length,
+/// not supported, answered and the connection closed).
+fn ctrl_payload_len(code: u32) -> Option<usize> {
+    Some(match code {
+        cmd::INIT | cmd::SET_BUFFERSIZE => 4,
+        cmd::SET_LOCALITY | cmd::RESET_TPMESTABLISHED => 1,
+        cmd::GET_STATEBLOB => 12,
+        cmd::GET_INFO => 16,
+        cmd::HASH_DATA | cmd::SET_STATEBLOB => return None,
+        _ => 0,
+    })
+}
+
+/// Read one control request: the first chunk as it arrives (with any passed file
+/// descriptors), then whatever the command still needs, within the deadline.
+fn read_ctrl_request(s: &mut Stream) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    let mut buf = vec![0u8; 8192];
+    let mut fds = Vec::new();
+    s.set_read_timeout(None)?;
+    let got = match s.unix() {
+        Some(u) => loop {
+            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+            let mut anc = rustix::net::RecvAncillaryBuffer::new(&mut space);
+            match rustix::net::recvmsg(
+                u,
+                &mut [IoSliceMut::new(&mut buf)],
+                &mut anc,
+                rustix::net::RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Ok(r) => {
+                    for msg in anc.drain() {
+                        if let rustix::net::RecvAncillaryMessage::ScmRights(passed) = msg {
+                            fds.extend(passed);
+                        }
+                    }
+                    break r.bytes;
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        },
+        None => match read_first(s, &mut buf)? {
+            First::Closed => 0,
+            First::Got(n) => n,
+        },
+    };
+    if got == 0 {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + CTRL_REQUEST_DEADLINE;
+    let mut len = got;
+    loop {
+        let needed = if len >= 4 {
+            4 + ctrl_payload_len(be32(&buf[..4])).unwrap_or(0)
+        } else {
+            4
+        };
+        if len >= needed {
+            break;
+        }
+        // Incomplete at the deadline: answered as a bad parameter, like swtpm does.
+        if read_exact_by(s, &mut buf[len..needed], deadline).is_err() {
+            break;
+        }
+        len = needed;
+    }
+    buf.truncate(len);
+    Ok(Some((buf, fds)))
+}
+
+/// What to do after a control response was sent.
+enum After {
+    Continue,
+    Close,
+    Shutdown,
+}
+
+fn serve_ctrl(sh: &Arc<Shared>, mut s: Stream) {
+    let log = sh.instance.log().clone();
+    let _ = s.set_write_timeout(Some(sh.request_timeout));
+    loop {
+        let (req, fds) = match read_ctrl_request(&mut s) {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                log.info(format_args!("control connection closed: {e}"));
+                break;
+            }
+        };
+        log.trace_bytes("ctrl: request", &req);
+        let (response, after) = handle_ctrl(sh, &req, fds);
+        log.write(
+            crate::log::level::DEBUG,
+            format_args!(
+                "ctrl: command {:#x} -> {}",
+                if req.len() >= 4 { be32(&req) } else { 0 },
+                if req.len() >= 4 && be32(&req) == cmd::GET_CAPABILITY {
+                    "capabilities".to_string()
+                } else {
+                    format!("result {:#x}", response.get(..4).map(be32).unwrap_or(0))
+                }
+            ),
+        );
+        log.trace_bytes("ctrl: response", &response);
+        if let Err(e) = s.write_all(&response) {
+            log.info(format_args!(
+                "control connection: cannot send response: {e}"
+            ));
+            break;
+        }
+        match after {
+            After::Continue => {}
+            After::Close => break,
+            After::Shutdown => {
+                log.info("CMD_SHUTDOWN: stopping");
+                sh.stop.stop();
+                break;
+            }
+        }
+    }
+    s.shutdown();
+}
+
+fn result(code: u32) -> Vec<u8> {
+    code.to_be_bytes().to_vec()
+}
+
+/// Handle one complete control request and produce its response.
+fn handle_ctrl(sh: &Arc<Shared>, req: &[u8], fds: Vec<OwnedFd>) -> (Vec<u8>, After) {
+    let inst = &sh.instance;
+    let log = inst.log();
+    if req.len() < 4 {
+        return (result(res::BAD_PARAMETER), After::Continue);
+    }
+    let code = be32(req);
+    let body = &req[4..];
+    let running = inst.is_running();
+    let ok = |r: u32| (result(r), After::Continue);
+    match code {
+        cmd::GET_CAPABILITY => (CAPABILITIES.to_be_bytes().to_vec(), After::Continue),
+        cmd::INIT => {
+            if body.len() != 4 {
+                return ok(res::BAD_PARAMETER);
+            }
+            let flags = be32(body);
+            log.info(format_args!("CMD_INIT (flags {flags:#x})"));
+            match inst.init() {
+                Ok(()) => ok(res::SUCCESS),
+                Err(e) => {
+                    log.error(format_args!("CMD_INIT: {e}"));
+                    ok(res::FAIL)
+                }
+            }
+        }
+        cmd::STOP => {
+            if !body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            log.info("CMD_STOP: TPM powered off");
+            match inst.power_off() {
+                Ok(()) => ok(res::SUCCESS),
+                Err(_) => ok(res::FAIL),
+            }
+        }
+        cmd::SHUTDOWN => {
+            if !body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            let r = match inst.power_off() {
+                Ok(()) => res::SUCCESS,
+                Err(_) => res::FAIL,
+            };
+            (result(r), After::Shutdown)
+        }
+        cmd::GET_TPMESTABLISHED => {
+            if !running {
+                return ok(res::BAD_ORDINAL);
+            }
+            if !body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            // struct ptm_est's response: u32 result, u8 bit, 3 bytes of padding.
+            let mut r = result(res::SUCCESS);
+            r.extend_from_slice(&[u8::from(inst.established()), 0, 0, 0]);
+            (r, After::Continue)
+        }
+        cmd::RESET_TPMESTABLISHED => {
+            if !running {
+                return ok(res::BAD_ORDINAL);
+            }
+            if body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            let loc = body[0];
+            if loc > MAX_LOCALITY || !inst.reset_established(loc) {
+                return ok(res::BAD_LOCALITY);
+            }
+            ok(res::SUCCESS)
+        }
+        cmd::SET_LOCALITY => {
+            if body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            let loc = body[0];
+            if loc == 4 && sh.reject_locality_4 {
+                return ok(res::BAD_LOCALITY);
+            }
+            if !inst.set_locality(loc) {
+                return ok(res::BAD_LOCALITY);
+            }
+            ok(res::SUCCESS)
+        }
+        cmd::CANCEL_TPM_CMD => {
+            if !running {
+                return ok(res::BAD_ORDINAL);
+            }
+            if !body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            // Commands run to completion; there is never one to cancel.
+            ok(res::SUCCESS)
+        }
+        cmd::STORE_VOLATILE => {
+            if !running {
+                return ok(res::BAD_ORDINAL);
+            }
+            if !body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            match inst.persist() {
+                Ok(()) => ok(res::SUCCESS),
+                Err(_) => ok(res::FAIL),
+            }
+        }
+        cmd::GET_CONFIG => {
+            if !body.is_empty() {
+                return ok(res::BAD_PARAMETER);
+            }
+            // Flags: PTM_CONFIG_FLAG_FILE_KEY / _MIGRATION_KEY; no keys exist yet.
+            let mut r = result(res::SUCCESS);
+            r.extend_from_slice(&0u32.to_be_bytes());
+            (r, After::Continue)
+        }
+        cmd::SET_DATAFD => set_datafd(sh, fds),
+        cmd::SET_BUFFERSIZE => {
+            if body.len() < 4 {
+                return ok(res::BAD_PARAMETER);
+            }
+            let requested = be32(body);
+            if requested > 0 && running {
+                return ok(res::BAD_ORDINAL);
+            }
+            // The engine's buffers have one fixed size: every request gets it.
+            let size = MAX_COMMAND_SIZE as u32;
+            let mut r = result(res::SUCCESS);
+            for v in [size, size, size] {
+                r.extend_from_slice(&v.to_be_bytes());
+            }
+            (r, After::Continue)
+        }
+        cmd::GET_INFO => {
+            if body.len() < 16 {
+                return ok(res::BAD_PARAMETER);
+            }
+            let flags = u64::from_be_bytes([
+                body[0], body[1], body[2], body[3], body[4], body[5], body[6], body[7],
+            ]);
+            let offset = be32(&body[8..12]) as usize;
+            let info = info_json(flags);
+            if offset >= info.len() {
+                return ok(res::BAD_PARAMETER);
+            }
+            let mut data = info.into_bytes();
+            data.push(0); // the C string's terminator is part of the data
+            let total = data.len();
+            let chunk = &data[offset..total.min(offset + GETINFO_SIZE)];
+            let mut r = result(res::SUCCESS);
+            r.extend_from_slice(&(total as u32).to_be_bytes());
+            r.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+            r.extend_from_slice(chunk);
+            (r, After::Continue)
+        }
+        cmd::HASH_DATA | cmd::SET_STATEBLOB => {
+            // Variable-length payloads that are not supported: answer, then close so
+            // the unread payload cannot be mistaken for further requests.
+            log.info(format_args!("control command {code:#x} is not supported"));
+            (result(res::BAD_ORDINAL), After::Close)
+        }
+        _ => {
+            log.info(format_args!("control command {code:#x} is not supported"));
+            ok(res::BAD_ORDINAL)
+        }
+    }
+}
+
+fn info_json(flags: u64) -> String {
+    let mut parts = Vec::new();
+    if flags & INFO_TPMSPECIFICATION != 0 {
+        parts.push(INFO_SPEC);
+    }
+    if flags & INFO_TPMATTRIBUTES != 0 {
+        parts.push(INFO_ATTRS);
+    }
+    format!("{{{}}}", parts.join(","))
+}
+
+/// CMD_SET_DATAFD: the passed descriptor (a connected stream socket) becomes a data
+/// connection, as QEMU uses it.
+fn set_datafd(sh: &Arc<Shared>, mut fds: Vec<OwnedFd>) -> (Vec<u8>, After) {
+    let log = sh.instance.log().clone();
+    if fds.is_empty() {
+        log.info("CMD_SET_DATAFD without a file descriptor");
+        return (result(res::BAD_PARAMETER), After::Continue);
+    }
+    // Extra descriptors (there should be none) are closed when dropped.
+    let fd = fds.swap_remove(0);
+    if let Ok(st) = rustix::fs::fstat(&fd) {
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
+            log.info("CMD_SET_DATAFD: the descriptor is not a socket");
+            return (result(res::BAD_PARAMETER), After::Continue);
+        }
+    }
+    if sh.datafd_active.swap(true, Ordering::SeqCst) {
+        return (result(res::IOERROR), After::Continue);
+    }
+    log.info("CMD_SET_DATAFD: serving the passed data channel");
+    let stream = Stream::from(fd);
+    let sh2 = Arc::clone(sh);
+    let started = sh.conns.spawn("datafd", stream, &log, move |s| {
+        serve_data(&sh2, s);
+        sh2.datafd_active.store(false, Ordering::SeqCst);
+    });
+    if !started {
+        sh.datafd_active.store(false, Ordering::SeqCst);
+        return (result(res::IOERROR), After::Continue);
+    }
+    (result(res::SUCCESS), After::Continue)
+}
