@@ -1,0 +1,118 @@
+//! `trustlaunch bench vtpm` runs end to end: it starts swtpm and our server, drives both
+//! through tpm2-tss's swtpm TCTI (a real client library), checks every response (the bench
+//! fails on a TPM error or a malformed response) and prints the table.
+//!
+//! These tests check the harness and the output, not speed: they run short, in a debug build,
+//! next to other tests.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use wait_timeout::ChildExt;
+
+const OPERATIONS: [&str; 3] = ["PCR_Extend", "PCR_Read", "GetRandom"];
+
+struct Row {
+    peer: f64,
+    ours: f64,
+    ratio: f64,
+}
+
+fn run_bench(extra: &[&str]) -> (String, Vec<Row>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out_path = dir.path().join("bench.out");
+    let err_path = dir.path().join("bench.err");
+    let mut args = vec!["bench", "vtpm", "--ops", "100", "--rounds", "3"];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustlaunch"))
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("run trustlaunch bench");
+    let status = match child.wait_timeout(Duration::from_secs(180)) {
+        Ok(Some(status)) => status,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("trustlaunch bench vtpm did not finish within 180 s");
+        }
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "trustlaunch {} failed ({status})\nstdout:\n{out}\nstderr:\n{err}",
+        args.join(" ")
+    );
+
+    let rows = OPERATIONS
+        .iter()
+        .map(|op| {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(op))
+                .unwrap_or_else(|| panic!("no {op} row in\n{out}"));
+            // "<name…>  14,000 (13,900-14,100)  21,000 (…)  1.50x": the medians are the
+            // numbers right before each "(", the ratio ends in "x".
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let number = |w: &str| -> f64 {
+                w.replace(',', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("not a number {w:?} in {line:?}"))
+            };
+            let medians: Vec<f64> = words
+                .windows(2)
+                .filter(|w| {
+                    w[1].starts_with('(') && w[0].chars().all(|c| c.is_ascii_digit() || c == ',')
+                })
+                .map(|w| number(w[0]))
+                .collect();
+            assert_eq!(medians.len(), 2, "two medians in {line:?}");
+            let ratio = words
+                .last()
+                .and_then(|w| w.strip_suffix('x'))
+                .map(number)
+                .unwrap_or_else(|| panic!("no ratio in {line:?}"));
+            Row {
+                peer: medians[0],
+                ours: medians[1],
+                ratio,
+            }
+        })
+        .collect();
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("command: ") && last.contains("bench vtpm --ops 100 --rounds 3"),
+        "final line names the command: {last:?}"
+    );
+    (out, rows)
+}
+
+fn check_rows(out: &str, rows: &[Row]) {
+    for row in rows {
+        assert!(row.peer > 0.0 && row.ours > 0.0, "positive rates\n{out}");
+        // The printed ratio is ours/swtpm of the printed medians (to the printed precision).
+        let want = row.ours / row.peer;
+        assert!(
+            (row.ratio - want).abs() <= 0.01 + want * 0.01,
+            "ratio {} vs {want}\n{out}",
+            row.ratio
+        );
+    }
+}
+
+/// The harness itself, with swtpm on both sides: only tpm2-tss and swtpm involved.
+#[test]
+fn bench_harness_swtpm_against_itself() {
+    let (out, rows) = run_bench(&["--as-ours", "swtpm"]);
+    check_rows(&out, &rows);
+}
+
+/// The real comparison: swtpm against `trustlaunch vtpm socket`.
+#[test]
+fn bench_swtpm_against_ours() {
+    let (out, rows) = run_bench(&[]);
+    check_rows(&out, &rows);
+    assert!(out.contains("vtpm socket"), "{out}");
+}
