@@ -24,6 +24,7 @@ mod commands;
 mod drbg;
 mod engine;
 pub mod hash;
+pub mod kdf;
 mod pcr;
 pub mod rc;
 mod state;
