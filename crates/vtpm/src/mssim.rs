@@ -202,14 +202,15 @@ fn command_loop(sh: &Shared, s: &mut Stream) -> io::Result<()> {
                     Vec::new()
                 };
                 record_sizes(sh, &command, &response);
-                log.write(
-                    crate::log::level::DEBUG,
-                    format_args!(
-                        "mssim: locality {locality}, {size}-byte command -> rc {:#x} ({} bytes)",
+                if log.enabled(crate::log::level::DEBUG) {
+                    let cc = command.get(6..10).map(be32).unwrap_or(0);
+                    log.debug(format_args!(
+                        "mssim: {} ({cc:#x}) at locality {locality}, {size} bytes -> rc {:#x} ({} bytes)",
+                        tpm::command_name(cc).unwrap_or("unknown command"),
                         response_code(&response).unwrap_or(0),
                         response.len()
-                    ),
-                );
+                    ));
+                }
                 log.trace_bytes("mssim: command", &command);
                 log.trace_bytes("mssim: response", &response);
                 write_framed(s, &response)?;

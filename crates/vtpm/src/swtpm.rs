@@ -105,11 +105,22 @@ pub const INFO_TPMATTRIBUTES: u64 = 1 << 1;
 /// Largest CMD_GET_INFO chunk (`PTM_GETINFO_SIZE`).
 const GETINFO_SIZE: usize = 3 * 1024;
 
-/// Reported by CMD_GET_INFO. The spec revision is the one the engine implements; the
-/// manufacturer and firmware ids are placeholders until the engine exports its
-/// TPM_PT_MANUFACTURER / TPM_PT_FIRMWARE_VERSION_1 values.
+/// Reported by CMD_GET_INFO, matching what the engine reports through
+/// TPM2_GetCapability: spec revision 159, TPM_PT_MANUFACTURER "TLCH", and
+/// TPM_PT_FIRMWARE_VERSION_1 = major << 16 | minor of the workspace version.
 const INFO_SPEC: &str = r#""TPMSpecification":{"family":"2.0","level":0,"revision":159}"#;
-const INFO_ATTRS: &str = r#""TPMAttributes":{"manufacturer":"id:00000000","version":"id:00000000","model":"trustlaunch"}"#;
+const INFO_MANUFACTURER: &[u8; 4] = b"TLCH";
+
+fn info_attributes() -> String {
+    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    format!(
+        r#""TPMAttributes":{{"manufacturer":"id:{:08X}","version":"id:{:08X}","model":"trustlaunch"}}"#,
+        u32::from_be_bytes(*INFO_MANUFACTURER),
+        (major << 16) | (minor & 0xffff)
+    )
+}
 
 /// TPM_SEND_COMMAND, the first word of the optional TCG command prefix.
 const TCG_SEND_COMMAND: u32 = 8;
@@ -259,16 +270,16 @@ fn data_round(sh: &Shared, s: &mut Stream) -> io::Result<bool> {
     }
     log.trace_bytes("data: command", &command);
     let response = sh.instance.execute(locality, &command);
-    log.write(
-        crate::log::level::DEBUG,
-        format_args!(
-            "data: cc {:#x} ({} bytes) -> rc {:#x} ({} bytes)",
-            be32(&command[6..10]),
+    if log.enabled(crate::log::level::DEBUG) {
+        let cc = be32(&command[6..10]);
+        log.debug(format_args!(
+            "data: {} ({cc:#x}, {} bytes) -> rc {:#x} ({} bytes)",
+            tpm::command_name(cc).unwrap_or("unknown command"),
             command.len(),
             response_code(&response).unwrap_or(0),
             response.len()
-        ),
-    );
+        ));
+    }
     log.trace_bytes("data: response", &response);
     write_response(s, prefixed, &response)?;
     Ok(true)
@@ -584,10 +595,10 @@ fn handle_ctrl(sh: &Arc<Shared>, req: &[u8], fds: Vec<OwnedFd>) -> (Vec<u8>, Aft
 fn info_json(flags: u64) -> String {
     let mut parts = Vec::new();
     if flags & INFO_TPMSPECIFICATION != 0 {
-        parts.push(INFO_SPEC);
+        parts.push(INFO_SPEC.to_string());
     }
     if flags & INFO_TPMATTRIBUTES != 0 {
-        parts.push(INFO_ATTRS);
+        parts.push(info_attributes());
     }
     format!("{{{}}}", parts.join(","))
 }

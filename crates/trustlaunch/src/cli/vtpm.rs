@@ -1,13 +1,258 @@
-//! `trustlaunch vtpm …` (stub, to be written).
-use clap::Subcommand;
-use std::process::ExitCode;
+//! `trustlaunch vtpm socket|mssim`: serve one vTPM over swtpm's socket protocol (taking
+//! swtpm's own `socket` arguments) or over the Microsoft simulator protocol.
+//!
+//! Startup order, as swtpm: validate every option, open and lock the state directory
+//! (restoring or manufacturing the TPM), bind every socket, then write the pid file:
+//! once the pid file exists, the sockets accept connections. SIGTERM and SIGINT save
+//! the state and exit 0.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use vtpm::options::{self, LogOption, PidOption, SeccompAction};
+use vtpm::setup::{open_log, PidFile};
+use vtpm::{Endpoint, Instance, Listener, Log, StateDir, StopHandle};
 
 #[derive(Debug, Subcommand)]
 pub enum VtpmCommand {
-    /// Serve a vTPM over the swtpm socket protocol.
-    Socket,
+    /// Serve a vTPM over swtpm's socket protocol; accepts `swtpm socket` arguments.
+    Socket(SocketArgs),
+    /// Serve a vTPM over the Microsoft TPM 2.0 simulator protocol (ports N and N+1).
+    Mssim(MssimArgs),
 }
 
-pub fn run(_cmd: VtpmCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+/// The subset of `swtpm socket` options this server implements, with swtpm's syntax.
+#[derive(Debug, Args)]
+pub struct SocketArgs {
+    /// Emulate a TPM 2.0 (required: TPM 1.2 is not implemented).
+    #[arg(long)]
+    tpm2: bool,
+    /// Data channel: [type=tcp][,port=N][,bindaddr=A][,disconnect] or
+    /// type=unixio,path=P[,mode=0770][,uid=U][,gid=G].
+    #[arg(long, value_name = "OPTIONS")]
+    server: Option<String>,
+    /// Control channel: type=tcp,port=N[,bindaddr=A] or
+    /// type=unixio,path=P[,mode=0770][,uid=U][,gid=G].
+    #[arg(long, value_name = "OPTIONS")]
+    ctrl: Option<String>,
+    /// State directory: dir=D[,mode=0640] (or backend-uri=dir://D).
+    #[arg(long, value_name = "OPTIONS")]
+    tpmstate: Option<String>,
+    /// [not-need-init][,startup-clear|startup-state|startup-none].
+    #[arg(long, value_name = "OPTIONS")]
+    flags: Option<String>,
+    /// file=PATH|fd=N[,level=N][,prefix=S][,truncate]; file=- disables logging.
+    /// Without --log, errors go to stderr.
+    #[arg(long, value_name = "OPTIONS")]
+    log: Option<String>,
+    /// file=PATH|fd=N: written once all sockets are bound.
+    #[arg(long, value_name = "OPTIONS")]
+    pid: Option<String>,
+    /// [reject-locality-4]: refuse CMD_SET_LOCALITY to locality 4.
+    #[arg(long, value_name = "OPTIONS")]
+    locality: Option<String>,
+    /// action=none|kill|log: accepted for compatibility and ignored (no seccomp
+    /// profile is installed).
+    #[arg(long, value_name = "OPTIONS")]
+    seccomp: Option<String>,
+    /// Detach: return once the sockets are bound, leaving the server running.
+    #[arg(short = 'd', long)]
+    daemon: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MssimArgs {
+    /// Command port; the platform port is PORT+1.
+    #[arg(long, default_value_t = 2321)]
+    port: u16,
+    /// Address to bind both ports to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bindaddr: String,
+    /// State directory: dir=D[,mode=0640].
+    #[arg(long, value_name = "OPTIONS")]
+    tpmstate: String,
+    /// file=PATH|fd=N: written once both ports are bound.
+    #[arg(long, value_name = "OPTIONS")]
+    pid: Option<String>,
+    /// file=PATH|fd=N[,level=N][,prefix=S][,truncate]; file=- disables logging.
+    #[arg(long, value_name = "OPTIONS")]
+    log: Option<String>,
+}
+
+pub fn run(cmd: VtpmCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VtpmCommand::Socket(a) => run_socket(a),
+        VtpmCommand::Mssim(a) => run_mssim(a),
+    }
+}
+
+/// Set in the environment of the detached child of `--daemon`.
+const DAEMON_ENV: &str = "TRUSTLAUNCH_VTPM_DAEMON_CHILD";
+/// The line the detached child prints once it is serving.
+const DAEMON_READY: &str = "trustlaunch-vtpm-ready";
+
+fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
+    if !a.tpm2 {
+        bail!("--tpm2 is required: only TPM 2.0 is implemented");
+    }
+    let server = a.server.as_deref().map(options::parse_server).transpose()?;
+    let ctrl = a.ctrl.as_deref().map(options::parse_ctrl).transpose()?;
+    let tpmstate = match a.tpmstate.as_deref() {
+        Some(s) => options::parse_tpmstate(s)?,
+        None => bail!("--tpmstate dir=D is required"),
+    };
+    let flags = a.flags.as_deref().map(options::parse_flags).transpose()?.unwrap_or_default();
+    let log_opt = a.log.as_deref().map(options::parse_log).transpose()?;
+    let pid = a.pid.as_deref().map(options::parse_pid).transpose()?;
+    let locality = a.locality.as_deref().map(options::parse_locality).transpose()?.unwrap_or_default();
+    let seccomp = a.seccomp.as_deref().map(options::parse_seccomp).transpose()?;
+    if server.is_none() && ctrl.is_none() {
+        bail!("give --server, --ctrl or both: without them nothing can reach the TPM");
+    }
+    if let (Some(s), Some(c)) = (&server, &ctrl) {
+        if s.endpoint == c.endpoint {
+            bail!("--server and --ctrl name the same socket ({})", s.endpoint);
+        }
+    }
+    if a.daemon {
+        return daemonize();
+    }
+
+    let log = make_log(log_opt.as_ref())?;
+    if let Some(action) = seccomp {
+        if action != SeccompAction::None {
+            log.info(format_args!("--seccomp action={action:?} ignored: no seccomp profile is installed"));
+        }
+    }
+    let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
+    let instance = Arc::new(Instance::open(dir, log.clone())?);
+    let data = match &server {
+        Some(s) => Some(bind("--server", &s.endpoint)?),
+        None => None,
+    };
+    let ctrl_l = match &ctrl {
+        Some(c) => Some(bind("--ctrl", &c.endpoint)?),
+        None => None,
+    };
+    if flags.not_need_init {
+        instance.init()?;
+    }
+    if let Some(kind) = flags.startup {
+        let rc = instance.startup(kind);
+        if rc != 0 {
+            log.warn(format_args!("TPM2_Startup({kind:?}) returned {rc:#x}"));
+        }
+    }
+    let stop = StopHandle::new()?;
+    stop_on_signals(&stop, &log)?;
+    let _pid = write_pid(pid.as_ref())?;
+    signal_daemon_parent();
+
+    let mut config = vtpm::swtpm::SocketConfig::new(data, ctrl_l);
+    config.disconnect = server.as_ref().is_some_and(|s| s.disconnect);
+    config.reject_locality_4 = locality.reject_locality_4;
+    vtpm::swtpm::serve(instance, config, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_mssim(a: MssimArgs) -> anyhow::Result<ExitCode> {
+    let tpmstate = options::parse_tpmstate(&a.tpmstate)?;
+    let log_opt = a.log.as_deref().map(options::parse_log).transpose()?;
+    let pid = a.pid.as_deref().map(options::parse_pid).transpose()?;
+    let addr: IpAddr = {
+        let v = a.bindaddr.as_str();
+        let v = v.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(v);
+        v.parse()
+            .map_err(|_| anyhow::anyhow!("--bindaddr: '{}' is not an IPv4 or IPv6 address", a.bindaddr))?
+    };
+    if a.port == 0 || a.port == u16::MAX {
+        bail!("--port: {} leaves no room for the platform port PORT+1 (use 1-65534)", a.port);
+    }
+
+    let log = make_log(log_opt.as_ref())?;
+    let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
+    let instance = Arc::new(Instance::open(dir, log.clone())?);
+    let command = bind("--port", &Endpoint::Tcp { addr, port: a.port })?;
+    let platform = bind("--port", &Endpoint::Tcp { addr, port: a.port + 1 })?;
+    let stop = StopHandle::new()?;
+    stop_on_signals(&stop, &log)?;
+    let _pid = write_pid(pid.as_ref())?;
+    vtpm::mssim::serve(instance, vtpm::mssim::MssimConfig::new(command, platform), stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn make_log(opt: Option<&LogOption>) -> anyhow::Result<Log> {
+    match opt {
+        Some(o) => Ok(open_log(o).context("--log")?),
+        None => Ok(Log::stderr(1, None)),
+    }
+}
+
+fn bind(option: &str, endpoint: &Endpoint) -> anyhow::Result<Listener> {
+    Listener::bind(endpoint).with_context(|| format!("{option}: cannot listen on {endpoint}"))
+}
+
+fn write_pid(opt: Option<&PidOption>) -> anyhow::Result<Option<PidFile>> {
+    opt.map(|p| PidFile::write(p).context("--pid")).transpose()
+}
+
+/// SIGTERM / SIGINT: stop serving; `serve` then saves the state and returns.
+fn stop_on_signals(stop: &StopHandle, log: &Log) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("cannot install signal handlers")?;
+    let stop = stop.clone();
+    let log = log.clone();
+    std::thread::Builder::new().name("vtpm-signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log.info(format_args!("signal {sig}: saving state and stopping"));
+            stop.stop();
+        }
+    })?;
+    Ok(())
+}
+
+/// `--daemon`: run this same command again without it, detached in its own process
+/// group, and return once the child reports that its sockets are bound (or relay its
+/// error and fail). Re-executing keeps the process free of fork-after-threads hazards.
+fn daemonize() -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("--daemon: cannot find this executable")?;
+    let args: Vec<OsString> =
+        std::env::args_os().skip(1).filter(|a| a != "--daemon" && a != "-d").collect();
+    let (reader, writer) = std::io::pipe().context("--daemon: pipe")?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env(DAEMON_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().context("--daemon: pipe")?)
+        .stderr(writer)
+        .process_group(0)
+        .spawn()
+        .context("--daemon: cannot start the server process")?;
+    let mut stderr = std::io::stderr();
+    for line in BufReader::new(reader).lines() {
+        let line = line.unwrap_or_default();
+        if line == DAEMON_READY {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let _ = writeln!(stderr, "{line}");
+    }
+    let status = child.wait().context("--daemon: waiting for the server process")?;
+    bail!("the server process exited before it was ready ({status})");
+}
+
+/// In the detached child of `--daemon`: tell the parent we are serving. The pipe is
+/// the child's stdout and stderr; once the parent has gone, writes to them fail
+/// harmlessly (use --log file=... to keep a daemon's log).
+fn signal_daemon_parent() {
+    if std::env::var_os(DAEMON_ENV).is_some() {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{DAEMON_READY}");
+        let _ = out.flush();
+    }
 }
