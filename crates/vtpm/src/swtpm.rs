@@ -112,7 +112,9 @@ const INFO_SPEC: &str = r#""TPMSpecification":{"family":"2.0","level":0,"revisio
 const INFO_MANUFACTURER: &[u8; 4] = b"TLCH";
 
 fn info_attributes() -> String {
-    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
     format!(
@@ -254,7 +256,7 @@ fn data_round(sh: &Shared, s: &mut Stream) -> io::Result<bool> {
     } else {
         (None, be32(&hdr[2..6]) as usize, &hdr[..])
     };
-    if size < 10 || size > MAX_COMMAND_SIZE {
+    if !(10..=MAX_COMMAND_SIZE).contains(&size) {
         log.info(format_args!(
             "data: command size {size} out of range 10..={MAX_COMMAND_SIZE}; closing"
         ));

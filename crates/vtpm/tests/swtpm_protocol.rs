@@ -31,27 +31,42 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = TcpListener::bind("127.0.0.1:0").expect("bind data");
         let ctrl = TcpListener::bind("127.0.0.1:0").expect("bind ctrl");
-        let (data_addr, ctrl_addr) = (data.local_addr().expect("addr"), ctrl.local_addr().expect("addr"));
-        let instance = Arc::new(
-            Instance::open(StateDir::open(dir.path()).expect("statedir"), Log::none()).expect("instance"),
+        let (data_addr, ctrl_addr) = (
+            data.local_addr().expect("addr"),
+            ctrl.local_addr().expect("addr"),
         );
-        let mut config = SocketConfig::new(Some(Listener::from_tcp(data)), Some(Listener::from_tcp(ctrl)));
+        let instance = Arc::new(
+            Instance::open(StateDir::open(dir.path()).expect("statedir"), Log::none())
+                .expect("instance"),
+        );
+        let mut config = SocketConfig::new(
+            Some(Listener::from_tcp(data)),
+            Some(Listener::from_tcp(ctrl)),
+        );
         configure(&mut config);
         let stop = StopHandle::new().expect("stop");
         let s2 = stop.clone();
         let thread = std::thread::spawn(move || serve(instance, config, s2));
-        Server { data: data_addr, ctrl: ctrl_addr, stop, thread: Some(thread), dir }
+        Server {
+            data: data_addr,
+            ctrl: ctrl_addr,
+            stop,
+            thread: Some(thread),
+            dir,
+        }
     }
 
     fn data(&self) -> TcpStream {
         let s = TcpStream::connect(self.data).expect("connect data");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         s
     }
 
     fn ctrl(&self) -> TcpStream {
         let s = TcpStream::connect(self.ctrl).expect("connect ctrl");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         s
     }
 
@@ -61,11 +76,18 @@ impl Server {
     }
 
     fn init(&self) {
-        assert_eq!(self.ctrl_cmd(cmd::INIT, &1u32.to_be_bytes(), 4), be(res::SUCCESS));
+        assert_eq!(
+            self.ctrl_cmd(cmd::INIT, &1u32.to_be_bytes(), 4),
+            be(res::SUCCESS)
+        );
     }
 
     fn join(mut self) -> Result<(), vtpm::Error> {
-        self.thread.take().expect("thread").join().expect("server thread panicked")
+        self.thread
+            .take()
+            .expect("thread")
+            .join()
+            .expect("server thread panicked")
     }
 }
 
@@ -126,7 +148,11 @@ fn assert_eof(s: &mut impl Read) {
     match s.read(&mut b) {
         Ok(0) => {}
         Ok(_) => panic!("expected EOF, got data"),
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "expected EOF: {e}"),
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "expected EOF: {e}"
+        ),
     }
 }
 
@@ -145,9 +171,15 @@ fn capabilities() {
 fn data_before_init_fails_then_init_starts_the_tpm() {
     let srv = Server::start(|_| {});
     let mut d = srv.data();
-    assert_eq!(transact(&mut d, &STARTUP_CLEAR), error_response(TPM_RC_FAILURE));
+    assert_eq!(
+        transact(&mut d, &STARTUP_CLEAR),
+        error_response(TPM_RC_FAILURE)
+    );
     // The connection survives a failure response.
-    assert_eq!(transact(&mut d, &STARTUP_CLEAR), error_response(TPM_RC_FAILURE));
+    assert_eq!(
+        transact(&mut d, &STARTUP_CLEAR),
+        error_response(TPM_RC_FAILURE)
+    );
     srv.init();
     assert_eq!(rc(&transact(&mut d, &STARTUP_CLEAR)), 0);
     let r = transact(&mut d, &GET_RANDOM_8);
@@ -158,7 +190,10 @@ fn data_before_init_fails_then_init_starts_the_tpm() {
 #[test]
 fn init_payload_must_be_exactly_four_bytes() {
     let srv = Server::start(|_| {});
-    assert_eq!(srv.ctrl_cmd(cmd::INIT, &[0, 0, 0, 0, 0], 4), be(res::BAD_PARAMETER));
+    assert_eq!(
+        srv.ctrl_cmd(cmd::INIT, &[0, 0, 0, 0, 0], 4),
+        be(res::BAD_PARAMETER)
+    );
     // Too short: answered once swtpm's 500 ms request deadline passes.
     let t = Instant::now();
     assert_eq!(srv.ctrl_cmd(cmd::INIT, &[0, 0], 4), be(res::BAD_PARAMETER));
@@ -169,25 +204,49 @@ fn init_payload_must_be_exactly_four_bytes() {
 fn established_and_locality() {
     let srv = Server::start(|_| {});
     // Not running: GET_TPMESTABLISHED is refused like an unknown ordinal.
-    assert_eq!(srv.ctrl_cmd(cmd::GET_TPMESTABLISHED, &[], 4), be(res::BAD_ORDINAL));
+    assert_eq!(
+        srv.ctrl_cmd(cmd::GET_TPMESTABLISHED, &[], 4),
+        be(res::BAD_ORDINAL)
+    );
     // SET_LOCALITY works whether or not the TPM runs.
     assert_eq!(srv.ctrl_cmd(cmd::SET_LOCALITY, &[3], 4), be(res::SUCCESS));
-    assert_eq!(srv.ctrl_cmd(cmd::SET_LOCALITY, &[5], 4), be(res::BAD_LOCALITY));
+    assert_eq!(
+        srv.ctrl_cmd(cmd::SET_LOCALITY, &[5], 4),
+        be(res::BAD_LOCALITY)
+    );
     assert_eq!(srv.ctrl_cmd(cmd::SET_LOCALITY, &[4], 4), be(res::SUCCESS));
     srv.init();
     // ptm_est's response: result, bit, three bytes of padding.
-    assert_eq!(srv.ctrl_cmd(cmd::GET_TPMESTABLISHED, &[], 8), vec![0, 0, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(srv.ctrl_cmd(cmd::RESET_TPMESTABLISHED, &[0], 4), be(res::BAD_LOCALITY));
-    assert_eq!(srv.ctrl_cmd(cmd::RESET_TPMESTABLISHED, &[5], 4), be(res::BAD_LOCALITY));
-    assert_eq!(srv.ctrl_cmd(cmd::RESET_TPMESTABLISHED, &[3], 4), be(res::SUCCESS));
+    assert_eq!(
+        srv.ctrl_cmd(cmd::GET_TPMESTABLISHED, &[], 8),
+        vec![0, 0, 0, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(
+        srv.ctrl_cmd(cmd::RESET_TPMESTABLISHED, &[0], 4),
+        be(res::BAD_LOCALITY)
+    );
+    assert_eq!(
+        srv.ctrl_cmd(cmd::RESET_TPMESTABLISHED, &[5], 4),
+        be(res::BAD_LOCALITY)
+    );
+    assert_eq!(
+        srv.ctrl_cmd(cmd::RESET_TPMESTABLISHED, &[3], 4),
+        be(res::SUCCESS)
+    );
     // A write-only command with a payload is a bad parameter.
-    assert_eq!(srv.ctrl_cmd(cmd::GET_TPMESTABLISHED, &[0], 4), be(res::BAD_PARAMETER));
+    assert_eq!(
+        srv.ctrl_cmd(cmd::GET_TPMESTABLISHED, &[0], 4),
+        be(res::BAD_PARAMETER)
+    );
 }
 
 #[test]
 fn reject_locality_4() {
     let srv = Server::start(|c| c.reject_locality_4 = true);
-    assert_eq!(srv.ctrl_cmd(cmd::SET_LOCALITY, &[4], 4), be(res::BAD_LOCALITY));
+    assert_eq!(
+        srv.ctrl_cmd(cmd::SET_LOCALITY, &[4], 4),
+        be(res::BAD_LOCALITY)
+    );
     assert_eq!(srv.ctrl_cmd(cmd::SET_LOCALITY, &[3], 4), be(res::SUCCESS));
 }
 
@@ -195,24 +254,48 @@ fn reject_locality_4() {
 fn ctrl_connection_carries_many_requests() {
     let srv = Server::start(|_| {});
     let mut c = srv.ctrl();
-    assert_eq!(ctrl_on(&mut c, cmd::INIT, &[0, 0, 0, 0], 4), be(res::SUCCESS));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::INIT, &[0, 0, 0, 0], 4),
+        be(res::SUCCESS)
+    );
     assert_eq!(ctrl_on(&mut c, cmd::GET_CONFIG, &[], 8), vec![0; 8]);
-    assert_eq!(ctrl_on(&mut c, cmd::CANCEL_TPM_CMD, &[], 4), be(res::SUCCESS));
-    assert_eq!(ctrl_on(&mut c, cmd::STORE_VOLATILE, &[], 4), be(res::SUCCESS));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::CANCEL_TPM_CMD, &[], 4),
+        be(res::SUCCESS)
+    );
+    assert_eq!(
+        ctrl_on(&mut c, cmd::STORE_VOLATILE, &[], 4),
+        be(res::SUCCESS)
+    );
     assert_eq!(ctrl_on(&mut c, 0x13, &[], 4), be(res::BAD_ORDINAL));
     assert_eq!(ctrl_on(&mut c, 0xffff_ffff, &[], 4), be(res::BAD_ORDINAL));
-    assert_eq!(ctrl_on(&mut c, cmd::GET_STATEBLOB, &[0; 12], 4), be(res::BAD_ORDINAL));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::GET_STATEBLOB, &[0; 12], 4),
+        be(res::BAD_ORDINAL)
+    );
     // Buffer size: a query works while running, a change does not.
     let r = ctrl_on(&mut c, cmd::SET_BUFFERSIZE, &[0, 0, 0, 0], 16);
     assert_eq!(r, [be(0), be(4096), be(4096), be(4096)].concat());
-    assert_eq!(ctrl_on(&mut c, cmd::SET_BUFFERSIZE, &4096u32.to_be_bytes(), 4), be(res::BAD_ORDINAL));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::SET_BUFFERSIZE, &4096u32.to_be_bytes(), 4),
+        be(res::BAD_ORDINAL)
+    );
     // STOP: the TPM is off (data gets TPM_RC_FAILURE), the server keeps serving.
     assert_eq!(ctrl_on(&mut c, cmd::STOP, &[], 4), be(res::SUCCESS));
-    assert_eq!(ctrl_on(&mut c, cmd::GET_TPMESTABLISHED, &[], 4), be(res::BAD_ORDINAL));
-    assert_eq!(transact(&mut srv.data(), &STARTUP_CLEAR), error_response(TPM_RC_FAILURE));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::GET_TPMESTABLISHED, &[], 4),
+        be(res::BAD_ORDINAL)
+    );
+    assert_eq!(
+        transact(&mut srv.data(), &STARTUP_CLEAR),
+        error_response(TPM_RC_FAILURE)
+    );
     let r = ctrl_on(&mut c, cmd::SET_BUFFERSIZE, &2048u32.to_be_bytes(), 16);
     assert_eq!(r, [be(0), be(4096), be(4096), be(4096)].concat());
-    assert_eq!(ctrl_on(&mut c, cmd::INIT, &[0, 0, 0, 0], 4), be(res::SUCCESS));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::INIT, &[0, 0, 0, 0], 4),
+        be(res::SUCCESS)
+    );
     assert_eq!(rc(&transact(&mut srv.data(), &STARTUP_CLEAR)), 0);
 }
 
@@ -226,7 +309,8 @@ fn get_info_chunks_a_nul_terminated_string() {
         p
     };
     let mut c = srv.ctrl();
-    c.write_all(&[cmd::GET_INFO.to_be_bytes().to_vec(), req(3, 0)].concat()).expect("write");
+    c.write_all(&[cmd::GET_INFO.to_be_bytes().to_vec(), req(3, 0)].concat())
+        .expect("write");
     let mut head = [0u8; 12];
     c.read_exact(&mut head).expect("read");
     assert_eq!(head[..4], be(0)[..]);
@@ -237,13 +321,22 @@ fn get_info_chunks_a_nul_terminated_string() {
     c.read_exact(&mut body).expect("read");
     assert_eq!(body.last(), Some(&0));
     let text = std::str::from_utf8(&body[..len - 1]).expect("utf8");
-    assert!(text.starts_with(r#"{"TPMSpecification":{"family":"2.0""#), "{text}");
+    assert!(
+        text.starts_with(r#"{"TPMSpecification":{"family":"2.0""#),
+        "{text}"
+    );
     assert!(text.contains(r#""TPMAttributes":{"#), "{text}");
     // From an offset: the tail; past the end: bad parameter.
     let r = ctrl_on(&mut c, cmd::GET_INFO, &req(3, 5), 12 + len - 5);
     assert_eq!(&r[12..], &body[5..]);
-    assert_eq!(ctrl_on(&mut c, cmd::GET_INFO, &req(3, len as u32), 4), be(res::BAD_PARAMETER));
-    assert_eq!(ctrl_on(&mut c, cmd::GET_INFO, &[0; 8], 4), be(res::BAD_PARAMETER));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::GET_INFO, &req(3, len as u32), 4),
+        be(res::BAD_PARAMETER)
+    );
+    assert_eq!(
+        ctrl_on(&mut c, cmd::GET_INFO, &[0; 8], 4),
+        be(res::BAD_PARAMETER)
+    );
 }
 
 #[test]
@@ -253,7 +346,10 @@ fn unsupported_variable_length_ctrl_commands_close_the_connection() {
     let mut req = cmd::HASH_DATA.to_be_bytes().to_vec();
     req.extend_from_slice(&100u32.to_be_bytes());
     req.extend_from_slice(&[0xaa; 100]);
-    assert_eq!(ctrl_on(&mut c, cmd::HASH_DATA, &req[4..], 4), be(res::BAD_ORDINAL));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::HASH_DATA, &req[4..], 4),
+        be(res::BAD_ORDINAL)
+    );
     assert_eof(&mut c);
 }
 
@@ -266,7 +362,11 @@ fn bad_command_sizes_get_an_error_and_a_close() {
         let mut hdr = vec![0x80, 0x01];
         hdr.extend_from_slice(&size.to_be_bytes());
         hdr.extend_from_slice(&[0, 0, 1, 0x44]);
-        assert_eq!(transact(&mut d, &hdr), error_response(TPM_RC_COMMAND_SIZE), "size {size}");
+        assert_eq!(
+            transact(&mut d, &hdr),
+            error_response(TPM_RC_COMMAND_SIZE),
+            "size {size}"
+        );
         assert_eof(&mut d);
     }
     // The server is unharmed.
@@ -284,7 +384,11 @@ fn truncated_command_does_not_block_other_connections() {
     // Connection B is served at once.
     let t = Instant::now();
     assert_eq!(rc(&transact(&mut srv.data(), &STARTUP_CLEAR)), 0);
-    assert!(t.elapsed() < Duration::from_millis(500), "B waited {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "B waited {:?}",
+        t.elapsed()
+    );
     // A is closed without a response once its request deadline passes.
     assert_eof(&mut a);
     // A stalled header (fewer than 10 bytes) is treated the same way.
@@ -389,36 +493,59 @@ fn unix_sockets_and_datafd_passing() {
     let data_path = dir.path().join("data.sock");
     let state = tempfile::tempdir().expect("tempdir");
     let instance = Arc::new(
-        Instance::open(StateDir::open(state.path()).expect("statedir"), Log::none()).expect("instance"),
+        Instance::open(StateDir::open(state.path()).expect("statedir"), Log::none())
+            .expect("instance"),
     );
-    let ep = |p: &Path| vtpm::Endpoint::Unix { path: p.to_path_buf(), mode: Some(0o700), uid: None, gid: None };
+    let ep = |p: &Path| vtpm::Endpoint::Unix {
+        path: p.to_path_buf(),
+        mode: Some(0o700),
+        uid: None,
+        gid: None,
+    };
     let config = SocketConfig::new(
         Some(Listener::bind(&ep(&data_path)).expect("bind data")),
         Some(Listener::bind(&ep(&ctrl_path)).expect("bind ctrl")),
     );
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&ctrl_path).expect("meta").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&ctrl_path)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700);
     let stop = StopHandle::new().expect("stop");
     let s2 = stop.clone();
     let thread = std::thread::spawn(move || serve(instance, config, s2));
 
     let mut c = UnixStream::connect(&ctrl_path).expect("connect ctrl");
-    c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    assert_eq!(ctrl_on(&mut c, cmd::INIT, &[0, 0, 0, 0], 4), be(res::SUCCESS));
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    assert_eq!(
+        ctrl_on(&mut c, cmd::INIT, &[0, 0, 0, 0], 4),
+        be(res::SUCCESS)
+    );
     // SET_DATAFD without a descriptor.
-    assert_eq!(ctrl_on(&mut c, cmd::SET_DATAFD, &[], 4), be(res::BAD_PARAMETER));
+    assert_eq!(
+        ctrl_on(&mut c, cmd::SET_DATAFD, &[], 4),
+        be(res::BAD_PARAMETER)
+    );
 
     // As QEMU: a socketpair, one end passed with SCM_RIGHTS alongside CMD_SET_DATAFD.
     let (mut ours, theirs) = UnixStream::pair().expect("pair");
-    ours.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    ours.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let fds = [theirs.as_fd()];
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
     assert!(anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
     let code = cmd::SET_DATAFD.to_be_bytes();
-    rustix::net::sendmsg(&c, &[IoSlice::new(&code)], &mut anc, rustix::net::SendFlags::empty())
-        .expect("sendmsg");
+    rustix::net::sendmsg(
+        &c,
+        &[IoSlice::new(&code)],
+        &mut anc,
+        rustix::net::SendFlags::empty(),
+    )
+    .expect("sendmsg");
     let mut r = [0u8; 4];
     c.read_exact(&mut r).expect("read");
     assert_eq!(r.to_vec(), be(res::SUCCESS));
@@ -428,12 +555,16 @@ fn unix_sockets_and_datafd_passing() {
 
     // The path-based data socket works alongside.
     let mut d = UnixStream::connect(&data_path).expect("connect data");
-    d.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    d.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     assert_eq!(rc(&transact(&mut d, &GET_RANDOM_8)), 0);
 
     stop.stop();
     thread.join().expect("thread").expect("serve");
-    assert!(!ctrl_path.exists() && !data_path.exists(), "socket files are removed");
+    assert!(
+        !ctrl_path.exists() && !data_path.exists(),
+        "socket files are removed"
+    );
 }
 
 #[test]
@@ -442,7 +573,12 @@ fn stale_unix_socket_is_replaced_but_other_files_are_not() {
     let path = dir.path().join("s");
     drop(UnixListener::bind(&path).expect("bind"));
     assert!(path.exists());
-    let ep = vtpm::Endpoint::Unix { path: path.clone(), mode: None, uid: None, gid: None };
+    let ep = vtpm::Endpoint::Unix {
+        path: path.clone(),
+        mode: None,
+        uid: None,
+        gid: None,
+    };
     drop(Listener::bind(&ep).expect("rebind over a stale socket"));
     std::fs::write(&path, b"not a socket").expect("write");
     assert!(Listener::bind(&ep).is_err());

@@ -106,11 +106,25 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
         Some(s) => options::parse_tpmstate(s)?,
         None => bail!("--tpmstate dir=D is required"),
     };
-    let flags = a.flags.as_deref().map(options::parse_flags).transpose()?.unwrap_or_default();
+    let flags = a
+        .flags
+        .as_deref()
+        .map(options::parse_flags)
+        .transpose()?
+        .unwrap_or_default();
     let log_opt = a.log.as_deref().map(options::parse_log).transpose()?;
     let pid = a.pid.as_deref().map(options::parse_pid).transpose()?;
-    let locality = a.locality.as_deref().map(options::parse_locality).transpose()?.unwrap_or_default();
-    let seccomp = a.seccomp.as_deref().map(options::parse_seccomp).transpose()?;
+    let locality = a
+        .locality
+        .as_deref()
+        .map(options::parse_locality)
+        .transpose()?
+        .unwrap_or_default();
+    let seccomp = a
+        .seccomp
+        .as_deref()
+        .map(options::parse_seccomp)
+        .transpose()?;
     if server.is_none() && ctrl.is_none() {
         bail!("give --server, --ctrl or both: without them nothing can reach the TPM");
     }
@@ -126,7 +140,9 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
     let log = make_log(log_opt.as_ref())?;
     if let Some(action) = seccomp {
         if action != SeccompAction::None {
-            log.info(format_args!("--seccomp action={action:?} ignored: no seccomp profile is installed"));
+            log.info(format_args!(
+                "--seccomp action={action:?} ignored: no seccomp profile is installed"
+            ));
         }
     }
     let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
@@ -166,23 +182,43 @@ fn run_mssim(a: MssimArgs) -> anyhow::Result<ExitCode> {
     let pid = a.pid.as_deref().map(options::parse_pid).transpose()?;
     let addr: IpAddr = {
         let v = a.bindaddr.as_str();
-        let v = v.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(v);
-        v.parse()
-            .map_err(|_| anyhow::anyhow!("--bindaddr: '{}' is not an IPv4 or IPv6 address", a.bindaddr))?
+        let v = v
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(v);
+        v.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--bindaddr: '{}' is not an IPv4 or IPv6 address",
+                a.bindaddr
+            )
+        })?
     };
     if a.port == 0 || a.port == u16::MAX {
-        bail!("--port: {} leaves no room for the platform port PORT+1 (use 1-65534)", a.port);
+        bail!(
+            "--port: {} leaves no room for the platform port PORT+1 (use 1-65534)",
+            a.port
+        );
     }
 
     let log = make_log(log_opt.as_ref())?;
     let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
     let instance = Arc::new(Instance::open(dir, log.clone())?);
     let command = bind("--port", &Endpoint::Tcp { addr, port: a.port })?;
-    let platform = bind("--port", &Endpoint::Tcp { addr, port: a.port + 1 })?;
+    let platform = bind(
+        "--port",
+        &Endpoint::Tcp {
+            addr,
+            port: a.port + 1,
+        },
+    )?;
     let stop = StopHandle::new()?;
     stop_on_signals(&stop, &log)?;
     let _pid = write_pid(pid.as_ref())?;
-    vtpm::mssim::serve(instance, vtpm::mssim::MssimConfig::new(command, platform), stop)?;
+    vtpm::mssim::serve(
+        instance,
+        vtpm::mssim::MssimConfig::new(command, platform),
+        stop,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -208,12 +244,14 @@ fn stop_on_signals(stop: &StopHandle, log: &Log) -> anyhow::Result<()> {
         .context("cannot install signal handlers")?;
     let stop = stop.clone();
     let log = log.clone();
-    std::thread::Builder::new().name("vtpm-signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            log.info(format_args!("signal {sig}: saving state and stopping"));
-            stop.stop();
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("vtpm-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log.info(format_args!("signal {sig}: saving state and stopping"));
+                stop.stop();
+            }
+        })?;
     Ok(())
 }
 
@@ -222,8 +260,10 @@ fn stop_on_signals(stop: &StopHandle, log: &Log) -> anyhow::Result<()> {
 /// error and fail). Re-executing keeps the process free of fork-after-threads hazards.
 fn daemonize() -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("--daemon: cannot find this executable")?;
-    let args: Vec<OsString> =
-        std::env::args_os().skip(1).filter(|a| a != "--daemon" && a != "-d").collect();
+    let args: Vec<OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--daemon" && a != "-d")
+        .collect();
     let (reader, writer) = std::io::pipe().context("--daemon: pipe")?;
     let mut child = Command::new(exe)
         .args(args)
@@ -242,7 +282,9 @@ fn daemonize() -> anyhow::Result<ExitCode> {
         }
         let _ = writeln!(stderr, "{line}");
     }
-    let status = child.wait().context("--daemon: waiting for the server process")?;
+    let status = child
+        .wait()
+        .context("--daemon: waiting for the server process")?;
     bail!("the server process exited before it was ready ({status})");
 }
 
