@@ -8,9 +8,11 @@ use std::time::Instant;
 use crate::codec::{Marshal, Reader, Unmarshal};
 use crate::commands::{self, CommandDef, Ctx};
 use crate::drbg::HmacDrbg;
+use crate::hash::HashAlg;
 use crate::hash::Hasher;
 use crate::pcr::{PcrAllocation, PcrBanks};
 use crate::rc::Rc;
+use crate::session::{PolicyState, Session, SessionType, SymDef};
 use crate::state::Permanent;
 pub use crate::state::StateError;
 use crate::types::{handle, session_attr, st, Tpm2bDigest, TpmsAuthCommand, TpmsAuthResponse};
@@ -23,6 +25,8 @@ pub const MAX_RESPONSE_SIZE: usize = 4096;
 const MAX_SESSIONS: usize = 3;
 /// Transient object slots (hash and event sequences for now).
 pub(crate) const MAX_LOADED_OBJECTS: usize = 8;
+/// Loaded sessions (TPM_PT_ACTIVE_SESSIONS_MAX).
+pub(crate) const MAX_SESSIONS_LOADED: usize = 64;
 
 /// A loaded transient object.
 pub(crate) enum Object {
@@ -51,6 +55,7 @@ pub(crate) struct Volatile {
     pub pcrs: PcrBanks,
     pub pcr_update_counter: u32,
     pub objects: BTreeMap<u32, Object>,
+    pub sessions: BTreeMap<u32, Session>,
     pub ph_enable: bool,
     pub sh_enable: bool,
     pub eh_enable: bool,
@@ -66,6 +71,7 @@ impl Volatile {
             pcrs: PcrBanks::new(allocation),
             pcr_update_counter: 0,
             objects: BTreeMap::new(),
+            sessions: BTreeMap::new(),
             ph_enable: true,
             sh_enable: true,
             eh_enable: true,
@@ -231,78 +237,476 @@ impl Tpm {
                 if sessions.len() == MAX_SESSIONS {
                     return Err(Rc::AUTHSIZE);
                 }
-                let n = sessions.len() as u32 + 1;
-                let s = TpmsAuthCommand::unmarshal(&mut area).map_err(|_| Rc::AUTHSIZE)?;
-                self.check_session_form(&s, n)?;
-                sessions.push(s);
+                sessions.push(TpmsAuthCommand::unmarshal(&mut area).map_err(|_| Rc::AUTHSIZE)?);
             }
         }
         if sessions.len() < usize::from(def.auth) {
             return Err(Rc::AUTH_MISSING);
         }
-        // A password session can only authorize a handle; extra sessions are for audit
-        // and encryption, which need HMAC sessions.
-        if sessions
-            .iter()
-            .skip(usize::from(def.auth))
-            .any(|s| s.session_handle == handle::RS_PW)
-        {
-            return Err(Rc::AUTH_CONTEXT);
-        }
-        for i in 0..usize::from(def.auth) {
-            let (h, s) = match (handles.get(i), sessions.get(i)) {
-                (Some(h), Some(s)) => (*h, s),
-                _ => return Err(Rc::AUTH_MISSING),
-            };
-            self.authorize(def, h, i as u32 + 1, s, i as u32 + 1)?;
+        let mut params = r.rest().to_vec();
+        let uses = self.check_sessions(def, &handles, &sessions, &params)?;
+
+        // Decrypt the first parameter (after the HMACs were checked over the ciphertext).
+        if let Some(i) = uses.decrypt {
+            let s = sessions.get(i).ok_or(Rc::AUTHSIZE)?;
+            let auth = uses
+                .associated
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|h| self.entity_auth(h).ok())
+                .unwrap_or_default();
+            let session = self
+                .vol
+                .sessions
+                .get(&s.session_handle)
+                .ok_or(Rc::AUTH_CONTEXT)?;
+            let n = usize::from(u16::from_be_bytes([
+                *params.first().unwrap_or(&0),
+                *params.get(1).unwrap_or(&0),
+            ]));
+            let data = params
+                .get_mut(2..2 + n)
+                .ok_or(Rc::SIZE.session(i as u32 + 1))?;
+            session.crypt_parameter(
+                trim_zeros(&auth),
+                s.nonce.as_slice(),
+                &session.nonce_tpm,
+                data,
+                false,
+            );
         }
 
-        let mut ctx = Ctx::new(locality, handles, r);
+        let mut ctx = Ctx::new(locality, handles, Reader::new(&params));
         (def.handler)(self, &mut ctx)?;
         if !ctx.params_done() {
             return Err(Rc::SIZE);
         }
-        Ok(self.frame_response(tag, &ctx, &sessions))
+        let out_handle = ctx.out_handle;
+        let mut out_params = std::mem::take(&mut ctx.out);
+        let auth_area = if tag == st::SESSIONS {
+            self.respond_sessions(def, &sessions, &uses, &mut out_params)
+        } else {
+            Vec::new()
+        };
+        Ok(frame_response(tag, out_handle, &out_params, &auth_area))
     }
 
-    /// Form checks on one session entry (Part 1, 19.6.4 for password sessions).
-    fn check_session_form(&self, s: &TpmsAuthCommand, n: u32) -> Result<(), Rc> {
-        match handle::ht(s.session_handle) {
-            _ if s.session_handle == handle::RS_PW => {
+    /// Check every session of a command (Part 1, 19.6 and 19.7): form, association with the
+    /// authorized handles, passwords, HMACs and policies, and which session decrypts or
+    /// encrypts a parameter. Errors carry the session number.
+    fn check_sessions(
+        &mut self,
+        def: &CommandDef,
+        handles: &[u32; 3],
+        sessions: &[TpmsAuthCommand],
+        params: &[u8],
+    ) -> Result<SessionUses, Rc> {
+        let mut uses = SessionUses::default();
+        for (i, s) in sessions.iter().enumerate() {
+            let n = i as u32 + 1;
+            let associated = if i < usize::from(def.auth) {
+                handles.get(i).copied()
+            } else {
+                None
+            };
+            uses.associated.push(associated);
+            let attrs = s.session_attributes;
+            if s.session_handle == handle::RS_PW {
+                if associated.is_none() {
+                    return Err(Rc::HANDLE.session(n));
+                }
+                if attrs & !session_attr::CONTINUE_SESSION != 0 {
+                    return Err(Rc::ATTRIBUTES.session(n));
+                }
                 if !s.nonce.is_empty() {
                     return Err(Rc::NONCE.session(n));
                 }
-                if s.session_attributes & !session_attr::CONTINUE_SESSION != 0 {
+                continue;
+            }
+            let ht = handle::ht(s.session_handle);
+            if ht != handle::HT_HMAC_SESSION && ht != handle::HT_POLICY_SESSION {
+                return Err(Rc::HANDLE.session(n));
+            }
+            let session = self
+                .vol
+                .sessions
+                .get(&s.session_handle)
+                .ok_or(Rc(Rc::REFERENCE_S0.0 + n - 1))?;
+            if session.kind == SessionType::Trial {
+                return Err(Rc::ATTRIBUTES.session(n));
+            }
+            if (session.kind == SessionType::Policy) != (ht == handle::HT_POLICY_SESSION) {
+                return Err(Rc::HANDLE.session(n));
+            }
+            if sessions
+                .iter()
+                .take(i)
+                .any(|p| p.session_handle == s.session_handle)
+            {
+                return Err(Rc::HANDLE.session(n));
+            }
+            if s.nonce.len() < 16 || s.nonce.len() > session.hash.size() {
+                return Err(Rc::SIZE.session(n));
+            }
+            if attrs & session_attr::DECRYPT != 0 {
+                if !def.decrypt || uses.decrypt.is_some() {
                     return Err(Rc::ATTRIBUTES.session(n));
                 }
-                Ok(())
+                if session.symmetric == SymDef::Null {
+                    return Err(Rc::SYMMETRIC.session(n));
+                }
+                uses.decrypt = Some(i);
             }
-            handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION => {
-                Err(Rc(Rc::REFERENCE_S0.0 + n - 1))
+            if attrs & session_attr::ENCRYPT != 0 {
+                if !def.encrypt || uses.encrypt.is_some() {
+                    return Err(Rc::ATTRIBUTES.session(n));
+                }
+                if session.symmetric == SymDef::Null {
+                    return Err(Rc::SYMMETRIC.session(n));
+                }
+                uses.encrypt = Some(i);
             }
-            _ => Err(Rc::HANDLE.session(n)),
+            if attrs & session_attr::AUDIT != 0 {
+                if session.kind != SessionType::Hmac || uses.audit.is_some() {
+                    return Err(Rc::ATTRIBUTES.session(n));
+                }
+                uses.audit = Some(i);
+            }
+            if associated.is_none()
+                && attrs & (session_attr::AUDIT | session_attr::ENCRYPT | session_attr::DECRYPT)
+                    == 0
+            {
+                return Err(Rc::ATTRIBUTES.session(n));
+            }
+        }
+
+        let mut cp_hashes: Vec<(HashAlg, Vec<u8>)> = Vec::new();
+        for (i, s) in sessions.iter().enumerate() {
+            let n = i as u32 + 1;
+            let Some(h) = uses.associated.get(i).copied().flatten() else {
+                uses.include_auth.push(false);
+                if s.session_handle == handle::RS_PW {
+                    continue;
+                }
+                let Some(session) = self.vol.sessions.get(&s.session_handle) else {
+                    return Err(Rc::AUTH_CONTEXT);
+                };
+                if session.hmac_key_is_empty(None) && s.hmac.is_empty() {
+                    continue;
+                }
+                let cp_hash = cp_hash_for(
+                    &mut cp_hashes,
+                    session.hash,
+                    def.code,
+                    &self.names(def, handles)?,
+                    params,
+                );
+                let expected = session.command_hmac(
+                    None,
+                    &cp_hash,
+                    s.nonce.as_slice(),
+                    &[],
+                    s.session_attributes,
+                );
+                if expected != s.hmac.as_slice() {
+                    return Err(Rc::BAD_AUTH.session(n));
+                }
+                continue;
+            };
+            let auth = self.entity_auth(h).map_err(|rc| rc.handle(n))?;
+            let auth = trim_zeros(&auth).to_vec();
+            if s.session_handle == handle::RS_PW {
+                if def.admin_nv && handle::ht(h) == handle::HT_NV_INDEX {
+                    return Err(Rc::AUTH_TYPE);
+                }
+                if auth != trim_zeros(s.hmac.as_slice()) {
+                    return Err(self.auth_failure(h).session(n));
+                }
+                uses.include_auth.push(false);
+                continue;
+            }
+            let Some(session) = self.vol.sessions.get(&s.session_handle) else {
+                return Err(Rc::AUTH_CONTEXT);
+            };
+            let cp_hash = cp_hash_for(
+                &mut cp_hashes,
+                session.hash,
+                def.code,
+                &self.names(def, handles)?,
+                params,
+            );
+            let include_auth = if session.kind == SessionType::Hmac {
+                if def.admin_nv && handle::ht(h) == handle::HT_NV_INDEX {
+                    return Err(Rc::AUTH_TYPE);
+                }
+                let name = self.entity_name(h).map_err(|rc| rc.handle(n))?;
+                session.bound.as_ref() != Some(&(name, auth.clone()))
+            } else {
+                self.check_policy(session, h, def, &cp_hash)
+                    .map_err(|rc| rc.session(n))?;
+                if session.policy.is_password_needed {
+                    if auth != trim_zeros(s.hmac.as_slice()) {
+                        return Err(self.auth_failure(h).session(n));
+                    }
+                    uses.include_auth.push(true);
+                    continue;
+                }
+                session.policy.is_auth_value_needed
+            };
+            uses.include_auth.push(include_auth);
+            let auth_value = include_auth.then_some(auth.as_slice());
+            if session.hmac_key_is_empty(auth_value) && s.hmac.is_empty() {
+                continue;
+            }
+            // The first authorization session also covers the nonces of separate
+            // decrypt and encrypt sessions.
+            let mut extra: Vec<&[u8]> = Vec::new();
+            if i == 0 {
+                let enc = uses.encrypt.filter(|e| Some(*e) != uses.decrypt);
+                for j in [uses.decrypt, enc]
+                    .into_iter()
+                    .flatten()
+                    .filter(|j| *j != 0)
+                {
+                    if let Some(o) = sessions
+                        .get(j)
+                        .and_then(|o| self.vol.sessions.get(&o.session_handle))
+                    {
+                        extra.push(&o.nonce_tpm);
+                    }
+                }
+            }
+            let expected = session.command_hmac(
+                auth_value,
+                &cp_hash,
+                s.nonce.as_slice(),
+                &extra,
+                s.session_attributes,
+            );
+            if expected != s.hmac.as_slice() {
+                return Err(self.auth_failure(h).session(n));
+            }
+        }
+        Ok(uses)
+    }
+
+    /// Build the response authorization area: roll nonces, encrypt the first response
+    /// parameter, compute response HMACs, flush sessions the caller did not continue.
+    fn respond_sessions(
+        &mut self,
+        def: &CommandDef,
+        sessions: &[TpmsAuthCommand],
+        uses: &SessionUses,
+        out_params: &mut [u8],
+    ) -> Vec<u8> {
+        for s in sessions
+            .iter()
+            .filter(|s| s.session_handle != handle::RS_PW)
+        {
+            let len = self
+                .vol
+                .sessions
+                .get(&s.session_handle)
+                .map_or(0, |x| x.nonce_tpm.len());
+            let mut nonce = vec![0u8; len];
+            self.random(&mut nonce);
+            if let Some(x) = self.vol.sessions.get_mut(&s.session_handle) {
+                x.nonce_tpm = nonce;
+            }
+        }
+        let auth_of = |tpm: &Tpm, i: usize| -> Vec<u8> {
+            uses.associated
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|h| tpm.entity_auth(h).ok())
+                .map(|a| trim_zeros(&a).to_vec())
+                .unwrap_or_default()
+        };
+        if let Some(i) = uses.encrypt {
+            let auth = auth_of(self, i);
+            if let Some((s, session)) = sessions
+                .get(i)
+                .and_then(|s| Some((s, self.vol.sessions.get(&s.session_handle)?)))
+            {
+                let n = usize::from(u16::from_be_bytes([
+                    *out_params.first().unwrap_or(&0),
+                    *out_params.get(1).unwrap_or(&0),
+                ]));
+                if let Some(data) = out_params.get_mut(2..2 + n) {
+                    session.crypt_parameter(
+                        &auth,
+                        &session.nonce_tpm,
+                        s.nonce.as_slice(),
+                        data,
+                        true,
+                    );
+                }
+            }
+        }
+        let mut area = Vec::new();
+        for (i, s) in sessions.iter().enumerate() {
+            let Some(session) = self.vol.sessions.get(&s.session_handle) else {
+                // A password session (or one the command itself flushed).
+                TpmsAuthResponse {
+                    nonce: Tpm2bDigest::default(),
+                    session_attributes: session_attr::CONTINUE_SESSION,
+                    hmac: Tpm2bDigest::default(),
+                }
+                .marshal(&mut area);
+                continue;
+            };
+            let include_auth = uses.include_auth.get(i).copied().unwrap_or(false);
+            let auth = include_auth.then(|| auth_of(self, i));
+            let hmac = if (session.kind != SessionType::Hmac && session.policy.is_password_needed)
+                || (session.hmac_key_is_empty(auth.as_deref()) && s.hmac.is_empty())
+            {
+                Vec::new()
+            } else {
+                let rp_hash = session.hash.digest(&[
+                    &0u32.to_be_bytes(),
+                    &def.code.to_be_bytes(),
+                    out_params,
+                ]);
+                session.response_hmac(
+                    auth.as_deref(),
+                    &rp_hash,
+                    s.nonce.as_slice(),
+                    s.session_attributes,
+                )
+            };
+            TpmsAuthResponse {
+                nonce: Tpm2bDigest(session.nonce_tpm.clone()),
+                session_attributes: s.session_attributes,
+                hmac: Tpm2bDigest(hmac),
+            }
+            .marshal(&mut area);
+            if s.session_attributes & session_attr::CONTINUE_SESSION == 0 {
+                self.vol.sessions.remove(&s.session_handle);
+            } else if let Some(x) = self.vol.sessions.get_mut(&s.session_handle) {
+                if x.kind != SessionType::Hmac {
+                    x.policy = PolicyState {
+                        digest: vec![0; x.hash.size()],
+                        ..PolicyState::default()
+                    };
+                }
+            }
+        }
+        area
+    }
+
+    /// Names of the command's handles, in order (Part 1, 16).
+    fn names(&self, def: &CommandDef, handles: &[u32; 3]) -> Result<Vec<Vec<u8>>, Rc> {
+        handles
+            .iter()
+            .take(usize::from(def.handles))
+            .enumerate()
+            .map(|(i, h)| self.entity_name(*h).map_err(|rc| rc.handle(i as u32 + 1)))
+            .collect()
+    }
+
+    /// A policy session authorizes `h` only if its digest equals the entity's authPolicy
+    /// and its recorded conditions hold for this command (Part 1, 19.7).
+    fn check_policy(
+        &self,
+        session: &Session,
+        h: u32,
+        def: &CommandDef,
+        cp_hash: &[u8],
+    ) -> Result<(), Rc> {
+        let (policy_alg, policy) = self.entity_auth_policy(h);
+        if policy.is_empty() || policy != session.policy.digest || policy_alg != Some(session.hash)
+        {
+            return Err(Rc::POLICY_FAIL);
+        }
+        match session.policy.command_code {
+            Some(cc) if cc != def.code => return Err(Rc::POLICY_CC),
+            None if def.admin_nv => return Err(Rc::POLICY_FAIL),
+            _ => {}
+        }
+        if let Some(expected) = &session.policy.cp_hash {
+            if expected.as_slice() != cp_hash {
+                return Err(Rc::POLICY_FAIL);
+            }
+        }
+        if let Some(counter) = session.policy.pcr_counter {
+            if counter != self.vol.pcr_update_counter {
+                return Err(Rc::PCR_CHANGED);
+            }
+        }
+        Ok(())
+    }
+
+    /// TPM_RC_AUTH_FAIL for entities under dictionary-attack protection, else TPM_RC_BAD_AUTH.
+    fn auth_failure(&self, h: u32) -> Rc {
+        let protected = match handle::ht(h) {
+            handle::HT_NV_INDEX => self
+                .perm
+                .nv
+                .get(&h)
+                .is_some_and(|i| i.public.attributes & crate::types::nv_attr::NO_DA == 0),
+            handle::HT_PERMANENT => {
+                matches!(h, handle::OWNER | handle::ENDORSEMENT | handle::LOCKOUT)
+            }
+            _ => false,
+        };
+        if protected {
+            Rc::AUTH_FAIL
+        } else {
+            Rc::BAD_AUTH
         }
     }
 
-    /// Check the password for the entity named by `h` (the `hn`th handle) against session `sn`.
-    fn authorize(
-        &mut self,
-        def: &CommandDef,
-        h: u32,
-        hn: u32,
-        s: &TpmsAuthCommand,
-        sn: u32,
-    ) -> Result<(), Rc> {
-        if def.admin_nv && handle::ht(h) == handle::HT_NV_INDEX {
-            // ADMIN role on an NV index needs a policy session (Part 1, 19.7.4).
-            return Err(Rc::AUTH_UNAVAILABLE);
+    /// The Name of an entity (Part 1, 16): its handle, or for NV indices (and, later,
+    /// objects) the hash of their public area.
+    pub(crate) fn entity_name(&self, h: u32) -> Result<Vec<u8>, Rc> {
+        match handle::ht(h) {
+            handle::HT_NV_INDEX => {
+                let idx = self.perm.nv.get(&h).ok_or(Rc::HANDLE)?;
+                Ok(commands::nv_name(&idx.public))
+            }
+            handle::HT_TRANSIENT if !self.vol.objects.contains_key(&h) => Err(Rc::HANDLE),
+            _ => Ok(h.to_be_bytes().to_vec()),
         }
-        let expected: Vec<u8> = self.entity_auth(h).map_err(|rc| rc.handle(hn))?;
-        if trim_zeros(&expected) == trim_zeros(s.hmac.as_slice()) {
-            Ok(())
+    }
+
+    /// The authPolicy of an entity and its hash algorithm (empty if it has none).
+    pub(crate) fn entity_auth_policy(&self, h: u32) -> (Option<HashAlg>, Vec<u8>) {
+        match handle::ht(h) {
+            handle::HT_NV_INDEX => self
+                .perm
+                .nv
+                .get(&h)
+                .map(|i| {
+                    (
+                        HashAlg::from_id(i.public.name_alg),
+                        i.public.auth_policy.0.clone(),
+                    )
+                })
+                .unwrap_or((None, Vec::new())),
+            _ => (None, Vec::new()),
+        }
+    }
+
+    /// Decrypt a session salt with a loaded key (Part 1, 19.6.13). Keys arrive with objects;
+    /// until then a salt key handle names nothing loaded.
+    pub(crate) fn decrypt_salt(&self, _key: u32, _secret: &[u8]) -> Result<Vec<u8>, Rc> {
+        Err(Rc::HANDLE.handle(1))
+    }
+
+    /// The lowest free session handle of the session's type (one slot space for both types).
+    pub(crate) fn free_session_handle(&self, kind: SessionType) -> Option<u32> {
+        let base: u32 = if kind == SessionType::Hmac {
+            0x0200_0000
         } else {
-            Err(Rc::AUTH_FAIL.session(sn))
-        }
+            0x0300_0000
+        };
+        (0..MAX_SESSIONS_LOADED as u32).find_map(|i| {
+            let taken = self.vol.sessions.contains_key(&(0x0200_0000 + i))
+                || self.vol.sessions.contains_key(&(0x0300_0000 + i));
+            (!taken).then_some(base + i)
+        })
     }
 
     /// The authValue of an entity that can be authorized with a password.
@@ -343,35 +747,58 @@ impl Tpm {
             Ok(())
         }
     }
+}
 
-    fn frame_response(&self, tag: u16, ctx: &Ctx<'_>, sessions: &[TpmsAuthCommand]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + ctx.out.len());
-        tag.marshal(&mut out);
-        0u32.marshal(&mut out); // size, patched below
-        Rc::SUCCESS.0.marshal(&mut out);
-        if let Some(h) = ctx.out_handle {
-            h.marshal(&mut out);
-        }
-        if tag == st::SESSIONS {
-            (ctx.out.len() as u32).marshal(&mut out);
-            out.extend_from_slice(&ctx.out);
-            for _ in sessions {
-                TpmsAuthResponse {
-                    nonce: Tpm2bDigest::default(),
-                    session_attributes: session_attr::CONTINUE_SESSION,
-                    hmac: Tpm2bDigest::default(),
-                }
-                .marshal(&mut out);
-            }
-        } else {
-            out.extend_from_slice(&ctx.out);
-        }
-        let len = (out.len() as u32).to_be_bytes();
-        if let Some(size) = out.get_mut(2..6) {
-            size.copy_from_slice(&len);
-        }
-        out
+/// What each session of a command is used for.
+#[derive(Default)]
+struct SessionUses {
+    associated: Vec<Option<u32>>,
+    include_auth: Vec<bool>,
+    decrypt: Option<usize>,
+    encrypt: Option<usize>,
+    audit: Option<usize>,
+}
+
+/// cpHash := H(commandCode || names || parameters), computed once per hash algorithm.
+fn cp_hash_for(
+    cache: &mut Vec<(HashAlg, Vec<u8>)>,
+    alg: HashAlg,
+    code: u32,
+    names: &[Vec<u8>],
+    params: &[u8],
+) -> Vec<u8> {
+    if let Some((_, d)) = cache.iter().find(|(a, _)| *a == alg) {
+        return d.clone();
     }
+    let mut h = Hasher::new(alg);
+    h.update(&code.to_be_bytes());
+    for n in names {
+        h.update(n);
+    }
+    h.update(params);
+    let d = h.finish();
+    cache.push((alg, d.clone()));
+    d
+}
+
+fn frame_response(tag: u16, out_handle: Option<u32>, params: &[u8], auth_area: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + params.len() + auth_area.len());
+    tag.marshal(&mut out);
+    0u32.marshal(&mut out); // size, patched below
+    Rc::SUCCESS.0.marshal(&mut out);
+    if let Some(h) = out_handle {
+        h.marshal(&mut out);
+    }
+    if tag == st::SESSIONS {
+        (params.len() as u32).marshal(&mut out);
+    }
+    out.extend_from_slice(params);
+    out.extend_from_slice(auth_area);
+    let len = (out.len() as u32).to_be_bytes();
+    if let Some(size) = out.get_mut(2..6) {
+        size.copy_from_slice(&len);
+    }
+    out
 }
 
 /// A 10-byte error response. TPM_RC_BAD_TAG (e.g. a TPM 1.2 command) is answered with the

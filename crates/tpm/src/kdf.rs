@@ -6,7 +6,14 @@ use crate::hash::HashAlg;
 /// KDFa(hashAlg, key, label, contextU, contextV, bits): `bits / 8` bytes (rounded up, with the
 /// unused high bits of the first byte cleared). A label is hashed followed by one zero octet,
 /// as the reference implementation does for labels not already zero-terminated.
-pub fn kdfa(alg: HashAlg, key: &[u8], label: &[u8], context_u: &[u8], context_v: &[u8], bits: u32) -> Vec<u8> {
+pub fn kdfa(
+    alg: HashAlg,
+    key: &[u8],
+    label: &[u8],
+    context_u: &[u8],
+    context_v: &[u8],
+    bits: u32,
+) -> Vec<u8> {
     let bytes = bits.div_ceil(8) as usize;
     let label = label.strip_suffix(&[0]).unwrap_or(label);
     let mut out = Vec::with_capacity(bytes + alg.size());
@@ -15,7 +22,14 @@ pub fn kdfa(alg: HashAlg, key: &[u8], label: &[u8], context_u: &[u8], context_v:
         counter = counter.wrapping_add(1);
         out.extend_from_slice(&alg.hmac(
             key,
-            &[&counter.to_be_bytes(), label, &[0], context_u, context_v, &bits.to_be_bytes()],
+            &[
+                &counter.to_be_bytes(),
+                label,
+                &[0],
+                context_u,
+                context_v,
+                &bits.to_be_bytes(),
+            ],
         ));
     }
     out.truncate(bytes);
@@ -24,14 +38,28 @@ pub fn kdfa(alg: HashAlg, key: &[u8], label: &[u8], context_u: &[u8], context_v:
 }
 
 /// KDFe(hashAlg, Z, label, partyUInfo, partyVInfo, bits) (Part 1, 11.4.10.3).
-pub fn kdfe(alg: HashAlg, z: &[u8], label: &[u8], party_u: &[u8], party_v: &[u8], bits: u32) -> Vec<u8> {
+pub fn kdfe(
+    alg: HashAlg,
+    z: &[u8],
+    label: &[u8],
+    party_u: &[u8],
+    party_v: &[u8],
+    bits: u32,
+) -> Vec<u8> {
     let bytes = bits.div_ceil(8) as usize;
     let label = label.strip_suffix(&[0]).unwrap_or(label);
     let mut out = Vec::with_capacity(bytes + alg.size());
     let mut counter: u32 = 0;
     while out.len() < bytes {
         counter = counter.wrapping_add(1);
-        out.extend_from_slice(&alg.digest(&[&counter.to_be_bytes(), z, label, &[0], party_u, party_v]));
+        out.extend_from_slice(&alg.digest(&[
+            &counter.to_be_bytes(),
+            z,
+            label,
+            &[0],
+            party_u,
+            party_v,
+        ]));
     }
     out.truncate(bytes);
     mask_high_bits(&mut out, bits);
@@ -59,10 +87,29 @@ mod tests {
         let u = hex::decode("ce244f395dca7391").unwrap();
         let v = hex::decode("da504031ddf12e83").unwrap();
         let label = b"KDFSELFTESTLABEL\0";
-        assert_eq!(hex::encode(kdfa(HashAlg::Sha512, &key, label, &u, &v, 160)), "8be2c1b85b78569b9fa759f5857c56d684810fd3");
-        assert_eq!(hex::encode(kdfa(HashAlg::Sha384, &key, label, &u, &v, 160)), "1dce70c9113eb2dba47bd9cfc72bf46f45b09312");
-        assert_eq!(hex::encode(kdfa(HashAlg::Sha256, &key, b"KDFSELFTESTLABEL", &u, &v, 160)), "bb0259e1c8ba607e6a2cd704b69a902e9ade84c4");
-        assert_eq!(hex::encode(kdfa(HashAlg::Sha1, &key, label, &u, &v, 160)), "55b5a7184aa07423c47dae766c26a2377d7cf851");
+        assert_eq!(
+            hex::encode(kdfa(HashAlg::Sha512, &key, label, &u, &v, 160)),
+            "8be2c1b85b78569b9fa759f5857c56d684810fd3"
+        );
+        assert_eq!(
+            hex::encode(kdfa(HashAlg::Sha384, &key, label, &u, &v, 160)),
+            "1dce70c9113eb2dba47bd9cfc72bf46f45b09312"
+        );
+        assert_eq!(
+            hex::encode(kdfa(
+                HashAlg::Sha256,
+                &key,
+                b"KDFSELFTESTLABEL",
+                &u,
+                &v,
+                160
+            )),
+            "bb0259e1c8ba607e6a2cd704b69a902e9ade84c4"
+        );
+        assert_eq!(
+            hex::encode(kdfa(HashAlg::Sha1, &key, label, &u, &v, 160)),
+            "55b5a7184aa07423c47dae766c26a2377d7cf851"
+        );
     }
 
     #[test]

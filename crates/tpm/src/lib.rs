@@ -27,6 +27,7 @@ pub mod hash;
 pub mod kdf;
 mod pcr;
 pub mod rc;
+pub mod session;
 mod state;
 pub mod types;
 

@@ -205,7 +205,12 @@ pub(crate) fn flush_context(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
             .remove(&h)
             .map(|_| ())
             .ok_or(Rc::HANDLE.param(1)),
-        handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION => Err(Rc::HANDLE.param(1)),
+        handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION => tpm
+            .vol
+            .sessions
+            .remove(&h)
+            .map(|_| ())
+            .ok_or(Rc::HANDLE.param(1)),
         _ => Err(Rc::VALUE.param(1)),
     }
 }

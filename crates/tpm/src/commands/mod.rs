@@ -4,8 +4,10 @@
 
 mod capability;
 mod hashing;
-mod nv;
+pub(crate) mod nv;
+pub(crate) use nv::nv_name;
 mod pcr;
+mod session;
 mod startup;
 
 use crate::codec::{Marshal, Reader, Unmarshal};
@@ -30,6 +32,10 @@ pub(crate) enum HandleKind {
     NvIndex,
     /// TPMI_DH_OBJECT: a transient or persistent object.
     Object,
+    /// TPMI_DH_OBJECT+: an object or TPM_RH_NULL.
+    ObjectOrNull,
+    /// TPMI_DH_ENTITY+: anything with an authorization value, or TPM_RH_NULL.
+    Entity,
 }
 
 impl HandleKind {
@@ -45,6 +51,17 @@ impl HandleKind {
             }
             HandleKind::NvIndex => ht == handle::HT_NV_INDEX,
             HandleKind::Object => ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT,
+            HandleKind::ObjectOrNull => {
+                ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT || h == handle::NULL
+            }
+            HandleKind::Entity => matches!(
+                ht,
+                handle::HT_PCR
+                    | handle::HT_NV_INDEX
+                    | handle::HT_PERMANENT
+                    | handle::HT_TRANSIENT
+                    | handle::HT_PERSISTENT
+            ),
         }
     }
 }
@@ -64,6 +81,10 @@ pub(crate) struct CommandDef {
     pub r_handle: bool,
     /// The command may write NV (TPMA_CC.nv).
     pub nv: bool,
+    /// Its first command parameter is a TPM2B that a session may encrypt.
+    pub decrypt: bool,
+    /// Its first response parameter is a TPM2B that a session may encrypt.
+    pub encrypt: bool,
     pub handler: Handler,
 }
 
@@ -80,7 +101,7 @@ impl CommandDef {
 pub(crate) const CC_STARTUP: u32 = 0x144;
 
 macro_rules! commands {
-    ($($code:literal $name:ident [$($kind:ident)*] auth $auth:literal $(admin $admin:literal)? rh $rh:literal nv $nv:literal => $handler:path;)*) => {
+    ($($code:literal $name:ident [$($kind:ident)*] auth $auth:literal $(admin $admin:literal)? rh $rh:literal nv $nv:literal dec $dec:literal enc $enc:literal => $handler:path;)*) => {
         pub(crate) static COMMANDS: &[CommandDef] = &[
             $(CommandDef {
                 code: $code,
@@ -91,6 +112,8 @@ macro_rules! commands {
                 admin_nv: commands!(@admin $($admin)?),
                 r_handle: $rh,
                 nv: $nv,
+                decrypt: $dec,
+                encrypt: $enc,
                 handler: $handler,
             },)*
         ];
@@ -109,39 +132,40 @@ macro_rules! commands {
 
 // Sorted by command code (a test checks it). Codes: Part 2, 6.5.2.
 commands! {
-    0x122 NV_UndefineSpace [Provision NvIndex] auth 1 rh false nv true => nv::undefine_space;
-    0x12A NV_DefineSpace [Provision] auth 1 rh false nv true => nv::define_space;
-    0x12B PCR_Allocate [Platform] auth 1 rh false nv true => pcr::allocate;
-    0x132 NV_GlobalWriteLock [Provision] auth 1 rh false nv true => nv::global_write_lock;
-    0x134 NV_Increment [NvAuth NvIndex] auth 1 rh false nv true => nv::increment;
-    0x135 NV_SetBits [NvAuth NvIndex] auth 1 rh false nv true => nv::set_bits;
-    0x136 NV_Extend [NvAuth NvIndex] auth 1 rh false nv true => nv::extend;
-    0x137 NV_Write [NvAuth NvIndex] auth 1 rh false nv true => nv::write;
-    0x138 NV_WriteLock [NvAuth NvIndex] auth 1 rh false nv true => nv::write_lock;
-    0x13B NV_ChangeAuth [NvIndex] auth 1 admin true rh false nv true => nv::change_auth;
-    0x13C PCR_Event [PcrOrNull] auth 1 rh false nv false => pcr::event;
-    0x13D PCR_Reset [Pcr] auth 1 rh false nv false => pcr::reset;
-    0x13E SequenceComplete [Object] auth 1 rh false nv false => hashing::sequence_complete;
-    0x142 IncrementalSelfTest [] auth 0 rh false nv false => startup::incremental_self_test;
-    0x143 SelfTest [] auth 0 rh false nv false => startup::self_test;
-    0x144 Startup [] auth 0 rh false nv true => startup::startup;
-    0x145 Shutdown [] auth 0 rh false nv true => startup::shutdown;
-    0x146 StirRandom [] auth 0 rh false nv false => startup::stir_random;
-    0x14E NV_Read [NvAuth NvIndex] auth 1 rh false nv false => nv::read;
-    0x14F NV_ReadLock [NvAuth NvIndex] auth 1 rh false nv true => nv::read_lock;
-    0x15C SequenceUpdate [Object] auth 1 rh false nv false => hashing::sequence_update;
-    0x165 FlushContext [] auth 0 rh false nv false => hashing::flush_context;
-    0x169 NV_ReadPublic [NvIndex] auth 0 rh false nv false => nv::read_public;
-    0x17A GetCapability [] auth 0 rh false nv false => capability::get_capability;
-    0x17B GetRandom [] auth 0 rh false nv false => startup::get_random;
-    0x17C GetTestResult [] auth 0 rh false nv false => startup::get_test_result;
-    0x17D Hash [] auth 0 rh false nv false => hashing::hash;
-    0x17E PCR_Read [] auth 0 rh false nv false => pcr::read;
-    0x181 ReadClock [] auth 0 rh false nv false => startup::read_clock;
-    0x182 PCR_Extend [PcrOrNull] auth 1 rh false nv false => pcr::extend;
-    0x185 EventSequenceComplete [PcrOrNull Object] auth 2 rh false nv false => hashing::event_sequence_complete;
-    0x186 HashSequenceStart [] auth 0 rh true nv false => hashing::hash_sequence_start;
-    0x18A TestParms [] auth 0 rh false nv false => startup::test_parms;
+    0x122 NV_UndefineSpace [Provision NvIndex] auth 1 rh false nv true dec false enc false => nv::undefine_space;
+    0x12A NV_DefineSpace [Provision] auth 1 rh false nv true dec true enc false => nv::define_space;
+    0x12B PCR_Allocate [Platform] auth 1 rh false nv true dec false enc false => pcr::allocate;
+    0x132 NV_GlobalWriteLock [Provision] auth 1 rh false nv true dec false enc false => nv::global_write_lock;
+    0x134 NV_Increment [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::increment;
+    0x135 NV_SetBits [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::set_bits;
+    0x136 NV_Extend [NvAuth NvIndex] auth 1 rh false nv true dec true enc false => nv::extend;
+    0x137 NV_Write [NvAuth NvIndex] auth 1 rh false nv true dec true enc false => nv::write;
+    0x138 NV_WriteLock [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::write_lock;
+    0x13B NV_ChangeAuth [NvIndex] auth 1 admin true rh false nv true dec true enc false => nv::change_auth;
+    0x13C PCR_Event [PcrOrNull] auth 1 rh false nv false dec true enc false => pcr::event;
+    0x13D PCR_Reset [Pcr] auth 1 rh false nv false dec false enc false => pcr::reset;
+    0x13E SequenceComplete [Object] auth 1 rh false nv false dec true enc true => hashing::sequence_complete;
+    0x142 IncrementalSelfTest [] auth 0 rh false nv false dec false enc false => startup::incremental_self_test;
+    0x143 SelfTest [] auth 0 rh false nv false dec false enc false => startup::self_test;
+    0x144 Startup [] auth 0 rh false nv true dec false enc false => startup::startup;
+    0x145 Shutdown [] auth 0 rh false nv true dec false enc false => startup::shutdown;
+    0x146 StirRandom [] auth 0 rh false nv false dec true enc false => startup::stir_random;
+    0x14E NV_Read [NvAuth NvIndex] auth 1 rh false nv false dec false enc true => nv::read;
+    0x14F NV_ReadLock [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::read_lock;
+    0x15C SequenceUpdate [Object] auth 1 rh false nv false dec true enc false => hashing::sequence_update;
+    0x165 FlushContext [] auth 0 rh false nv false dec false enc false => hashing::flush_context;
+    0x169 NV_ReadPublic [NvIndex] auth 0 rh false nv false dec false enc true => nv::read_public;
+    0x176 StartAuthSession [ObjectOrNull Entity] auth 0 rh true nv false dec true enc true => session::start_auth_session;
+    0x17A GetCapability [] auth 0 rh false nv false dec false enc false => capability::get_capability;
+    0x17B GetRandom [] auth 0 rh false nv false dec false enc true => startup::get_random;
+    0x17C GetTestResult [] auth 0 rh false nv false dec false enc true => startup::get_test_result;
+    0x17D Hash [] auth 0 rh false nv false dec true enc true => hashing::hash;
+    0x17E PCR_Read [] auth 0 rh false nv false dec false enc false => pcr::read;
+    0x181 ReadClock [] auth 0 rh false nv false dec false enc false => startup::read_clock;
+    0x182 PCR_Extend [PcrOrNull] auth 1 rh false nv false dec false enc false => pcr::extend;
+    0x185 EventSequenceComplete [PcrOrNull Object] auth 2 rh false nv false dec true enc false => hashing::event_sequence_complete;
+    0x186 HashSequenceStart [] auth 0 rh true nv false dec true enc false => hashing::hash_sequence_start;
+    0x18A TestParms [] auth 0 rh false nv false dec false enc false => startup::test_parms;
 }
 
 /// The command with this code, if implemented.
