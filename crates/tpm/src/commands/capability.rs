@@ -82,6 +82,8 @@ fn properties(tpm: &Tpm) -> Vec<(u32, u32)> {
         .filter(|i| NvType::from_attributes(i.public.attributes) == Some(NvType::Counter))
         .count() as u32;
     let loaded = tpm.vol.objects.len() as u32;
+    let sessions = tpm.vol.sessions.len() as u32;
+    let max_sessions = crate::engine::MAX_SESSIONS_LOADED as u32;
     let permanent = u32::from(!tpm.perm.owner_auth.is_empty())
         | (u32::from(!tpm.perm.endorsement_auth.is_empty()) << 1)
         | (u32::from(!tpm.perm.lockout_auth.is_empty()) << 2)
@@ -112,8 +114,8 @@ fn properties(tpm: &Tpm) -> Vec<(u32, u32)> {
         (pt::INPUT_BUFFER, MAX_DIGEST_BUFFER as u32),
         (pt::HR_TRANSIENT_MIN, MAX_LOADED_OBJECTS as u32),
         (pt::HR_PERSISTENT_MIN, 7),
-        (pt::HR_LOADED_MIN, MAX_LOADED_OBJECTS as u32),
-        (pt::ACTIVE_SESSIONS_MAX, 64),
+        (pt::HR_LOADED_MIN, max_sessions),
+        (pt::ACTIVE_SESSIONS_MAX, max_sessions),
         (pt::PCR_COUNT, PCR_COUNT as u32),
         (pt::PCR_SELECT_MIN, PCR_SELECT_MAX as u32),
         (pt::CONTEXT_GAP_MAX, 0xFFFF),
@@ -150,8 +152,11 @@ fn properties(tpm: &Tpm) -> Vec<(u32, u32)> {
             pt::HR_LOADED_AVAIL,
             MAX_LOADED_OBJECTS as u32 - loaded.min(MAX_LOADED_OBJECTS as u32),
         ),
-        (pt::HR_ACTIVE, 0),
-        (pt::HR_ACTIVE_AVAIL, 64),
+        (pt::HR_ACTIVE, sessions),
+        (
+            pt::HR_ACTIVE_AVAIL,
+            max_sessions - sessions.min(max_sessions),
+        ),
         (
             pt::HR_TRANSIENT_AVAIL,
             MAX_LOADED_OBJECTS as u32 - loaded.min(MAX_LOADED_OBJECTS as u32),
@@ -185,7 +190,10 @@ fn handles(tpm: &Tpm, from: u32) -> Result<Vec<u32>, Rc> {
             .collect(),
         handle::HT_TRANSIENT => tpm.vol.objects.keys().copied().collect(),
         handle::HT_PERMANENT => handle::PERMANENT.to_vec(),
-        handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION | handle::HT_PERSISTENT => Vec::new(),
+        handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION => {
+            tpm.vol.sessions.keys().copied().collect()
+        }
+        handle::HT_PERSISTENT => Vec::new(),
         _ => return Err(Rc::VALUE.param(2)),
     };
     let ht = handle::ht(from);
