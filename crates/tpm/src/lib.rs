@@ -23,6 +23,7 @@ pub mod codec;
 mod commands;
 mod drbg;
 mod engine;
+pub mod crypto;
 pub mod hash;
 pub mod kdf;
 mod pcr;

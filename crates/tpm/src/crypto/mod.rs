@@ -1,0 +1,1 @@
+//! Asymmetric cryptography for TPM objects (being written).
