@@ -96,9 +96,9 @@ impl Instance {
         let seed = entropy()?;
         let (tpm, fresh) = match dir.load()? {
             Some(blob) => {
-                let tpm = Tpm::restore(&blob, &seed).map_err(|source| Error::Restore {
+                let tpm = Tpm::restore(&blob, &seed).map_err(|error| Error::Restore {
                     path: dir.state_file(),
-                    source,
+                    error,
                 })?;
                 log.info(format_args!(
                     "restored TPM state from {}",

@@ -34,12 +34,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     State(#[from] StateDirError),
-    #[error("state file {path} was rejected by the TPM engine: {source}; refusing to start (the file was left untouched)")]
-    Restore {
-        path: PathBuf,
-        #[source]
-        source: tpm::StateError,
-    },
+    #[error("state file {path} was rejected by the TPM engine: {error}; refusing to start (the file was left untouched)")]
+    Restore { path: PathBuf, error: tpm::StateError },
     #[error("no entropy from the operating system: {0}")]
     Entropy(String),
     #[error("the TPM engine failed (it panicked); restart the instance")]
@@ -47,5 +43,5 @@ pub enum Error {
     #[error(transparent)]
     Option(#[from] options::OptionError),
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
 }

@@ -130,12 +130,8 @@ fn be_u64(b: &[u8]) -> u64 {
 /// Errors of the state directory.
 #[derive(Debug, thiserror::Error)]
 pub enum StateDirError {
-    #[error("state directory {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("state directory {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("state directory {0} is not a directory")]
     NotADirectory(PathBuf),
     #[error("state directory {0} is in use by another process (it holds the lock)")]
@@ -146,10 +142,10 @@ pub enum StateDirError {
     Corrupt { path: PathBuf, reason: FormatError },
 }
 
-fn io_err(path: &Path, source: io::Error) -> StateDirError {
+fn io_err(path: &Path, error: io::Error) -> StateDirError {
     StateDirError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -160,7 +160,9 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(kind) = flags.startup {
         let rc = instance.startup(kind);
-        if rc != 0 {
+        if rc == 0 {
+            log.info(format_args!("TPM2_Startup({kind:?}) sent"));
+        } else {
             log.warn(format_args!("TPM2_Startup({kind:?}) returned {rc:#x}"));
         }
     }
