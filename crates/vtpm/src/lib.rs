@@ -35,7 +35,10 @@ pub enum Error {
     #[error(transparent)]
     State(#[from] StateDirError),
     #[error("state file {path} was rejected by the TPM engine: {error}; refusing to start (the file was left untouched)")]
-    Restore { path: PathBuf, error: tpm::StateError },
+    Restore {
+        path: PathBuf,
+        error: tpm::StateError,
+    },
     #[error("no entropy from the operating system: {0}")]
     Entropy(String),
     #[error("the TPM engine failed (it panicked); restart the instance")]
