@@ -240,6 +240,7 @@ fn write_pid(opt: Option<&PidOption>) -> anyhow::Result<Option<PidFile>> {
 }
 
 /// SIGTERM / SIGINT: stop serving; `serve` then saves the state and returns.
+/// A second signal exits at once, in case stopping hangs.
 fn stop_on_signals(stop: &StopHandle, log: &Log) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
@@ -249,9 +250,14 @@ fn stop_on_signals(stop: &StopHandle, log: &Log) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("vtpm-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let mut forever = signals.forever();
+            if let Some(sig) = forever.next() {
                 log.info(format_args!("signal {sig}: saving state and stopping"));
                 stop.stop();
+            }
+            if let Some(sig) = forever.next() {
+                log.error(format_args!("signal {sig} while stopping: exiting now"));
+                std::process::exit(1);
             }
         })?;
     Ok(())
