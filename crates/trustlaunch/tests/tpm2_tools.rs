@@ -1006,7 +1006,7 @@ mod steps {
         assert_eq!(
             tpm.active_banks(),
             original,
-            "allocation before the restart"
+            "TPM_CAP_PCRS reports the current allocation; PCR_Allocate changes it only at the next TPM Reset"
         );
         tpm.ok(&["tpm2_shutdown", "-c"]);
 
@@ -1282,7 +1282,11 @@ mod steps {
             Some(3),
             "tpm2-tools exit code for an auth failure"
         );
-        assert_eq!(tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER"), 1);
+        assert_eq!(
+            tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER"),
+            1,
+            "an auth failure on an index without TPMA_NV_NO_DA counts in the lockout counter (Part 1, dictionary attack protection)"
+        );
         let junk = tpm.file("junk.bin", b"junk");
         tpm.refused(
             &[
@@ -1297,7 +1301,11 @@ mod steps {
             ],
             RC_AUTH_FAIL_SESSION1,
         );
-        assert_eq!(tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER"), 2);
+        assert_eq!(
+            tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER"),
+            2,
+            "a second auth failure counts again"
+        );
         let read = tpm.ok_bytes(
             &[
                 "tpm2_nvread",
