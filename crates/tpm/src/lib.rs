@@ -21,11 +21,12 @@
 
 pub mod codec;
 mod commands;
+pub mod crypto;
 mod drbg;
 mod engine;
-pub mod crypto;
 pub mod hash;
 pub mod kdf;
+pub mod object;
 mod pcr;
 pub mod rc;
 pub mod session;

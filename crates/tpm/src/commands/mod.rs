@@ -7,6 +7,7 @@ mod hashing;
 pub(crate) mod nv;
 pub(crate) use nv::nv_name;
 mod pcr;
+mod policy;
 mod session;
 mod startup;
 
@@ -36,6 +37,8 @@ pub(crate) enum HandleKind {
     ObjectOrNull,
     /// TPMI_DH_ENTITY+: anything with an authorization value, or TPM_RH_NULL.
     Entity,
+    /// TPMI_SH_POLICY: a policy session.
+    PolicySession,
 }
 
 impl HandleKind {
@@ -51,6 +54,7 @@ impl HandleKind {
             }
             HandleKind::NvIndex => ht == handle::HT_NV_INDEX,
             HandleKind::Object => ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT,
+            HandleKind::PolicySession => ht == handle::HT_POLICY_SESSION,
             HandleKind::ObjectOrNull => {
                 ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT || h == handle::NULL
             }
@@ -150,22 +154,35 @@ commands! {
     0x144 Startup [] auth 0 rh false nv true dec false enc false => startup::startup;
     0x145 Shutdown [] auth 0 rh false nv true dec false enc false => startup::shutdown;
     0x146 StirRandom [] auth 0 rh false nv false dec true enc false => startup::stir_random;
+    0x149 PolicyNV [NvAuth NvIndex PolicySession] auth 1 rh false nv false dec true enc false => policy::policy_nv;
     0x14E NV_Read [NvAuth NvIndex] auth 1 rh false nv false dec false enc true => nv::read;
     0x14F NV_ReadLock [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::read_lock;
+    0x151 PolicySecret [Entity PolicySession] auth 1 rh false nv false dec true enc true => policy::policy_secret;
     0x15C SequenceUpdate [Object] auth 1 rh false nv false dec true enc false => hashing::sequence_update;
+    0x160 PolicySigned [Object PolicySession] auth 0 rh false nv false dec true enc true => policy::policy_signed;
     0x165 FlushContext [] auth 0 rh false nv false dec false enc false => hashing::flush_context;
     0x169 NV_ReadPublic [NvIndex] auth 0 rh false nv false dec false enc true => nv::read_public;
+    0x16A PolicyAuthorize [PolicySession] auth 0 rh false nv false dec true enc false => policy::policy_authorize;
+    0x16B PolicyAuthValue [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_auth_value;
+    0x16C PolicyCommandCode [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_command_code;
+    0x16E PolicyCpHash [PolicySession] auth 0 rh false nv false dec true enc false => policy::policy_cp_hash;
+    0x170 PolicyNameHash [PolicySession] auth 0 rh false nv false dec true enc false => policy::policy_name_hash;
+    0x171 PolicyOR [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_or;
     0x176 StartAuthSession [ObjectOrNull Entity] auth 0 rh true nv false dec true enc true => session::start_auth_session;
     0x17A GetCapability [] auth 0 rh false nv false dec false enc false => capability::get_capability;
     0x17B GetRandom [] auth 0 rh false nv false dec false enc true => startup::get_random;
     0x17C GetTestResult [] auth 0 rh false nv false dec false enc true => startup::get_test_result;
     0x17D Hash [] auth 0 rh false nv false dec true enc true => hashing::hash;
     0x17E PCR_Read [] auth 0 rh false nv false dec false enc false => pcr::read;
+    0x17F PolicyPCR [PolicySession] auth 0 rh false nv false dec true enc false => policy::policy_pcr;
+    0x180 PolicyRestart [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_restart;
     0x181 ReadClock [] auth 0 rh false nv false dec false enc false => startup::read_clock;
     0x182 PCR_Extend [PcrOrNull] auth 1 rh false nv false dec false enc false => pcr::extend;
     0x185 EventSequenceComplete [PcrOrNull Object] auth 2 rh false nv false dec true enc false => hashing::event_sequence_complete;
     0x186 HashSequenceStart [] auth 0 rh true nv false dec true enc false => hashing::hash_sequence_start;
+    0x189 PolicyGetDigest [PolicySession] auth 0 rh false nv false dec false enc true => policy::policy_get_digest;
     0x18A TestParms [] auth 0 rh false nv false dec false enc false => startup::test_parms;
+    0x18C PolicyPassword [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_password;
 }
 
 /// The command with this code, if implemented.
