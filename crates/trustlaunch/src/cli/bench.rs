@@ -3,8 +3,9 @@
 //! One run starts both servers (swtpm and `trustlaunch vtpm socket`, both over the swtpm socket
 //! protocol with `--flags not-need-init`, each in a temporary state directory) and drives each
 //! with the same client workload through tpm2-tss's swtpm TCTI: the same raw TPM 2.0 command
-//! bytes, one connection per server, one command in flight at a time. Rounds alternate which
-//! server goes first; the figures are medians over rounds.
+//! bytes, one client per server, one command in flight at a time. Rounds alternate which
+//! server goes first; the figures are medians over rounds. tpm2-tss's swtpm TCTI connects anew
+//! for each command (as strace shows), so every op includes a TCP connection setup.
 //!
 //! tpm2-tss is loaded at run time (`libtss2-tctildr.so.0`), so building this binary does not
 //! need libtss2-dev; only running the benchmark needs the library (Debian: libtss2-tctildr0).
@@ -110,8 +111,12 @@ fn bench_vtpm(args: &VtpmBench) -> Result<ExitCode> {
 
     println!(
         "vTPM throughput through tpm2-tss's swtpm TCTI ({}): {} commands x {} rounds per \
-         operation and server, one connection each, median ops/s",
+         operation and server, median ops/s",
         args.tctildr, args.ops, args.rounds
+    );
+    println!(
+        "  (that TCTI opens a new TCP connection for every command, so each op includes \
+         connection setup)"
     );
     println!("  swtpm:       {} ({swtpm_version})", args.swtpm.display());
     println!(
