@@ -894,12 +894,21 @@ mod steps {
         }
     }
 
+    /// Up to 1024 bytes, tpm2_pcrevent uses TPM2_PCR_Event.
     pub fn pcr_event(backend: Backend) {
+        pcr_event_of_sizes(backend, &[23, 1024]);
+    }
+
+    /// Above 1024 bytes, tpm2_pcrevent uses an event sequence: HashSequenceStart(TPM_ALG_NULL),
+    /// SequenceUpdate, EventSequenceComplete.
+    pub fn pcr_event_sequence(backend: Backend) {
+        pcr_event_of_sizes(backend, &[3000]);
+    }
+
+    fn pcr_event_of_sizes(backend: Backend, sizes: &[usize]) {
         let tpm = Fixture::start(backend);
         tpm.ok(&["tpm2_startup", "-c"]);
-        // 23 bytes goes through TPM2_PCR_Event; 3000 bytes makes tpm2-tools use an event
-        // sequence (HashSequenceStart(TPM_ALG_NULL), SequenceUpdate, EventSequenceComplete).
-        for (i, len) in [23usize, 3000].into_iter().enumerate() {
+        for (i, &len) in sizes.iter().enumerate() {
             let data = test_data("pcr event", len);
             let path = tpm.file(&format!("event-{i}.bin"), &data);
             let before = tpm.pcrread("sha1:16+sha256:16+sha384:16");
@@ -1135,17 +1144,47 @@ mod steps {
         assert_eq!(a.restart_count, 0, "restartCount after Startup(CLEAR)");
     }
 
-    pub fn nv(backend: Backend) {
+    /// Define the ordinary test index 0x01500016 (32 bytes, owner and index auth, password
+    /// "pass123") and write "trustlaunch NV data" into it with the index password.
+    fn define_ordinary(tpm: &Fixture) -> &'static str {
+        let idx_s = "0x1500016";
+        let out = tpm.ok(&[
+            "tpm2_nvdefine",
+            idx_s,
+            "-C",
+            "o",
+            "-s",
+            "32",
+            "-a",
+            NV_ATTRS,
+            "-p",
+            "pass123",
+        ]);
+        assert!(out.contains(&format!("nv-index: {idx_s}")), "{out}");
+        tpm.ok_input(
+            &[
+                "tpm2_nvwrite",
+                idx_s,
+                "-C",
+                idx_s,
+                "-P",
+                "pass123",
+                "-i",
+                "-",
+            ],
+            NV_DATA,
+        );
+        idx_s
+    }
+
+    const NV_DATA: &[u8] = b"trustlaunch NV data";
+
+    pub fn nv_ordinary(backend: Backend) {
         let tpm = Fixture::start(backend);
         tpm.ok(&["tpm2_startup", "-c"]);
-        let before = tpm.nv_indices();
-        let hr_before = tpm.variable_property("TPM2_PT_HR_NV_INDEX");
-        assert_eq!(hr_before, before.len() as u64);
-
-        // --- Ordinary index with its own password ---
         let idx = 0x0150_0016u32;
         let idx_s = format!("0x{idx:x}");
-        let out = tpm.ok(&[
+        tpm.ok(&[
             "tpm2_nvdefine",
             &idx_s,
             "-C",
@@ -1157,12 +1196,13 @@ mod steps {
             "-p",
             "pass123",
         ]);
-        assert!(out.contains(&format!("nv-index: {idx_s}")), "{out}");
-        let public = parse_sections(&tpm.ok(&["tpm2_nvreadpublic", &idx_s]));
+        let out = tpm.ok(&["tpm2_nvreadpublic", &idx_s]);
+        let public = parse_sections(&out);
         let p = &public[&idx_s];
         assert_eq!(
             p.field("name"),
-            Some(nv_name_sha256(idx, OWNER_AND_AUTH_RW, 32))
+            Some(nv_name_sha256(idx, OWNER_AND_AUTH_RW, 32)),
+            "name of the unwritten index\n{out}"
         );
         assert_eq!(p.field("size").as_deref(), Some("32"));
         tpm.refused(
@@ -1179,7 +1219,6 @@ mod steps {
             RC_NV_UNINITIALIZED,
         );
 
-        let data = b"trustlaunch NV data";
         tpm.ok_input(
             &[
                 "tpm2_nvwrite",
@@ -1191,8 +1230,9 @@ mod steps {
                 "-i",
                 "-",
             ],
-            data,
+            NV_DATA,
         );
+        let len = NV_DATA.len().to_string();
         let read = tpm.ok_bytes(
             &[
                 "tpm2_nvread",
@@ -1202,11 +1242,11 @@ mod steps {
                 "-P",
                 "pass123",
                 "-s",
-                &data.len().to_string(),
+                &len,
             ],
             None,
         );
-        assert_eq!(read, data, "NV round trip (index auth)");
+        assert_eq!(read, NV_DATA, "NV round trip (index auth)");
         let read = tpm.ok_bytes(
             &[
                 "tpm2_nvread",
@@ -1220,7 +1260,7 @@ mod steps {
             ],
             None,
         );
-        assert_eq!(read, &data[11..16], "NV read at an offset (owner auth)");
+        assert_eq!(read, &NV_DATA[11..16], "NV read at an offset (owner auth)");
         // Overwrite part of it at an offset.
         tpm.ok_input(
             &[
@@ -1235,7 +1275,7 @@ mod steps {
             ],
             b"nv",
         );
-        let read = tpm.ok_bytes(&["tpm2_nvread", &idx_s, "-C", "o", "-s", "19"], None);
+        let read = tpm.ok_bytes(&["tpm2_nvread", &idx_s, "-C", "o", "-s", &len], None);
         assert_eq!(read, b"trustlaunch nv data");
 
         let out = tpm.ok(&["tpm2_nvreadpublic", &idx_s]);
@@ -1259,22 +1299,18 @@ mod steps {
         assert_eq!(
             p.field("name"),
             Some(nv_name_sha256(idx, attrs, 32)),
-            "{out}"
+            "name of the written index\n{out}"
         );
         assert_eq!(p.field("size").as_deref(), Some("32"));
+    }
 
-        // Wrong password: TPM_RC_AUTH_FAIL, counted by dictionary-attack protection.
+    pub fn nv_wrong_password(backend: Backend) {
+        let tpm = Fixture::start(backend);
+        tpm.ok(&["tpm2_startup", "-c"]);
+        let idx_s = define_ordinary(&tpm);
+        // TPM_RC_AUTH_FAIL on session 1; tpm2-tools exits with its auth-error code, 3.
         let run = tpm.refused(
-            &[
-                "tpm2_nvread",
-                &idx_s,
-                "-C",
-                &idx_s,
-                "-P",
-                "wrong",
-                "-s",
-                "4",
-            ],
+            &["tpm2_nvread", idx_s, "-C", idx_s, "-P", "wrong", "-s", "4"],
             RC_AUTH_FAIL_SESSION1,
         );
         assert_eq!(
@@ -1282,18 +1318,59 @@ mod steps {
             Some(3),
             "tpm2-tools exit code for an auth failure"
         );
+        let junk = tpm.file("junk.bin", b"junk");
+        tpm.refused(
+            &[
+                "tpm2_nvwrite",
+                idx_s,
+                "-C",
+                idx_s,
+                "-P",
+                "wrong",
+                "-i",
+                &junk,
+            ],
+            RC_AUTH_FAIL_SESSION1,
+        );
+        let len = NV_DATA.len().to_string();
+        let read = tpm.ok_bytes(
+            &[
+                "tpm2_nvread",
+                idx_s,
+                "-C",
+                idx_s,
+                "-P",
+                "pass123",
+                "-s",
+                &len,
+            ],
+            None,
+        );
+        assert_eq!(read, NV_DATA, "the refused write changed nothing");
+    }
+
+    pub fn nv_wrong_password_counts_for_da(backend: Backend) {
+        let tpm = Fixture::start(backend);
+        tpm.ok(&["tpm2_startup", "-c"]);
+        let idx_s = define_ordinary(&tpm);
+        assert_eq!(tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER"), 0);
+        tpm.refused(
+            &["tpm2_nvread", idx_s, "-C", idx_s, "-P", "wrong", "-s", "4"],
+            RC_AUTH_FAIL_SESSION1,
+        );
         assert_eq!(
             tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER"),
             1,
-            "an auth failure on an index without TPMA_NV_NO_DA counts in the lockout counter (Part 1, dictionary attack protection)"
+            "an auth failure on an index without TPMA_NV_NO_DA counts in the lockout \
+             counter (Part 1, dictionary attack protection)"
         );
         let junk = tpm.file("junk.bin", b"junk");
         tpm.refused(
             &[
                 "tpm2_nvwrite",
-                &idx_s,
+                idx_s,
                 "-C",
-                &idx_s,
+                idx_s,
                 "-P",
                 "wrong",
                 "-i",
@@ -1306,36 +1383,14 @@ mod steps {
             2,
             "a second auth failure counts again"
         );
-        let read = tpm.ok_bytes(
-            &[
-                "tpm2_nvread",
-                &idx_s,
-                "-C",
-                &idx_s,
-                "-P",
-                "pass123",
-                "-s",
-                "19",
-            ],
-            None,
-        );
-        assert_eq!(
-            read, b"trustlaunch nv data",
-            "wrong password changed nothing"
-        );
+    }
 
-        // --- Counter ---
+    pub fn nv_counter(backend: Backend) {
+        let tpm = Fixture::start(backend);
+        tpm.ok(&["tpm2_startup", "-c"]);
         let ctr = "0x1500017";
-        tpm.ok(&[
-            "tpm2_nvdefine",
-            ctr,
-            "-C",
-            "o",
-            "-s",
-            "8",
-            "-a",
-            &format!("nt=counter|{NV_ATTRS}"),
-        ]);
+        let attrs = format!("nt=counter|{NV_ATTRS}");
+        tpm.ok(&["tpm2_nvdefine", ctr, "-C", "o", "-s", "8", "-a", &attrs]);
         tpm.refused(
             &["tpm2_nvread", ctr, "-C", "o", "-s", "8"],
             RC_NV_UNINITIALIZED,
@@ -1360,20 +1415,15 @@ mod steps {
                 8
             ))
         );
+    }
 
-        // --- Extend indices (sha256 and sha384) ---
+    pub fn nv_extend(backend: Backend) {
+        let tpm = Fixture::start(backend);
+        tpm.ok(&["tpm2_startup", "-c"]);
+        let attrs = format!("nt=extend|{NV_ATTRS}");
         for (alg, handle) in [("sha256", 0x0150_0018u32), ("sha384", 0x0150_001A)] {
             let h = format!("0x{handle:x}");
-            tpm.ok(&[
-                "tpm2_nvdefine",
-                &h,
-                "-C",
-                "o",
-                "-g",
-                alg,
-                "-a",
-                &format!("nt=extend|{NV_ATTRS}"),
-            ]);
+            tpm.ok(&["tpm2_nvdefine", &h, "-C", "o", "-g", alg, "-a", &attrs]);
             let n = digest_len(alg);
             let mut want = vec![0u8; n];
             for chunk in [&b"abc"[..], b"second extend of the NV index"] {
@@ -1396,17 +1446,14 @@ mod steps {
                 32
             ))
         );
+    }
 
-        // --- Bit field ---
+    pub fn nv_bits(backend: Backend) {
+        let tpm = Fixture::start(backend);
+        tpm.ok(&["tpm2_startup", "-c"]);
         let bits = "0x1500019";
-        tpm.ok(&[
-            "tpm2_nvdefine",
-            bits,
-            "-C",
-            "o",
-            "-a",
-            &format!("nt=bits|{NV_ATTRS}"),
-        ]);
+        let attrs = format!("nt=bits|{NV_ATTRS}");
+        tpm.ok(&["tpm2_nvdefine", bits, "-C", "o", "-a", &attrs]);
         let mut want = 0u64;
         for b in [0x5u64, 0x100, 0x4, 0x8000_0000_0000_0000] {
             tpm.ok(&["tpm2_nvsetbits", "-C", "o", "-i", &format!("0x{b:x}"), bits]);
@@ -1427,8 +1474,30 @@ mod steps {
                 8
             ))
         );
+    }
 
-        // --- Listing and undefine ---
+    pub fn nv_listing_and_undefine(backend: Backend) {
+        let tpm = Fixture::start(backend);
+        tpm.ok(&["tpm2_startup", "-c"]);
+        let before = tpm.nv_indices();
+        let hr_before = tpm.variable_property("TPM2_PT_HR_NV_INDEX");
+        assert_eq!(hr_before, before.len() as u64);
+        let counters_before = tpm.variable_property("TPM2_PT_NV_COUNTERS");
+
+        let idx_s = define_ordinary(&tpm);
+        for (h, kind) in [
+            ("0x1500017", "counter"),
+            ("0x1500018", "extend"),
+            ("0x1500019", "bits"),
+            ("0x150001a", "counter"),
+        ] {
+            let attrs = format!("nt={kind}|{NV_ATTRS}");
+            let mut args = vec!["tpm2_nvdefine", h, "-C", "o", "-a", &attrs];
+            if kind == "counter" {
+                args.extend(["-s", "8"]);
+            }
+            tpm.ok(&args);
+        }
         let mine: BTreeSet<u32> = [
             0x0150_0016,
             0x0150_0017,
@@ -1443,14 +1512,21 @@ mod steps {
             tpm.variable_property("TPM2_PT_HR_NV_INDEX"),
             listed.len() as u64
         );
+        assert_eq!(
+            tpm.variable_property("TPM2_PT_NV_COUNTERS"),
+            counters_before + 2
+        );
         for h in &mine {
             tpm.ok(&["tpm2_nvundefine", &format!("0x{h:x}"), "-C", "o"]);
         }
         assert_eq!(tpm.nv_indices(), before);
         assert_eq!(tpm.variable_property("TPM2_PT_HR_NV_INDEX"), hr_before);
-        assert_eq!(tpm.variable_property("TPM2_PT_NV_COUNTERS"), 0);
+        assert_eq!(
+            tpm.variable_property("TPM2_PT_NV_COUNTERS"),
+            counters_before
+        );
         // (tpm2_nvreadpublic of a missing index crashes in tpm2-tools 5.4: use tpm2_nvread.)
-        tpm.refused(&["tpm2_nvread", &idx_s, "-C", "o", "-s", "4"], RC_HANDLE_1);
+        tpm.refused(&["tpm2_nvread", idx_s, "-C", "o", "-s", "4"], RC_HANDLE_1);
     }
 
     pub fn shutdown_state_restart(backend: Backend) {
@@ -1603,6 +1679,10 @@ macro_rules! suite {
                 steps::pcr_event($backend)
             }
             #[test]
+            fn pcr_event_sequence() {
+                steps::pcr_event_sequence($backend)
+            }
+            #[test]
             fn pcr_reset() {
                 steps::pcr_reset($backend)
             }
@@ -1623,8 +1703,32 @@ macro_rules! suite {
                 steps::readclock($backend)
             }
             #[test]
-            fn nv() {
-                steps::nv($backend)
+            fn nv_ordinary() {
+                steps::nv_ordinary($backend)
+            }
+            #[test]
+            fn nv_wrong_password() {
+                steps::nv_wrong_password($backend)
+            }
+            #[test]
+            fn nv_wrong_password_counts_for_da() {
+                steps::nv_wrong_password_counts_for_da($backend)
+            }
+            #[test]
+            fn nv_counter() {
+                steps::nv_counter($backend)
+            }
+            #[test]
+            fn nv_extend() {
+                steps::nv_extend($backend)
+            }
+            #[test]
+            fn nv_bits() {
+                steps::nv_bits($backend)
+            }
+            #[test]
+            fn nv_listing_and_undefine() {
+                steps::nv_listing_and_undefine($backend)
             }
             #[test]
             fn shutdown_state_restart() {
