@@ -10,6 +10,7 @@ use crate::commands::{self, CommandDef, Ctx};
 use crate::drbg::HmacDrbg;
 use crate::hash::HashAlg;
 use crate::hash::Hasher;
+use crate::keys::{self, KeyObject};
 use crate::pcr::{PcrAllocation, PcrBanks};
 use crate::rc::Rc;
 use crate::session::{PolicyState, Session, SessionType, SymDef};
@@ -24,7 +25,7 @@ pub const MAX_RESPONSE_SIZE: usize = 4096;
 /// Sessions one command may carry (Part 1, 19.6).
 const MAX_SESSIONS: usize = 3;
 /// Transient object slots (hash and event sequences for now).
-pub(crate) const MAX_LOADED_OBJECTS: usize = 8;
+pub(crate) const MAX_LOADED_OBJECTS: usize = 16;
 /// Loaded sessions (TPM_PT_ACTIVE_SESSIONS_MAX).
 pub(crate) const MAX_SESSIONS_LOADED: usize = 64;
 
@@ -40,12 +41,19 @@ pub(crate) enum Object {
     },
     /// HashSequenceStart with TPM_ALG_NULL: one running hash per implemented algorithm.
     EventSequence { hashers: Vec<Hasher>, auth: Vec<u8> },
+    /// A key or data object.
+    Key(Box<KeyObject>),
 }
 
 impl Object {
     pub(crate) fn auth(&self) -> &[u8] {
         match self {
             Object::HashSequence { auth, .. } | Object::EventSequence { auth, .. } => auth,
+            Object::Key(o) => o
+                .sensitive
+                .as_ref()
+                .map(|s| s.auth_value.as_slice())
+                .unwrap_or(&[]),
         }
     }
 }
@@ -56,6 +64,9 @@ pub(crate) struct Volatile {
     pub pcr_update_counter: u32,
     pub objects: BTreeMap<u32, Object>,
     pub sessions: BTreeMap<u32, Session>,
+    /// Sessions whose context was saved, with the sequence of their latest context.
+    pub saved_sessions: BTreeMap<u32, u64>,
+    pub context_sequence: u64,
     pub ph_enable: bool,
     pub sh_enable: bool,
     pub eh_enable: bool,
@@ -72,6 +83,8 @@ impl Volatile {
             pcr_update_counter: 0,
             objects: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            saved_sessions: BTreeMap::new(),
+            context_sequence: 0,
             ph_enable: true,
             sh_enable: true,
             eh_enable: true,
@@ -95,6 +108,8 @@ pub struct Tpm {
     /// Whether the clock value in permanent state is current (TPMS_CLOCK_INFO.safe).
     pub(crate) clock_safe: bool,
     established: bool,
+    /// Recently derived primary objects, keyed by a digest of seed, hierarchy and template.
+    pub(crate) primary_cache: Vec<(Vec<u8>, KeyObject)>,
 }
 
 impl Tpm {
@@ -131,6 +146,7 @@ impl Tpm {
             clock_origin: Instant::now(),
             clock_safe: false,
             established: false,
+            primary_cache: Vec::new(),
         }
     }
 
@@ -417,7 +433,7 @@ impl Tpm {
             let auth = self.entity_auth(h).map_err(|rc| rc.handle(n))?;
             let auth = trim_zeros(&auth).to_vec();
             if s.session_handle == handle::RS_PW {
-                if def.admin_nv && handle::ht(h) == handle::HT_NV_INDEX {
+                if self.policy_required(h, def, i) {
                     return Err(Rc::AUTH_TYPE);
                 }
                 if auth != trim_zeros(s.hmac.as_slice()) {
@@ -437,7 +453,7 @@ impl Tpm {
                 params,
             );
             let include_auth = if session.kind == SessionType::Hmac {
-                if def.admin_nv && handle::ht(h) == handle::HT_NV_INDEX {
+                if self.policy_required(h, def, i) {
                     return Err(Rc::AUTH_TYPE);
                 }
                 let name = self.entity_name(h).map_err(|rc| rc.handle(n))?;
@@ -622,7 +638,7 @@ impl Tpm {
         }
         match session.policy.command_code {
             Some(cc) if cc != def.code => return Err(Rc::POLICY_CC),
-            None if def.admin_nv => return Err(Rc::POLICY_FAIL),
+            None if def.admin => return Err(Rc::POLICY_FAIL),
             _ => {}
         }
         if let Some(expected) = &session.policy.cp_hash {
@@ -638,6 +654,26 @@ impl Tpm {
         Ok(())
     }
 
+    /// Must the `i`th authorization of this command on `h` be a policy session? The ADMIN
+    /// role on NV indices and on objects with adminWithPolicy, and the USER role on objects
+    /// without userWithAuth (Part 1, 19.7.4 and 19.7.5).
+    fn policy_required(&self, h: u32, def: &CommandDef, i: usize) -> bool {
+        let admin = def.admin && i == 0;
+        match handle::ht(h) {
+            handle::HT_NV_INDEX => admin,
+            handle::HT_TRANSIENT | handle::HT_PERSISTENT => self
+                .with_key(h, |o| {
+                    Ok(if admin {
+                        o.public.has(crate::object::attr::ADMIN_WITH_POLICY)
+                    } else {
+                        !o.public.has(crate::object::attr::USER_WITH_AUTH)
+                    })
+                })
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
     /// TPM_RC_AUTH_FAIL for entities under dictionary-attack protection, else TPM_RC_BAD_AUTH.
     fn auth_failure(&self, h: u32) -> Rc {
         let protected = match handle::ht(h) {
@@ -649,6 +685,9 @@ impl Tpm {
             handle::HT_PERMANENT => {
                 matches!(h, handle::OWNER | handle::ENDORSEMENT | handle::LOCKOUT)
             }
+            handle::HT_TRANSIENT | handle::HT_PERSISTENT => self
+                .with_key(h, |o| Ok(!o.public.has(crate::object::attr::NO_DA)))
+                .unwrap_or(false),
             _ => false,
         };
         if protected {
@@ -666,7 +705,12 @@ impl Tpm {
                 let idx = self.perm.nv.get(&h).ok_or(Rc::HANDLE)?;
                 Ok(commands::nv_name(&idx.public))
             }
-            handle::HT_TRANSIENT if !self.vol.objects.contains_key(&h) => Err(Rc::HANDLE),
+            handle::HT_TRANSIENT => match self.vol.objects.get(&h) {
+                Some(Object::Key(o)) => Ok(o.name.clone()),
+                Some(_) => Ok(h.to_be_bytes().to_vec()),
+                None => Err(Rc::HANDLE),
+            },
+            handle::HT_PERSISTENT => self.key_object(h).map(|o| o.name),
             _ => Ok(h.to_be_bytes().to_vec()),
         }
     }
@@ -685,14 +729,31 @@ impl Tpm {
                     )
                 })
                 .unwrap_or((None, Vec::new())),
+            handle::HT_TRANSIENT | handle::HT_PERSISTENT => self
+                .with_key(h, |o| {
+                    Ok((Some(o.public.name_alg), o.public.auth_policy.clone()))
+                })
+                .unwrap_or((None, Vec::new())),
             _ => (None, Vec::new()),
         }
     }
 
-    /// Decrypt a session salt with a loaded key (Part 1, 19.6.13). Keys arrive with objects;
-    /// until then a salt key handle names nothing loaded.
-    pub(crate) fn decrypt_salt(&self, _key: u32, _secret: &[u8]) -> Result<Vec<u8>, Rc> {
-        Err(Rc::HANDLE.handle(1))
+    /// Decrypt a session salt with a loaded key (Part 1, 19.6.13): RSA-OAEP or ECDH and KDFe
+    /// with the label "SECRET".
+    pub(crate) fn decrypt_salt(&self, key: u32, secret: &[u8]) -> Result<Vec<u8>, Rc> {
+        let opened = self.with_key(key, |o| {
+            if !o.public.has(crate::object::attr::DECRYPT) || o.sensitive.is_none() {
+                return Err(Rc::KEY.handle(1));
+            }
+            keys::decrypt_secret(o, keys::label::SECRET, secret).map_err(|rc| rc.param(2))
+        });
+        opened.map_err(|rc| {
+            if rc == Rc::HANDLE {
+                Rc::HANDLE.handle(1)
+            } else {
+                rc
+            }
+        })
     }
 
     /// The lowest free session handle of the session's type (one slot space for both types).
@@ -724,6 +785,9 @@ impl Tpm {
                 .get(&h)
                 .map(|o| o.auth().to_vec())
                 .ok_or(Rc::HANDLE),
+            handle::HT_PERSISTENT => self
+                .key_object(h)
+                .map(|o| o.sensitive.map(|s| s.auth_value).unwrap_or_default()),
             handle::HT_PERMANENT => match h {
                 handle::OWNER if self.vol.sh_enable => Ok(self.perm.owner_auth.clone()),
                 handle::ENDORSEMENT if self.vol.eh_enable => Ok(self.perm.endorsement_auth.clone()),

@@ -26,6 +26,8 @@ mod drbg;
 mod engine;
 pub mod hash;
 pub mod kdf;
+pub mod keys;
+mod loaded;
 pub mod object;
 mod pcr;
 pub mod rc;

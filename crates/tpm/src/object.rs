@@ -50,6 +50,11 @@ tpm2b!(
     512
 );
 tpm2b!(
+    /// TPM2B_CONTEXT_DATA (Part 2, 14.4): an integrity-protected, encrypted saved context.
+    Tpm2bContextData,
+    4096
+);
+tpm2b!(
     /// TPM2B_ID_OBJECT (Part 2, 12.4.3).
     Tpm2bIdObject,
     2 + 64 + 2 + 64
@@ -464,6 +469,22 @@ impl Unmarshal for TpmtSensitive {
             seed_value,
             sensitive,
         })
+    }
+}
+
+/// TPM2B_SENSITIVE (Part 2, 12.3.3): a size-prefixed TPMT_SENSITIVE, or nothing (size 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tpm2bSensitive(pub Option<TpmtSensitive>);
+
+impl Unmarshal for Tpm2bSensitive {
+    fn unmarshal(r: &mut Reader<'_>) -> Result<Self, Rc> {
+        let size = usize::from(r.u16()?);
+        if size == 0 {
+            return Ok(Tpm2bSensitive(None));
+        }
+        Ok(Tpm2bSensitive(Some(TpmtSensitive::from_bytes(
+            r.take(size)?,
+        )?)))
     }
 }
 

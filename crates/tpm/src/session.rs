@@ -221,6 +221,131 @@ pub fn aes_cfb(key: &[u8], iv: &[u8], data: &mut [u8], encrypt: bool) {
     }
 }
 
+/// Serialize a session for a saved context (the blob is encrypted and integrity-protected by
+/// the caller).
+pub fn encode(s: &Session) -> Vec<u8> {
+    use crate::codec::{put_sized, Marshal};
+    let mut out = Vec::new();
+    let kind: u8 = match s.kind {
+        SessionType::Hmac => 0,
+        SessionType::Policy => 1,
+        SessionType::Trial => 3,
+    };
+    kind.marshal(&mut out);
+    s.hash.id().marshal(&mut out);
+    put_sized(&mut out, &s.nonce_tpm);
+    put_sized(&mut out, &s.session_key);
+    match s.symmetric {
+        SymDef::Null => alg::NULL.marshal(&mut out),
+        SymDef::AesCfb(bits) => {
+            alg::AES.marshal(&mut out);
+            bits.marshal(&mut out);
+            alg::CFB.marshal(&mut out);
+        }
+        SymDef::Xor(h) => {
+            alg::XOR.marshal(&mut out);
+            h.id().marshal(&mut out);
+        }
+    }
+    match &s.bound {
+        None => 0u8.marshal(&mut out),
+        Some((name, auth)) => {
+            1u8.marshal(&mut out);
+            put_sized(&mut out, name);
+            put_sized(&mut out, auth);
+        }
+    }
+    let p = &s.policy;
+    put_sized(&mut out, &p.digest);
+    let opt = |out: &mut Vec<u8>, v: &Option<Vec<u8>>| match v {
+        None => 0u8.marshal(out),
+        Some(v) => {
+            1u8.marshal(out);
+            put_sized(out, v);
+        }
+    };
+    match p.command_code {
+        None => 0u8.marshal(&mut out),
+        Some(cc) => {
+            1u8.marshal(&mut out);
+            cc.marshal(&mut out);
+        }
+    }
+    opt(&mut out, &p.cp_hash);
+    opt(&mut out, &p.name_hash);
+    (u8::from(p.is_password_needed) | (u8::from(p.is_auth_value_needed) << 1)).marshal(&mut out);
+    match p.pcr_counter {
+        None => 0u8.marshal(&mut out),
+        Some(n) => {
+            1u8.marshal(&mut out);
+            n.marshal(&mut out);
+        }
+    }
+    out
+}
+
+/// Inverse of [`encode`].
+pub fn decode(blob: &[u8]) -> Result<Session, Rc> {
+    let mut r = Reader::new(blob);
+    let kind = match r.u8()? {
+        0 => SessionType::Hmac,
+        1 => SessionType::Policy,
+        3 => SessionType::Trial,
+        _ => return Err(Rc::VALUE),
+    };
+    let hash = HashAlg::from_id(r.u16()?).ok_or(Rc::HASH)?;
+    let nonce_tpm = r.sized(64)?.to_vec();
+    let session_key = r.sized(64)?.to_vec();
+    let symmetric = SymDef::unmarshal(&mut r)?;
+    let bound = match r.u8()? {
+        0 => None,
+        1 => Some((r.sized(66)?.to_vec(), r.sized(64)?.to_vec())),
+        _ => return Err(Rc::VALUE),
+    };
+    let digest = r.sized(64)?.to_vec();
+    let flag = |r: &mut Reader<'_>| -> Result<bool, Rc> {
+        match r.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Rc::VALUE),
+        }
+    };
+    let command_code = if flag(&mut r)? { Some(r.u32()?) } else { None };
+    let cp_hash = if flag(&mut r)? {
+        Some(r.sized(64)?.to_vec())
+    } else {
+        None
+    };
+    let name_hash = if flag(&mut r)? {
+        Some(r.sized(64)?.to_vec())
+    } else {
+        None
+    };
+    let bits = r.u8()?;
+    let pcr_counter = if flag(&mut r)? { Some(r.u32()?) } else { None };
+    if !r.is_empty() {
+        return Err(Rc::SIZE);
+    }
+    let policy = PolicyState {
+        digest,
+        command_code,
+        cp_hash,
+        name_hash,
+        is_password_needed: bits & 1 != 0,
+        is_auth_value_needed: bits & 2 != 0,
+        pcr_counter,
+    };
+    Ok(Session {
+        kind,
+        hash,
+        nonce_tpm,
+        session_key,
+        symmetric,
+        bound,
+        policy,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,12 +51,17 @@ pub struct Permanent {
     pub endorsement_proof: [u8; 64],
     pub storage_proof: [u8; 64],
     pub platform_proof: [u8; 64],
+    /// The NULL hierarchy's seed and proof, renewed at every TPM Reset (also keys saved contexts).
+    pub null_seed: [u8; 64],
+    pub null_proof: [u8; 64],
     pub owner_auth: Vec<u8>,
     pub endorsement_auth: Vec<u8>,
     pub lockout_auth: Vec<u8>,
     /// Takes effect at the next TPM Reset.
     pub pcr_allocation: PcrAllocation,
     pub nv: BTreeMap<u32, NvIndex>,
+    /// Persistent objects (EvictControl), each as encoded by `keys::encode_object`.
+    pub persistent: BTreeMap<u32, Vec<u8>>,
     /// The largest value any counter index ever had (new counters start above it).
     pub max_counter: u64,
     pub clock: u64,
@@ -81,11 +86,14 @@ impl Permanent {
             endorsement_proof: seed(),
             storage_proof: seed(),
             platform_proof: seed(),
+            null_seed: seed(),
+            null_proof: seed(),
             owner_auth: Vec::new(),
             endorsement_auth: Vec::new(),
             lockout_auth: Vec::new(),
             pcr_allocation: PcrAllocation::DEFAULT,
             nv: BTreeMap::new(),
+            persistent: BTreeMap::new(),
             max_counter: 0,
             clock: 0,
             reset_count: 0,
@@ -106,6 +114,8 @@ impl Permanent {
             &self.endorsement_proof,
             &self.storage_proof,
             &self.platform_proof,
+            &self.null_seed,
+            &self.null_proof,
         ] {
             out.extend_from_slice(s);
         }
@@ -120,6 +130,11 @@ impl Permanent {
             idx.public.marshal(&mut out);
             put_sized(&mut out, &idx.auth);
             put_sized(&mut out, &idx.data);
+        }
+        (self.persistent.len() as u32).marshal(&mut out);
+        for (h, blob) in &self.persistent {
+            h.marshal(&mut out);
+            put_sized(&mut out, blob);
         }
         self.max_counter.marshal(&mut out);
         self.clock.marshal(&mut out);
@@ -171,6 +186,8 @@ impl Permanent {
         let endorsement_proof = seed(&mut r)?;
         let storage_proof = seed(&mut r)?;
         let platform_proof = seed(&mut r)?;
+        let null_seed = seed(&mut r)?;
+        let null_proof = seed(&mut r)?;
         let auth = |r: &mut Reader<'_>| {
             r.sized(64)
                 .map(<[u8]>::to_vec)
@@ -211,6 +228,22 @@ impl Permanent {
                 .is_some()
             {
                 return Err(bad(&r, "NV index defined twice"));
+            }
+        }
+        let count = r
+            .u32()
+            .map_err(|_| bad(&r, "truncated persistent object count"))?;
+        let mut persistent = BTreeMap::new();
+        for _ in 0..count {
+            let h = r
+                .u32()
+                .map_err(|_| bad(&r, "truncated persistent handle"))?;
+            let blob = r
+                .sized(u16::MAX as usize)
+                .map_err(|_| bad(&r, "bad persistent object"))?
+                .to_vec();
+            if h >> 24 != 0x81 || persistent.insert(h, blob).is_some() {
+                return Err(bad(&r, "bad or repeated persistent handle"));
             }
         }
         let u64f = |r: &mut Reader<'_>| r.u64().map_err(|_| bad(r, "truncated counter"));
@@ -272,11 +305,14 @@ impl Permanent {
             endorsement_proof,
             storage_proof,
             platform_proof,
+            null_seed,
+            null_proof,
             owner_auth,
             endorsement_auth,
             lockout_auth,
             pcr_allocation,
             nv,
+            persistent,
             max_counter,
             clock,
             reset_count,

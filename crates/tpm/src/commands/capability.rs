@@ -67,6 +67,16 @@ fn str4(b: &[u8]) -> u32 {
     u32::from_be_bytes(v)
 }
 
+/// TPM_PT_FIRMWARE_VERSION_1 and _2: major.minor and patch of this build.
+pub(crate) fn firmware_version() -> (u32, u32) {
+    let version: Vec<u32> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0))
+        .collect();
+    let v = |i: usize| version.get(i).copied().unwrap_or(0);
+    ((v(0) << 16) | v(1), v(2) << 16)
+}
+
 /// Every TPM property in tag order, computed from the current state.
 fn properties(tpm: &Tpm) -> Vec<(u32, u32)> {
     let version = env!("CARGO_PKG_VERSION")

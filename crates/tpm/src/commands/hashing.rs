@@ -111,6 +111,7 @@ fn feed(object: &mut Object, data: &[u8]) {
             hasher.update(data);
         }
         Object::EventSequence { hashers, .. } => hashers.iter_mut().for_each(|h| h.update(data)),
+        Object::Key(_) => {}
     }
 }
 

@@ -2,9 +2,12 @@
 //! handles need authorization, response handle), dispatched by binary search and reported by
 //! GetCapability(TPM_CAP_COMMANDS) from the same entries.
 
+mod attest;
 mod capability;
 mod hashing;
 pub(crate) mod nv;
+mod object;
+pub(crate) use capability::firmware_version;
 pub(crate) use nv::nv_name;
 mod pcr;
 mod policy;
@@ -39,6 +42,14 @@ pub(crate) enum HandleKind {
     Entity,
     /// TPMI_SH_POLICY: a policy session.
     PolicySession,
+    /// TPMI_RH_HIERARCHY+: owner, endorsement, platform or null.
+    Hierarchy,
+    /// TPMI_RH_ENDORSEMENT.
+    Endorsement,
+    /// TPMI_DH_PARENT+: an object or a hierarchy.
+    Parent,
+    /// TPMI_DH_CONTEXT: a session or a transient object.
+    Context,
 }
 
 impl HandleKind {
@@ -55,6 +66,15 @@ impl HandleKind {
             HandleKind::NvIndex => ht == handle::HT_NV_INDEX,
             HandleKind::Object => ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT,
             HandleKind::PolicySession => ht == handle::HT_POLICY_SESSION,
+            HandleKind::Hierarchy => is_hierarchy(h),
+            HandleKind::Endorsement => h == handle::ENDORSEMENT,
+            HandleKind::Parent => {
+                ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT || is_hierarchy(h)
+            }
+            HandleKind::Context => matches!(
+                ht,
+                handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION | handle::HT_TRANSIENT
+            ),
             HandleKind::ObjectOrNull => {
                 ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT || h == handle::NULL
             }
@@ -70,6 +90,13 @@ impl HandleKind {
     }
 }
 
+fn is_hierarchy(h: u32) -> bool {
+    matches!(
+        h,
+        handle::OWNER | handle::ENDORSEMENT | handle::PLATFORM | handle::NULL
+    )
+}
+
 pub(crate) type Handler = fn(&mut Tpm, &mut Ctx<'_>) -> Result<(), Rc>;
 
 /// One implemented command.
@@ -81,7 +108,7 @@ pub(crate) struct CommandDef {
     /// The first `auth` handles need an authorization session.
     pub auth: u8,
     /// The authorized NV index handle has the ADMIN role (policy sessions only).
-    pub admin_nv: bool,
+    pub admin: bool,
     pub r_handle: bool,
     /// The command may write NV (TPMA_CC.nv).
     pub nv: bool,
@@ -113,7 +140,7 @@ macro_rules! commands {
                 handles: commands!(@count $($kind)*),
                 handle_kinds: commands!(@kinds $($kind)*),
                 auth: $auth,
-                admin_nv: commands!(@admin $($admin)?),
+                admin: commands!(@admin $($admin)?),
                 r_handle: $rh,
                 nv: $nv,
                 decrypt: $dec,
@@ -136,9 +163,11 @@ macro_rules! commands {
 
 // Sorted by command code (a test checks it). Codes: Part 2, 6.5.2.
 commands! {
+    0x120 EvictControl [Provision Object] auth 1 rh false nv true dec false enc false => object::evict_control;
     0x122 NV_UndefineSpace [Provision NvIndex] auth 1 rh false nv true dec false enc false => nv::undefine_space;
     0x12A NV_DefineSpace [Provision] auth 1 rh false nv true dec true enc false => nv::define_space;
     0x12B PCR_Allocate [Platform] auth 1 rh false nv true dec false enc false => pcr::allocate;
+    0x131 CreatePrimary [Hierarchy] auth 1 rh true nv false dec true enc true => object::create_primary;
     0x132 NV_GlobalWriteLock [Provision] auth 1 rh false nv true dec false enc false => nv::global_write_lock;
     0x134 NV_Increment [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::increment;
     0x135 NV_SetBits [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::set_bits;
@@ -154,13 +183,29 @@ commands! {
     0x144 Startup [] auth 0 rh false nv true dec false enc false => startup::startup;
     0x145 Shutdown [] auth 0 rh false nv true dec false enc false => startup::shutdown;
     0x146 StirRandom [] auth 0 rh false nv false dec true enc false => startup::stir_random;
+    0x147 ActivateCredential [Object Object] auth 2 admin true rh false nv false dec true enc true => attest::activate_credential;
+    0x148 Certify [Object ObjectOrNull] auth 2 admin true rh false nv false dec true enc true => attest::certify;
     0x149 PolicyNV [NvAuth NvIndex PolicySession] auth 1 rh false nv false dec true enc false => policy::policy_nv;
+    0x14A CertifyCreation [ObjectOrNull Object] auth 1 rh false nv false dec true enc true => attest::certify_creation;
+    0x14C GetTime [Endorsement ObjectOrNull] auth 2 rh false nv false dec true enc true => attest::get_time;
     0x14E NV_Read [NvAuth NvIndex] auth 1 rh false nv false dec false enc true => nv::read;
     0x14F NV_ReadLock [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::read_lock;
+    0x150 ObjectChangeAuth [Object Object] auth 1 admin true rh false nv false dec true enc true => object::object_change_auth;
     0x151 PolicySecret [Entity PolicySession] auth 1 rh false nv false dec true enc true => policy::policy_secret;
+    0x153 Create [Object] auth 1 rh false nv false dec true enc true => object::create;
+    0x155 HMAC [Object] auth 1 rh false nv false dec true enc true => attest::hmac;
+    0x157 Load [Object] auth 1 rh true nv false dec true enc true => object::load;
+    0x158 Quote [ObjectOrNull] auth 1 rh false nv false dec true enc true => attest::quote;
+    0x159 RSA_Decrypt [Object] auth 1 rh false nv false dec true enc true => attest::rsa_decrypt;
     0x15C SequenceUpdate [Object] auth 1 rh false nv false dec true enc false => hashing::sequence_update;
+    0x15D Sign [Object] auth 1 rh false nv false dec true enc false => attest::sign;
+    0x15E Unseal [Object] auth 1 rh false nv false dec false enc true => object::unseal;
     0x160 PolicySigned [Object PolicySession] auth 0 rh false nv false dec true enc true => policy::policy_signed;
+    0x161 ContextLoad [] auth 0 rh true nv false dec false enc false => object::context_load;
+    0x162 ContextSave [Context] auth 0 rh false nv false dec false enc false => object::context_save;
     0x165 FlushContext [] auth 0 rh false nv false dec false enc false => hashing::flush_context;
+    0x167 LoadExternal [] auth 0 rh true nv false dec true enc true => object::load_external;
+    0x168 MakeCredential [Object] auth 0 rh false nv false dec true enc true => attest::make_credential;
     0x169 NV_ReadPublic [NvIndex] auth 0 rh false nv false dec false enc true => nv::read_public;
     0x16A PolicyAuthorize [PolicySession] auth 0 rh false nv false dec true enc false => policy::policy_authorize;
     0x16B PolicyAuthValue [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_auth_value;
@@ -168,7 +213,10 @@ commands! {
     0x16E PolicyCpHash [PolicySession] auth 0 rh false nv false dec true enc false => policy::policy_cp_hash;
     0x170 PolicyNameHash [PolicySession] auth 0 rh false nv false dec true enc false => policy::policy_name_hash;
     0x171 PolicyOR [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_or;
+    0x173 ReadPublic [Object] auth 0 rh false nv false dec false enc true => object::read_public;
+    0x174 RSA_Encrypt [Object] auth 0 rh false nv false dec true enc true => attest::rsa_encrypt;
     0x176 StartAuthSession [ObjectOrNull Entity] auth 0 rh true nv false dec true enc true => session::start_auth_session;
+    0x177 VerifySignature [Object] auth 0 rh false nv false dec true enc false => attest::verify_signature;
     0x17A GetCapability [] auth 0 rh false nv false dec false enc false => capability::get_capability;
     0x17B GetRandom [] auth 0 rh false nv false dec false enc true => startup::get_random;
     0x17C GetTestResult [] auth 0 rh false nv false dec false enc true => startup::get_test_result;
@@ -178,11 +226,14 @@ commands! {
     0x180 PolicyRestart [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_restart;
     0x181 ReadClock [] auth 0 rh false nv false dec false enc false => startup::read_clock;
     0x182 PCR_Extend [PcrOrNull] auth 1 rh false nv false dec false enc false => pcr::extend;
+    0x184 NV_Certify [ObjectOrNull NvAuth NvIndex] auth 2 rh false nv false dec true enc true => attest::nv_certify;
     0x185 EventSequenceComplete [PcrOrNull Object] auth 2 rh false nv false dec true enc false => hashing::event_sequence_complete;
     0x186 HashSequenceStart [] auth 0 rh true nv false dec true enc false => hashing::hash_sequence_start;
     0x189 PolicyGetDigest [PolicySession] auth 0 rh false nv false dec false enc true => policy::policy_get_digest;
     0x18A TestParms [] auth 0 rh false nv false dec false enc false => startup::test_parms;
     0x18C PolicyPassword [PolicySession] auth 0 rh false nv false dec false enc false => policy::policy_password;
+    0x191 CreateLoaded [Parent] auth 1 rh true nv false dec true enc true => object::create_loaded;
+    0x193 EncryptDecrypt2 [Object] auth 1 rh false nv false dec true enc true => attest::encrypt_decrypt2;
 }
 
 /// The command with this code, if implemented.
@@ -226,6 +277,15 @@ impl<'a> Ctx<'a> {
             out_handle: None,
             out: Vec::new(),
         }
+    }
+
+    /// The next parameter, read by `f`; failures carry its number.
+    pub fn param_with<T>(
+        &mut self,
+        f: impl FnOnce(&mut Reader<'a>) -> Result<T, Rc>,
+    ) -> Result<T, Rc> {
+        self.pnum += 1;
+        f(&mut self.params).map_err(|rc| rc.param(self.pnum))
     }
 
     /// The next parameter; unmarshal failures carry its number.

@@ -56,9 +56,14 @@ pub(crate) fn startup(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
             // TPM Restart.
             tpm.perm.restart_count = tpm.perm.restart_count.wrapping_add(1);
         } else {
-            // TPM Reset.
+            // TPM Reset: a new NULL hierarchy, so contexts and NULL-hierarchy keys expire.
             tpm.perm.reset_count = tpm.perm.reset_count.wrapping_add(1);
             tpm.perm.restart_count = 0;
+            let mut fresh = [0u8; 64];
+            tpm.random(&mut fresh);
+            tpm.perm.null_seed = fresh;
+            tpm.random(&mut fresh);
+            tpm.perm.null_proof = fresh;
         }
         // Startup(CLEAR) releases the locks that last until the next one (Part 3, 31.3).
         for idx in tpm.perm.nv.values_mut() {
