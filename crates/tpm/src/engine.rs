@@ -436,15 +436,17 @@ impl Tpm {
                 if self.policy_required(h, def, i) {
                     return Err(Rc::AUTH_TYPE);
                 }
+                self.da_check(h)?;
                 if auth != trim_zeros(s.hmac.as_slice()) {
-                    return Err(self.auth_failure(h).session(n));
+                    return Err(self.auth_failed(h).session(n));
                 }
                 uses.include_auth.push(false);
                 continue;
             }
-            let Some(session) = self.vol.sessions.get(&s.session_handle) else {
+            let Some(session) = self.vol.sessions.get(&s.session_handle).cloned() else {
                 return Err(Rc::AUTH_CONTEXT);
             };
+            let session = &session;
             let cp_hash = cp_hash_for(
                 &mut cp_hashes,
                 session.hash,
@@ -462,8 +464,9 @@ impl Tpm {
                 self.check_policy(session, h, def, &cp_hash)
                     .map_err(|rc| rc.session(n))?;
                 if session.policy.is_password_needed {
+                    self.da_check(h)?;
                     if auth != trim_zeros(s.hmac.as_slice()) {
-                        return Err(self.auth_failure(h).session(n));
+                        return Err(self.auth_failed(h).session(n));
                     }
                     uses.include_auth.push(true);
                     continue;
@@ -471,6 +474,9 @@ impl Tpm {
                 session.policy.is_auth_value_needed
             };
             uses.include_auth.push(include_auth);
+            if include_auth {
+                self.da_check(h)?;
+            }
             let auth_value = include_auth.then_some(auth.as_slice());
             if session.hmac_key_is_empty(auth_value) && s.hmac.is_empty() {
                 continue;
@@ -501,7 +507,12 @@ impl Tpm {
                 s.session_attributes,
             );
             if expected != s.hmac.as_slice() {
-                return Err(self.auth_failure(h).session(n));
+                let rc = if include_auth {
+                    self.auth_failed(h)
+                } else {
+                    Rc::BAD_AUTH
+                };
+                return Err(rc.session(n));
             }
         }
         Ok(uses)
@@ -672,6 +683,61 @@ impl Tpm {
                 .unwrap_or(false),
             _ => false,
         }
+    }
+
+    /// Refuse DA-protected authorizations while the TPM is in lockout (Part 1, 19.8), after
+    /// forgiving one failure per elapsed recoveryTime.
+    fn da_check(&mut self, h: u32) -> Result<(), Rc> {
+        let now = self.clock();
+        let da = &mut self.perm.da;
+        if h == handle::LOCKOUT {
+            if !da.lockout_auth_enabled {
+                let waited = now.saturating_sub(da.lockout_failure_clock) / 1000;
+                if da.lockout_recovery != 0 && waited >= u64::from(da.lockout_recovery) {
+                    da.lockout_auth_enabled = true;
+                    self.nv_changed();
+                } else {
+                    return Err(Rc::LOCKOUT);
+                }
+            }
+            return Ok(());
+        }
+        if self.auth_failure(h) != Rc::AUTH_FAIL {
+            return Ok(());
+        }
+        let da = &mut self.perm.da;
+        if da.recovery_time != 0 && da.failed_tries > 0 {
+            let healed =
+                now.saturating_sub(da.reference_clock) / 1000 / u64::from(da.recovery_time);
+            if healed > 0 {
+                da.failed_tries = da
+                    .failed_tries
+                    .saturating_sub(u32::try_from(healed).unwrap_or(u32::MAX));
+                da.reference_clock = now;
+                self.nv_changed();
+            }
+        }
+        if self.perm.da.failed_tries >= self.perm.da.max_tries {
+            return Err(Rc::LOCKOUT);
+        }
+        Ok(())
+    }
+
+    /// Record a failed authorization of `h`; returns TPM_RC_AUTH_FAIL if it counted against
+    /// dictionary-attack protection, TPM_RC_BAD_AUTH otherwise.
+    fn auth_failed(&mut self, h: u32) -> Rc {
+        let rc = self.auth_failure(h);
+        let now = self.clock();
+        if h == handle::LOCKOUT {
+            self.perm.da.lockout_auth_enabled = false;
+            self.perm.da.lockout_failure_clock = now;
+            self.nv_changed();
+        } else if rc == Rc::AUTH_FAIL {
+            self.perm.da.failed_tries = self.perm.da.failed_tries.saturating_add(1);
+            self.perm.da.reference_clock = now;
+            self.nv_changed();
+        }
+        rc
     }
 
     /// TPM_RC_AUTH_FAIL for entities under dictionary-attack protection, else TPM_RC_BAD_AUTH.

@@ -42,6 +42,36 @@ pub struct ShutdownState {
     pub pcr_update_counter: u32,
 }
 
+/// Dictionary-attack state; defaults as the reference implementation and swtpm have them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaState {
+    pub failed_tries: u32,
+    pub max_tries: u32,
+    /// Seconds per failure forgiven.
+    pub recovery_time: u32,
+    /// Seconds after a lockoutAuth failure before lockoutAuth may be used again.
+    pub lockout_recovery: u32,
+    pub lockout_auth_enabled: bool,
+    /// TPM clock (ms) of the last failure or self-healing step.
+    pub reference_clock: u64,
+    /// TPM clock (ms) of the last lockoutAuth failure.
+    pub lockout_failure_clock: u64,
+}
+
+impl Default for DaState {
+    fn default() -> Self {
+        DaState {
+            failed_tries: 0,
+            max_tries: 3,
+            recovery_time: 1000,
+            lockout_recovery: 1000,
+            lockout_auth_enabled: true,
+            reference_clock: 0,
+            lockout_failure_clock: 0,
+        }
+    }
+}
+
 /// Everything that survives _TPM_Init.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permanent {
@@ -68,6 +98,8 @@ pub struct Permanent {
     pub reset_count: u32,
     pub restart_count: u32,
     pub disable_clear: bool,
+    /// Dictionary-attack protection (Part 1, 19.8): failures so far and the parameters.
+    pub da: DaState,
     pub shutdown: Option<ShutdownState>,
 }
 
@@ -99,6 +131,7 @@ impl Permanent {
             reset_count: 0,
             restart_count: 0,
             disable_clear: false,
+            da: DaState::default(),
             shutdown: None,
         }
     }
@@ -141,6 +174,18 @@ impl Permanent {
         self.reset_count.marshal(&mut out);
         self.restart_count.marshal(&mut out);
         u8::from(self.disable_clear).marshal(&mut out);
+        let da = &self.da;
+        for v in [
+            da.failed_tries,
+            da.max_tries,
+            da.recovery_time,
+            da.lockout_recovery,
+        ] {
+            v.marshal(&mut out);
+        }
+        u8::from(da.lockout_auth_enabled).marshal(&mut out);
+        da.reference_clock.marshal(&mut out);
+        da.lockout_failure_clock.marshal(&mut out);
         match &self.shutdown {
             None => 0u8.marshal(&mut out),
             Some(s) => {
@@ -256,6 +301,32 @@ impl Permanent {
             1 => true,
             _ => return Err(bad(&r, "bad disableClear flag")),
         };
+        let mut da_word = || {
+            r.u32().map_err(|_| StateError::Malformed {
+                offset: 0,
+                what: "truncated dictionary-attack state",
+            })
+        };
+        let failed_tries = da_word()?;
+        let max_tries = da_word()?;
+        let recovery_time = da_word()?;
+        let lockout_recovery = da_word()?;
+        let lockout_auth_enabled = match r.u8().map_err(|_| bad(&r, "truncated DA flag"))? {
+            0 => false,
+            1 => true,
+            _ => return Err(bad(&r, "bad lockoutAuth flag")),
+        };
+        let reference_clock = u64f(&mut r)?;
+        let lockout_failure_clock = u64f(&mut r)?;
+        let da = DaState {
+            failed_tries,
+            max_tries,
+            recovery_time,
+            lockout_recovery,
+            lockout_auth_enabled,
+            reference_clock,
+            lockout_failure_clock,
+        };
         let shutdown = match r.u8().map_err(|_| bad(&r, "truncated shutdown flag"))? {
             0 => None,
             1 => {
@@ -318,6 +389,7 @@ impl Permanent {
             reset_count,
             restart_count,
             disable_clear,
+            da,
             shutdown,
         })
     }

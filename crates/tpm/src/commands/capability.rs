@@ -98,6 +98,7 @@ fn properties(tpm: &Tpm) -> Vec<(u32, u32)> {
         | (u32::from(!tpm.perm.endorsement_auth.is_empty()) << 1)
         | (u32::from(!tpm.perm.lockout_auth.is_empty()) << 2)
         | (u32::from(tpm.perm.disable_clear) << 8)
+        | (u32::from(tpm.perm.da.failed_tries >= tpm.perm.da.max_tries) << 9)
         | (1 << 10); // tpmGeneratedEPS
     let startup_clear = u32::from(tpm.vol.ph_enable)
         | (u32::from(tpm.vol.sh_enable) << 1)
@@ -171,16 +172,20 @@ fn properties(tpm: &Tpm) -> Vec<(u32, u32)> {
             pt::HR_TRANSIENT_AVAIL,
             MAX_LOADED_OBJECTS as u32 - loaded.min(MAX_LOADED_OBJECTS as u32),
         ),
-        (pt::HR_PERSISTENT, 0),
-        (pt::HR_PERSISTENT_AVAIL, 7),
+        (pt::HR_PERSISTENT, tpm.perm.persistent.len() as u32),
+        (
+            pt::HR_PERSISTENT_AVAIL,
+            (super::object::MAX_PERSISTENT
+                - tpm.perm.persistent.len().min(super::object::MAX_PERSISTENT)) as u32,
+        ),
         (pt::NV_COUNTERS, counters),
         (pt::NV_COUNTERS_AVAIL, nv_free),
         (pt::ALGORITHM_SET, 0),
         (pt::LOADED_CURVES, CURVES.len() as u32),
-        (pt::LOCKOUT_COUNTER, 0),
-        (pt::MAX_AUTH_FAIL, 32),
-        (pt::LOCKOUT_INTERVAL, 7200),
-        (pt::LOCKOUT_RECOVERY, 86400),
+        (pt::LOCKOUT_COUNTER, tpm.perm.da.failed_tries),
+        (pt::MAX_AUTH_FAIL, tpm.perm.da.max_tries),
+        (pt::LOCKOUT_INTERVAL, tpm.perm.da.recovery_time),
+        (pt::LOCKOUT_RECOVERY, tpm.perm.da.lockout_recovery),
         (pt::NV_WRITE_RECOVERY, 0),
         (pt::AUDIT_COUNTER_0, 0),
         (pt::AUDIT_COUNTER_1, 0),
@@ -203,7 +208,7 @@ fn handles(tpm: &Tpm, from: u32) -> Result<Vec<u32>, Rc> {
         handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION => {
             tpm.vol.sessions.keys().copied().collect()
         }
-        handle::HT_PERSISTENT => Vec::new(),
+        handle::HT_PERSISTENT => tpm.perm.persistent.keys().copied().collect(),
         _ => return Err(Rc::VALUE.param(2)),
     };
     let ht = handle::ht(from);

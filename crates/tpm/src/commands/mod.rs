@@ -5,6 +5,7 @@
 mod attest;
 mod capability;
 mod hashing;
+mod hierarchy;
 pub(crate) mod nv;
 mod object;
 pub(crate) use capability::firmware_version;
@@ -46,6 +47,14 @@ pub(crate) enum HandleKind {
     Hierarchy,
     /// TPMI_RH_ENDORSEMENT.
     Endorsement,
+    /// TPMI_RH_CLEAR: lockout or platform.
+    Clear,
+    /// TPMI_RH_HIERARCHY_AUTH: lockout, endorsement, owner or platform.
+    HierarchyAuth,
+    /// TPMI_RH_HIERARCHY without NULL: owner, endorsement or platform.
+    BaseHierarchy,
+    /// TPMI_RH_LOCKOUT.
+    Lockout,
     /// TPMI_DH_PARENT+: an object or a hierarchy.
     Parent,
     /// TPMI_DH_CONTEXT: a session or a transient object.
@@ -68,6 +77,17 @@ impl HandleKind {
             HandleKind::PolicySession => ht == handle::HT_POLICY_SESSION,
             HandleKind::Hierarchy => is_hierarchy(h),
             HandleKind::Endorsement => h == handle::ENDORSEMENT,
+            HandleKind::Clear => h == handle::LOCKOUT || h == handle::PLATFORM,
+            HandleKind::HierarchyAuth => {
+                matches!(
+                    h,
+                    handle::LOCKOUT | handle::ENDORSEMENT | handle::OWNER | handle::PLATFORM
+                )
+            }
+            HandleKind::BaseHierarchy => {
+                matches!(h, handle::OWNER | handle::ENDORSEMENT | handle::PLATFORM)
+            }
+            HandleKind::Lockout => h == handle::LOCKOUT,
             HandleKind::Parent => {
                 ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT || is_hierarchy(h)
             }
@@ -164,7 +184,13 @@ macro_rules! commands {
 // Sorted by command code (a test checks it). Codes: Part 2, 6.5.2.
 commands! {
     0x120 EvictControl [Provision Object] auth 1 rh false nv true dec false enc false => object::evict_control;
+    0x121 HierarchyControl [BaseHierarchy] auth 1 rh false nv true dec false enc false => hierarchy::hierarchy_control;
     0x122 NV_UndefineSpace [Provision NvIndex] auth 1 rh false nv true dec false enc false => nv::undefine_space;
+    0x124 ChangeEPS [Platform] auth 1 rh false nv true dec false enc false => hierarchy::change_eps;
+    0x125 ChangePPS [Platform] auth 1 rh false nv true dec false enc false => hierarchy::change_pps;
+    0x126 Clear [Clear] auth 1 rh false nv true dec false enc false => hierarchy::clear;
+    0x127 ClearControl [Clear] auth 1 rh false nv true dec false enc false => hierarchy::clear_control;
+    0x129 HierarchyChangeAuth [HierarchyAuth] auth 1 rh false nv true dec true enc false => hierarchy::hierarchy_change_auth;
     0x12A NV_DefineSpace [Provision] auth 1 rh false nv true dec true enc false => nv::define_space;
     0x12B PCR_Allocate [Platform] auth 1 rh false nv true dec false enc false => pcr::allocate;
     0x131 CreatePrimary [Hierarchy] auth 1 rh true nv false dec true enc true => object::create_primary;
@@ -174,6 +200,8 @@ commands! {
     0x136 NV_Extend [NvAuth NvIndex] auth 1 rh false nv true dec true enc false => nv::extend;
     0x137 NV_Write [NvAuth NvIndex] auth 1 rh false nv true dec true enc false => nv::write;
     0x138 NV_WriteLock [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::write_lock;
+    0x139 DictionaryAttackLockReset [Lockout] auth 1 rh false nv true dec false enc false => hierarchy::dictionary_attack_lock_reset;
+    0x13A DictionaryAttackParameters [Lockout] auth 1 rh false nv true dec false enc false => hierarchy::dictionary_attack_parameters;
     0x13B NV_ChangeAuth [NvIndex] auth 1 admin true rh false nv true dec true enc false => nv::change_auth;
     0x13C PCR_Event [PcrOrNull] auth 1 rh false nv false dec true enc false => pcr::event;
     0x13D PCR_Reset [Pcr] auth 1 rh false nv false dec false enc false => pcr::reset;
