@@ -294,6 +294,11 @@ impl Tpm {
         }
 
         let mut ctx = Ctx::new(locality, handles, Reader::new(&params));
+        for (i, s) in sessions.iter().enumerate().take(usize::from(def.auth)) {
+            if let Some(slot) = ctx.policy_auth.get_mut(i) {
+                *slot = handle::ht(s.session_handle) == handle::HT_POLICY_SESSION;
+            }
+        }
         (def.handler)(self, &mut ctx)?;
         if !ctx.params_done() {
             return Err(Rc::SIZE);
@@ -362,7 +367,7 @@ impl Tpm {
             {
                 return Err(Rc::HANDLE.session(n));
             }
-            if s.nonce.len() < 16 || s.nonce.len() > session.hash.size() {
+            if s.nonce.len() > session.hash.size() {
                 return Err(Rc::SIZE.session(n));
             }
             if attrs & session_attr::DECRYPT != 0 {
@@ -461,7 +466,7 @@ impl Tpm {
                 let name = self.entity_name(h).map_err(|rc| rc.handle(n))?;
                 session.bound.as_ref() != Some(&(name, auth.clone()))
             } else {
-                self.check_policy(session, h, def, &cp_hash)
+                self.check_policy(session, h, def, handles, &cp_hash)
                     .map_err(|rc| rc.session(n))?;
                 if session.policy.is_password_needed {
                     self.da_check(h)?;
@@ -640,6 +645,7 @@ impl Tpm {
         session: &Session,
         h: u32,
         def: &CommandDef,
+        handles: &[u32; 3],
         cp_hash: &[u8],
     ) -> Result<(), Rc> {
         let (policy_alg, policy) = self.entity_auth_policy(h);
@@ -654,6 +660,13 @@ impl Tpm {
         }
         if let Some(expected) = &session.policy.cp_hash {
             if expected.as_slice() != cp_hash {
+                return Err(Rc::POLICY_FAIL);
+            }
+        }
+        if let Some(expected) = &session.policy.name_hash {
+            let names = self.names(def, handles)?;
+            let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+            if session.hash.digest(&refs) != *expected {
                 return Err(Rc::POLICY_FAIL);
             }
         }

@@ -50,6 +50,10 @@ pub const ATTRIBUTES: [PcrAttributes; PCR_COUNT] = [
     attr(false, 0x0F, 0x1F),
 ];
 
+/// PCRs whose changes do not advance pcrUpdateCounter: 16 (debug), 21-23, as PC Client
+/// TPMs (and swtpm) report in TPM_PT_PCR_NO_INCREMENT.
+pub const NO_INCREMENT: u32 = (1 << 16) | (1 << 21) | (1 << 22) | (1 << 23);
+
 /// The PCR that records the startup locality and H-CRTM (PCR 0).
 pub const HCRTM_PCR: usize = 0;
 

@@ -247,7 +247,7 @@ fn pcr_properties() -> Vec<(u32, u32)> {
             }),
         ));
     }
-    v.push((pt_pcr::NO_INCREMENT, 0));
+    v.push((pt_pcr::NO_INCREMENT, crate::pcr::NO_INCREMENT));
     v.push((
         pt_pcr::DRTM_RESET,
         mask(&|p| {

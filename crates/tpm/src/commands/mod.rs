@@ -293,6 +293,9 @@ pub(crate) struct Ctx<'a> {
     pnum: u32,
     pub out_handle: Option<u32>,
     pub out: Vec<u8>,
+    /// Whether each authorized handle was authorized by a policy session (NV indices then
+    /// need POLICYREAD/POLICYWRITE instead of AUTHREAD/AUTHWRITE).
+    pub policy_auth: [bool; 3],
 }
 
 impl<'a> Ctx<'a> {
@@ -304,6 +307,7 @@ impl<'a> Ctx<'a> {
             pnum: 0,
             out_handle: None,
             out: Vec::new(),
+            policy_auth: [false; 3],
         }
     }
 

@@ -37,11 +37,22 @@ fn index_mut(tpm: &mut Tpm, h: u32) -> Result<&mut NvIndex, Rc> {
 }
 
 /// NvReadAccessChecks: the authorizing handle must be one the attributes permit for reading.
-fn read_access(auth_handle: u32, nv_index: u32, attrs: u32) -> Result<(), Rc> {
+pub(crate) fn read_access(
+    auth_handle: u32,
+    nv_index: u32,
+    attrs: u32,
+    policy: bool,
+) -> Result<(), Rc> {
     let ok = match auth_handle {
         handle::PLATFORM => attrs & a::PPREAD != 0,
         handle::OWNER => attrs & a::OWNERREAD != 0,
-        h if h == nv_index => attrs & a::AUTHREAD != 0,
+        h if h == nv_index => {
+            let right = if policy { a::POLICYREAD } else { a::AUTHREAD };
+            if attrs & right == 0 {
+                return Err(Rc::AUTH_UNAVAILABLE);
+            }
+            true
+        }
         _ => false,
     };
     if !ok {
@@ -54,11 +65,17 @@ fn read_access(auth_handle: u32, nv_index: u32, attrs: u32) -> Result<(), Rc> {
 }
 
 /// NvWriteAccessChecks: the same for writing, and the write lock.
-fn write_access(auth_handle: u32, nv_index: u32, attrs: u32) -> Result<(), Rc> {
+fn write_access(auth_handle: u32, nv_index: u32, attrs: u32, policy: bool) -> Result<(), Rc> {
     let ok = match auth_handle {
         handle::PLATFORM => attrs & a::PPWRITE != 0,
         handle::OWNER => attrs & a::OWNERWRITE != 0,
-        h if h == nv_index => attrs & a::AUTHWRITE != 0,
+        h if h == nv_index => {
+            let right = if policy { a::POLICYWRITE } else { a::AUTHWRITE };
+            if attrs & right == 0 {
+                return Err(Rc::AUTH_UNAVAILABLE);
+            }
+            true
+        }
         _ => false,
     };
     if !ok {
@@ -190,7 +207,7 @@ pub(crate) fn read(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
     c.end_params()?;
     let (auth_handle, h) = (c.handle(0), c.handle(1));
     let idx = index(tpm, h, 2)?;
-    read_access(auth_handle, h, idx.public.attributes)?;
+    read_access(auth_handle, h, idx.public.attributes, c.policy_auth[0])?;
     if idx.public.attributes & a::WRITTEN == 0 {
         return Err(Rc::NV_UNINITIALIZED);
     }
@@ -212,7 +229,7 @@ fn writable(tpm: &Tpm, c: &Ctx<'_>, want: NvType) -> Result<u32, Rc> {
     let (auth_handle, h) = (c.handle(0), c.handle(1));
     let idx = index(tpm, h, 2)?;
     let attrs = idx.public.attributes;
-    write_access(auth_handle, h, attrs)?;
+    write_access(auth_handle, h, attrs, c.policy_auth[0])?;
     if NvType::from_attributes(attrs) != Some(want) {
         return Err(Rc::ATTRIBUTES.handle(2));
     }
@@ -308,7 +325,7 @@ pub(crate) fn write_lock(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
     if attrs & (a::WRITEDEFINE | a::WRITE_STCLEAR) == 0 {
         return Err(Rc::ATTRIBUTES.handle(2));
     }
-    write_access(auth_handle, h, attrs & !a::WRITELOCKED)?;
+    write_access(auth_handle, h, attrs & !a::WRITELOCKED, c.policy_auth[0])?;
     index_mut(tpm, h)?.public.attributes |= a::WRITELOCKED;
     tpm.nv_changed();
     Ok(())
@@ -322,7 +339,7 @@ pub(crate) fn read_lock(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
     if attrs & a::READ_STCLEAR == 0 {
         return Err(Rc::ATTRIBUTES.handle(2));
     }
-    read_access(auth_handle, h, attrs & !a::READLOCKED)?;
+    read_access(auth_handle, h, attrs & !a::READLOCKED, c.policy_auth[0])?;
     index_mut(tpm, h)?.public.attributes |= a::READLOCKED;
     tpm.nv_changed();
     Ok(())

@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::engine::Tpm;
 use crate::hash::HashAlg;
-use crate::pcr::{PcrAllocation, ATTRIBUTES, HCRTM_PCR};
+use crate::pcr::{PcrAllocation, ATTRIBUTES, HCRTM_PCR, NO_INCREMENT};
 use crate::rc::Rc;
 use crate::types::{
     handle, Tpm2bDigest, Tpm2bEvent, TpmlDigest, TpmlDigestValues, TpmlPcrSelection,
@@ -32,7 +32,14 @@ pub(crate) fn extend_digests(tpm: &mut Tpm, pcr: usize, digests: &[TpmtHa]) {
     for d in digests {
         tpm.vol.pcrs.extend(d.alg, pcr, &d.digest);
     }
-    tpm.vol.pcr_update_counter = tpm.vol.pcr_update_counter.wrapping_add(1);
+    bump_counter(tpm, pcr);
+}
+
+/// pcrUpdateCounter counts changes to PCRs outside the TCB group (TPM_PT_PCR_NO_INCREMENT).
+pub(crate) fn bump_counter(tpm: &mut Tpm, pcr: usize) {
+    if NO_INCREMENT & (1 << pcr) == 0 {
+        tpm.vol.pcr_update_counter = tpm.vol.pcr_update_counter.wrapping_add(1);
+    }
 }
 
 /// TPM2_PCR_Extend (Part 3, 22.2).
@@ -112,7 +119,7 @@ pub(crate) fn reset(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
         return Err(Rc::LOCALITY);
     }
     tpm.vol.pcrs.reset_to_zero(pcr);
-    tpm.vol.pcr_update_counter = tpm.vol.pcr_update_counter.wrapping_add(1);
+    bump_counter(tpm, pcr);
     Ok(())
 }
 
