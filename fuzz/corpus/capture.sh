@@ -18,7 +18,16 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${1:-$here/tpm_execute}"
 mkdir -p "$out"
 work="$(mktemp -d)"
+new="$work/new" # the fresh seeds; they replace the old ones only when every scenario ran
+mkdir -p "$new"
 server_pid=""
+stop_server() {
+    if [[ -n $server_pid ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
 cleanup() {
     stop_server
     rm -rf "$work"
@@ -58,13 +67,6 @@ start_server() {
     echo "$server did not start" >&2
     return 1
 }
-stop_server() {
-    if [[ -n $server_pid ]]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
-    fi
-}
 # _TPM_Init (a power cycle) of the running TPM.
 tpm_init() { swtpm_ioctl --tcp 127.0.0.1:$ctrl -i >/dev/null; }
 
@@ -77,9 +79,14 @@ begin() {
     rm -f "$TCTI_PCAP_FILE"
 }
 end() {
-    python3 "$here/pcap2corpus.py" "$out/$name" "$TCTI_PCAP_FILE"
+    python3 "$here/pcap2corpus.py" "$new/$name" "$TCTI_PCAP_FILE"
 }
 q() { "$@" >/dev/null || echo "note: $server: $* failed" >&2; }
+# Run a tool, then flush transient objects as a resource manager would (swtpm has 3 slots).
+qf() {
+    q "$@"
+    q tpm2_flushcontext -t
+}
 
 printf 'trustlaunch fuzz corpus: a measured event\n' >"$work/small.txt"
 head -c 2500 /dev/zero | tr '\0' 'x' >"$work/big.bin"
@@ -222,6 +229,60 @@ scenarios() {
     q tpm2_pcrread
     end
 
+    begin primary-ecc
+    qf tpm2_createprimary -C o -G ecc -c "$work/p.ctx"
+    q tpm2_readpublic -c "$work/p.ctx"
+    qf tpm2_evictcontrol -C o -c "$work/p.ctx" 0x81000001
+    q tpm2_getcap handles-persistent
+    qf tpm2_evictcontrol -C o -c 0x81000001
+    end
+
+    begin primary-rsa
+    qf tpm2_createprimary -C o -c "$work/p.ctx"
+    end
+
+    begin key-ecc
+    qf tpm2_createprimary -C o -G ecc -c "$work/p.ctx"
+    qf tpm2_create -C "$work/p.ctx" -G ecc -u "$work/k.pub" -r "$work/k.priv"
+    qf tpm2_load -C "$work/p.ctx" -u "$work/k.pub" -r "$work/k.priv" -c "$work/k.ctx"
+    q tpm2_sign -c "$work/k.ctx" -g sha256 -o "$work/sig" "$work/small.txt"
+    q tpm2_verifysignature -c "$work/k.ctx" -g sha256 -m "$work/small.txt" -s "$work/sig"
+    end
+
+    begin hmac
+    qf tpm2_createprimary -C o -G ecc -c "$work/p.ctx"
+    qf tpm2_create -C "$work/p.ctx" -G hmac -c "$work/h.ctx"
+    q tpm2_hmac -c "$work/h.ctx" "$work/small.txt"
+    end
+
+    begin quote
+    qf tpm2_createprimary -C e -G ecc -c "$work/ek.ctx"
+    qf tpm2_createprimary -C o -G ecc:ecdsa-sha256:null -c "$work/ak.ctx" \
+        -a "restricted|sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth"
+    q tpm2_quote -c "$work/ak.ctx" -l sha256:0,16 -q 0123456789abcdef \
+        -m "$work/q.msg" -s "$work/q.sig" -o "$work/q.pcrs"
+    end
+
+    begin seal-policy-pcr
+    qf tpm2_createprimary -C o -G ecc -c "$work/p.ctx"
+    q tpm2_pcrread -o "$work/pcr.bin" sha256:0,16
+    q tpm2_createpolicy --policy-pcr -l sha256:0,16 -f "$work/pcr.bin" -L "$work/pol"
+    printf 'sealed secret' | qf tpm2_create -C "$work/p.ctx" -L "$work/pol" -i- \
+        -u "$work/s.pub" -r "$work/s.priv"
+    qf tpm2_load -C "$work/p.ctx" -u "$work/s.pub" -r "$work/s.priv" -c "$work/s.ctx"
+    q tpm2_startauthsession --policy-session -S "$work/sess"
+    q tpm2_policypcr -S "$work/sess" -l sha256:0,16
+    q tpm2_unseal -c "$work/s.ctx" -p "session:$work/sess"
+    q tpm2_flushcontext "$work/sess"
+    end
+
+    begin hierarchy
+    q tpm2_changeauth -c o ownerpass
+    q tpm2_changeauth -c o -p ownerpass
+    q tpm2_dictionarylockout -s -n 5 -t 6 -l 10
+    q tpm2_clear -c p
+    end
+
     begin shutdown-clear
     q tpm2_shutdown -c
     end
@@ -235,12 +296,15 @@ for server in swtpm ours; do
     scenarios
 done
 stop_server
+rm -f "$out"/swtpm-* "$out"/ours-*
+cp "$new"/* "$out"/
 echo "corpus in $out"
 
 # tpm_state seeds: NV indices of every type, a changed PCR allocation, saved Shutdown(STATE)
 # data, and a fresh TPM.
 "$replay" --states "$work/states" "$out"/ours-* >/dev/null
 mkdir -p "$here/tpm_state"
+rm -f "$here"/tpm_state/ours-*
 for f in nv-ordinary.max nv-auth.max nv-counter.max nv-bits.max nv-extend.max nv-locks.max \
     nv-platform.max pcrallocate pcrallocate.su pcrextend.su startup; do
     cp "$work/states/ours-$f" "$here/tpm_state/ours-$f"
