@@ -193,6 +193,11 @@ impl Tpm {
         }
     }
 
+    /// TPMS_TIME_INFO.time: milliseconds since the last _TPM_Init.
+    pub(crate) fn time(&self) -> u64 {
+        u64::try_from(self.vol.init_at.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// TPMS_CLOCK_INFO.clock: milliseconds the TPM has been powered, across restarts.
     pub(crate) fn clock(&self) -> u64 {
         let elapsed = u64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -578,6 +583,7 @@ impl Tpm {
             }
         }
         let mut area = Vec::new();
+        let now = self.time();
         for (i, s) in sessions.iter().enumerate() {
             let Some(session) = self.vol.sessions.get(&s.session_handle) else {
                 // A password session (or one the command itself flushed).
@@ -622,6 +628,7 @@ impl Tpm {
                         digest: vec![0; x.hash.size()],
                         ..PolicyState::default()
                     };
+                    x.start_time = now;
                 }
             }
         }
@@ -669,6 +676,9 @@ impl Tpm {
             if session.hash.digest(&refs) != *expected {
                 return Err(Rc::POLICY_FAIL);
             }
+        }
+        if session.policy.timeout.is_some_and(|t| t < self.time()) {
+            return Err(Rc::EXPIRED);
         }
         if let Some(counter) = session.policy.pcr_counter {
             if counter != self.vol.pcr_update_counter {

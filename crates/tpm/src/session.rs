@@ -58,6 +58,9 @@ pub struct PolicyState {
     pub is_auth_value_needed: bool,
     /// PCR update counter when PolicyPCR ran, checked again at use.
     pub pcr_counter: Option<u32>,
+    /// TPM time (ms since _TPM_Init) after which the policy no longer authorizes
+    /// (PolicySecret/PolicySigned with an expiration).
+    pub timeout: Option<u64>,
 }
 
 /// One loaded session.
@@ -71,6 +74,8 @@ pub struct Session {
     /// The bound entity (its Name and authValue at binding), for HMAC sessions.
     pub bound: Option<(Vec<u8>, Vec<u8>)>,
     pub policy: PolicyState,
+    /// TPM time (ms since _TPM_Init) when the session started or its policy last reset.
+    pub start_time: u64,
 }
 
 impl Session {
@@ -118,6 +123,7 @@ impl Session {
             symmetric,
             bound,
             policy,
+            start_time: 0,
         }
     }
 
@@ -281,6 +287,14 @@ pub fn encode(s: &Session) -> Vec<u8> {
             n.marshal(&mut out);
         }
     }
+    match p.timeout {
+        None => 0u8.marshal(&mut out),
+        Some(t) => {
+            1u8.marshal(&mut out);
+            t.marshal(&mut out);
+        }
+    }
+    s.start_time.marshal(&mut out);
     out
 }
 
@@ -323,6 +337,8 @@ pub fn decode(blob: &[u8]) -> Result<Session, Rc> {
     };
     let bits = r.u8()?;
     let pcr_counter = if flag(&mut r)? { Some(r.u32()?) } else { None };
+    let timeout = if flag(&mut r)? { Some(r.u64()?) } else { None };
+    let start_time = r.u64()?;
     if !r.is_empty() {
         return Err(Rc::SIZE);
     }
@@ -334,6 +350,7 @@ pub fn decode(blob: &[u8]) -> Result<Session, Rc> {
         is_password_needed: bits & 1 != 0,
         is_auth_value_needed: bits & 2 != 0,
         pcr_counter,
+        timeout,
     };
     Ok(Session {
         kind,
@@ -343,6 +360,7 @@ pub fn decode(blob: &[u8]) -> Result<Session, Rc> {
         symmetric,
         bound,
         policy,
+        start_time,
     })
 }
 

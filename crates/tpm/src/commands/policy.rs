@@ -174,6 +174,10 @@ pub(crate) fn policy_restart(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
         digest: vec![0; p.hash.size()],
         ..PolicyState::default()
     };
+    let now = tpm.time();
+    if let Some(s) = tpm.vol.sessions.get_mut(&p.handle) {
+        s.start_time = now;
+    }
     Ok(())
 }
 
@@ -383,7 +387,7 @@ fn entity_hierarchy(tpm: &Tpm, h: u32) -> u32 {
 
 /// Milliseconds since the last _TPM_Init (TPMS_TIME_INFO.time, g_time of the reference).
 fn now(tpm: &Tpm) -> u64 {
-    u64::try_from(tpm.vol.init_at.elapsed().as_millis()).unwrap_or(u64::MAX)
+    tpm.time()
 }
 
 /// The high bit of the returned timeout marks an authorization that expires on TPM Reset.
@@ -401,18 +405,13 @@ struct Authorization {
 /// session's, the expiration in the future, and a cpHashA of the session's digest size
 /// agreeing with one already recorded. Returns the authorization's timeout (0 for none).
 ///
-/// Limitation: the session records no start time and no timeout yet, so an expiration
-/// relative to the session start (nonceTPM given) is measured from now, and the timeout is
-/// not enforced when the session is later used (that needs PolicyState.timeout and a check
-/// in the engine).
+/// With nonceTPM the expiration counts from the session's start (or last policy reset);
+/// without, it is an absolute TPM time. The engine refuses the session once it has passed.
 fn check_authorization(tpm: &Tpm, p: Policy, a: &Authorization) -> Result<u64, Rc> {
     let st = state(tpm, p)?;
-    let session_nonce = tpm
-        .vol
-        .sessions
-        .get(&p.handle)
-        .map(|s| s.nonce_tpm.as_slice())
-        .unwrap_or(&[]);
+    let session = tpm.vol.sessions.get(&p.handle);
+    let session_nonce = session.map(|s| s.nonce_tpm.as_slice()).unwrap_or(&[]);
+    let start = session.map_or(0, |s| s.start_time);
     let now = now(tpm);
     let timeout = if a.expiration == 0 {
         0
@@ -421,7 +420,7 @@ fn check_authorization(tpm: &Tpm, p: Policy, a: &Authorization) -> Result<u64, R
         if a.nonce_tpm.is_empty() {
             (secs * 1000).saturating_add(now % 1000)
         } else {
-            now.saturating_add(secs * 1000)
+            start.saturating_add(secs * 1000)
         }
     };
     if !a.nonce_tpm.is_empty() && a.nonce_tpm.as_slice() != session_nonce {
@@ -509,6 +508,13 @@ fn read_authorization(c: &mut Ctx<'_>) -> Result<Authorization, Rc> {
     })
 }
 
+/// Keep the earliest timeout of all authorizations in a policy.
+fn record_timeout(s: &mut PolicyState, timeout: u64) {
+    if timeout != 0 {
+        s.timeout = Some(s.timeout.map_or(timeout, |t| t.min(timeout)));
+    }
+}
+
 /// TPM2_PolicySecret (Part 3, 23.4). The engine has already checked the authorization of
 /// authHandle; the policy records the entity's Name and policyRef.
 pub(crate) fn policy_secret(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
@@ -523,6 +529,7 @@ pub(crate) fn policy_secret(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
         check_authorization(tpm, p, &a)?
     };
     let s = state_mut(tpm, p)?;
+    record_timeout(s, timeout);
     policy_update(s, p.hash, cc::POLICY_SECRET, &name, a.policy_ref.as_slice());
     if !a.cp_hash.is_empty() {
         s.cp_hash = Some(a.cp_hash.0.clone());
@@ -594,6 +601,7 @@ pub(crate) fn policy_signed(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
         timeout
     };
     let s = state_mut(tpm, p)?;
+    record_timeout(s, timeout);
     policy_update(s, p.hash, cc::POLICY_SIGNED, &name, a.policy_ref.as_slice());
     if !a.cp_hash.is_empty() {
         s.cp_hash = Some(a.cp_hash.0.clone());

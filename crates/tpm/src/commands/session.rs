@@ -62,6 +62,8 @@ pub(crate) fn start_auth_session(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), R
         bind,
         &salt,
     );
+    let mut session = session;
+    session.start_time = tpm.time();
     tpm.vol.sessions.insert(h, session);
     c.out_handle = Some(h);
     c.put(&Tpm2bDigest(nonce_tpm));
