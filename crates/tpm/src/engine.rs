@@ -446,6 +446,9 @@ impl Tpm {
                 if self.policy_required(h, def, i) {
                     return Err(Rc::AUTH_TYPE);
                 }
+                if !self.auth_value_available(h, def, i) {
+                    return Err(Rc::AUTH_UNAVAILABLE);
+                }
                 self.da_check(h)?;
                 if auth != trim_zeros(s.hmac.as_slice()) {
                     return Err(self.auth_failed(h).session(n));
@@ -468,10 +471,13 @@ impl Tpm {
                 if self.policy_required(h, def, i) {
                     return Err(Rc::AUTH_TYPE);
                 }
+                if !self.auth_value_available(h, def, i) {
+                    return Err(Rc::AUTH_UNAVAILABLE);
+                }
                 let name = self.entity_name(h).map_err(|rc| rc.handle(n))?;
                 session.bound.as_ref() != Some(&(name, auth.clone()))
             } else {
-                self.check_policy(session, h, def, handles, &cp_hash)
+                self.check_policy(session, h, def, handles, i, &cp_hash)
                     .map_err(|rc| rc.session(n))?;
                 if session.policy.is_password_needed {
                     self.da_check(h)?;
@@ -653,6 +659,7 @@ impl Tpm {
         h: u32,
         def: &CommandDef,
         handles: &[u32; 3],
+        index: usize,
         cp_hash: &[u8],
     ) -> Result<(), Rc> {
         let (policy_alg, policy) = self.entity_auth_policy(h);
@@ -662,7 +669,7 @@ impl Tpm {
         }
         match session.policy.command_code {
             Some(cc) if cc != def.code => return Err(Rc::POLICY_CC),
-            None if def.admin => return Err(Rc::POLICY_FAIL),
+            None if def.admin && index == 0 => return Err(Rc::POLICY_FAIL),
             _ => {}
         }
         if let Some(expected) = &session.policy.cp_hash {
@@ -695,16 +702,27 @@ impl Tpm {
         let admin = def.admin && i == 0;
         match handle::ht(h) {
             handle::HT_NV_INDEX => admin,
-            handle::HT_TRANSIENT | handle::HT_PERSISTENT => self
-                .with_key(h, |o| {
-                    Ok(if admin {
-                        o.public.has(crate::object::attr::ADMIN_WITH_POLICY)
-                    } else {
-                        !o.public.has(crate::object::attr::USER_WITH_AUTH)
-                    })
-                })
-                .unwrap_or(false),
+            handle::HT_TRANSIENT | handle::HT_PERSISTENT => {
+                admin
+                    && self
+                        .with_key(h, |o| {
+                            Ok(o.public.has(crate::object::attr::ADMIN_WITH_POLICY))
+                        })
+                        .unwrap_or(false)
+            }
             _ => false,
+        }
+    }
+
+    /// Can a password or HMAC session use the entity's authValue? Not for the USER role of an
+    /// object without userWithAuth (Part 1, 19.7.5: TPM_RC_AUTH_UNAVAILABLE).
+    fn auth_value_available(&self, h: u32, def: &CommandDef, i: usize) -> bool {
+        let admin = def.admin && i == 0;
+        match handle::ht(h) {
+            handle::HT_TRANSIENT | handle::HT_PERSISTENT if !admin => self
+                .with_key(h, |o| Ok(o.public.has(crate::object::attr::USER_WITH_AUTH)))
+                .unwrap_or(true),
+            _ => true,
         }
     }
 
@@ -771,9 +789,8 @@ impl Tpm {
                 .nv
                 .get(&h)
                 .is_some_and(|i| i.public.attributes & crate::types::nv_attr::NO_DA == 0),
-            handle::HT_PERMANENT => {
-                matches!(h, handle::OWNER | handle::ENDORSEMENT | handle::LOCKOUT)
-            }
+            // Every permanent handle but lockout is exempt (Part 1, 19.8.1; it has its own).
+            handle::HT_PERMANENT => h == handle::LOCKOUT,
             handle::HT_TRANSIENT | handle::HT_PERSISTENT => self
                 .with_key(h, |o| Ok(!o.public.has(crate::object::attr::NO_DA)))
                 .unwrap_or(false),
@@ -796,7 +813,8 @@ impl Tpm {
             }
             handle::HT_TRANSIENT => match self.vol.objects.get(&h) {
                 Some(Object::Key(o)) => Ok(o.name.clone()),
-                Some(_) => Ok(h.to_be_bytes().to_vec()),
+                // Sequence objects have nameAlg TPM_ALG_NULL, so their Name is empty.
+                Some(_) => Ok(Vec::new()),
                 None => Err(Rc::HANDLE),
             },
             handle::HT_PERSISTENT => self.key_object(h).map(|o| o.name),
@@ -853,7 +871,10 @@ impl Tpm {
             0x0300_0000
         };
         (0..MAX_SESSIONS_LOADED as u32).find_map(|i| {
-            let taken = self.vol.sessions.contains_key(&(0x0200_0000 + i))
+            let saved = self.vol.saved_sessions.contains_key(&(0x0200_0000 + i))
+                || self.vol.saved_sessions.contains_key(&(0x0300_0000 + i));
+            let taken = saved
+                || self.vol.sessions.contains_key(&(0x0200_0000 + i))
                 || self.vol.sessions.contains_key(&(0x0300_0000 + i));
             (!taken).then_some(base + i)
         })

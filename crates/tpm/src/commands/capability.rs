@@ -205,8 +205,28 @@ fn handles(tpm: &Tpm, from: u32) -> Result<Vec<u32>, Rc> {
             .collect(),
         handle::HT_TRANSIENT => tpm.vol.objects.keys().copied().collect(),
         handle::HT_PERMANENT => handle::PERMANENT.to_vec(),
-        handle::HT_HMAC_SESSION | handle::HT_POLICY_SESSION => {
-            tpm.vol.sessions.keys().copied().collect()
+        // TPM_HT_LOADED_SESSION (0x02) lists loaded sessions of both kinds, TPM_HT_SAVED_SESSION
+        // (0x03) the saved ones (Part 2, 7.2).
+        handle::HT_HMAC_SESSION => {
+            let mut v: Vec<u32> = tpm
+                .vol
+                .sessions
+                .keys()
+                .map(|h| (h & 0x00FF_FFFF) | 0x0200_0000)
+                .collect();
+            v.sort_unstable();
+            return Ok(v.into_iter().filter(|h| *h >= from).collect());
+        }
+        handle::HT_POLICY_SESSION => {
+            let mut v: Vec<u32> = tpm
+                .vol
+                .saved_sessions
+                .keys()
+                .map(|h| (h & 0x00FF_FFFF) | 0x0200_0000)
+                .collect();
+            v.sort_unstable();
+            let from = (from & 0x00FF_FFFF) | 0x0200_0000;
+            return Ok(v.into_iter().filter(|h| *h >= from).collect());
         }
         handle::HT_PERSISTENT => tpm.perm.persistent.keys().copied().collect(),
         _ => return Err(Rc::VALUE.param(2)),
@@ -332,7 +352,7 @@ pub(crate) fn get_capability(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
             let sel = TpmlPcrSelection(
                 HashAlg::ALL
                     .iter()
-                    .map(|a| TpmsPcrSelection::from_mask(a.id(), tpm.perm.pcr_allocation.mask(*a)))
+                    .map(|a| TpmsPcrSelection::from_mask(a.id(), tpm.vol.pcrs.allocation.mask(*a)))
                     .collect(),
             );
             crate::codec::Marshal::marshal(&sel, &mut body);
