@@ -322,7 +322,8 @@ pub(crate) fn get_capability(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
         }
         cap::HANDLES => {
             let list = handles(tpm, property)?;
-            let (items, more) = page(&list, |h| *h, property, count, MAX_CAP_DATA / 4);
+            // Already at or above `property` (saved sessions are listed as 0x02xxxxxx handles).
+            let (items, more) = page(&list, |h| *h, 0, count, MAX_CAP_DATA / 4);
             body.extend_from_slice(&(items.len() as u32).to_be_bytes());
             items
                 .iter()
