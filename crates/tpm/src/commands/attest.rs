@@ -5,6 +5,7 @@
 use super::nv::nv_name;
 use super::Ctx;
 use crate::codec::{put_sized, Marshal, Reader, Unmarshal};
+use crate::crypto::ecc::{self, Curve, EccPublic};
 use crate::engine::Tpm;
 use crate::hash::HashAlg;
 use crate::kdf::kdfa;
@@ -589,5 +590,72 @@ pub(crate) fn hmac(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
         .map(|s| s.sensitive.clone())
         .ok_or(Rc::KEY.handle(1))?;
     c.put(&Tpm2bDigest(hash.hmac(&secret, &[buffer.as_slice()])));
+    Ok(())
+}
+
+/// TPM2B_ECC_POINT (Part 2, 11.2.5.3): a size, then x and y as TPM2B_ECC_PARAMETERs.
+fn put_point(out: &mut Vec<u8>, p: &EccPublic) {
+    let mut inner = Vec::new();
+    put_sized(&mut inner, &p.x());
+    put_sized(&mut inner, &p.y());
+    put_sized(out, &inner);
+}
+
+fn read_point(r: &mut Reader<'_>, curve: Curve) -> Result<EccPublic, Rc> {
+    let inner = r.sized(2 + 66 + 2 + 66)?;
+    let mut r = Reader::new(inner);
+    let x = r.sized(66)?;
+    let y = r.sized(66)?;
+    if !r.is_empty() {
+        return Err(Rc::SIZE);
+    }
+    EccPublic::new(curve, x, y).map_err(|_| Rc::ECC_POINT)
+}
+
+/// The curve of an ECC key usable for ECDH (decrypt, scheme ECDH or NULL).
+fn ecdh_curve(key: &KeyObject) -> Result<Curve, Rc> {
+    let PublicParms::Ecc { curve, scheme, .. } = &key.public.parms else {
+        return Err(Rc::KEY.handle(1));
+    };
+    if !key.public.has(attr::DECRYPT) {
+        return Err(Rc::ATTRIBUTES.handle(1));
+    }
+    if scheme.scheme != alg::NULL && scheme.scheme != alg::ECDH {
+        return Err(Rc::SCHEME.handle(1));
+    }
+    Curve::from_id(*curve).map_err(|rc| rc.handle(1))
+}
+
+/// TPM2_ECDH_KeyGen (Part 3, 14.4): an ephemeral key, and the point it shares with the key.
+pub(crate) fn ecdh_keygen(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
+    c.end_params()?;
+    let key = tpm.key_object(c.handle(0)).map_err(|rc| rc.handle(1))?;
+    let curve = ecdh_curve(&key)?;
+    let peer = match &key.key {
+        KeyMaterial::EccPrivate(k) => k.public(),
+        KeyMaterial::EccPublic(q) => q.clone(),
+        _ => return Err(Rc::KEY.handle(1)),
+    };
+    let mut rng = |b: &mut [u8]| tpm.random(b);
+    let ephemeral = ecc::generate(curve, &mut rng)?;
+    let z = ephemeral.multiply(&peer)?;
+    put_point(&mut c.out, &z);
+    put_point(&mut c.out, &ephemeral.public());
+    Ok(())
+}
+
+/// TPM2_ECDH_ZGen (Part 3, 14.5): d·Q for a caller's point with a loaded private key.
+pub(crate) fn ecdh_zgen(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
+    let key = tpm.key_object(c.handle(0)).map_err(|rc| rc.handle(1))?;
+    let curve = ecdh_curve(&key)?;
+    if key.public.has(attr::RESTRICTED) {
+        return Err(Rc::ATTRIBUTES.handle(1));
+    }
+    let point = c.param_with(|r| read_point(r, curve))?;
+    c.end_params()?;
+    let KeyMaterial::EccPrivate(k) = &key.key else {
+        return Err(Rc::KEY.handle(1));
+    };
+    put_point(&mut c.out, &k.multiply(&point)?);
     Ok(())
 }

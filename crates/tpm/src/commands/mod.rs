@@ -221,6 +221,7 @@ commands! {
     0x150 ObjectChangeAuth [Object Object] auth 1 admin true rh false nv false dec true enc true => object::object_change_auth;
     0x151 PolicySecret [Entity PolicySession] auth 1 rh false nv false dec true enc true => policy::policy_secret;
     0x153 Create [Object] auth 1 rh false nv false dec true enc true => object::create;
+    0x154 ECDH_ZGen [Object] auth 1 rh false nv false dec true enc true => attest::ecdh_zgen;
     0x155 HMAC [Object] auth 1 rh false nv false dec true enc true => attest::hmac;
     0x157 Load [Object] auth 1 rh true nv false dec true enc true => object::load;
     0x158 Quote [ObjectOrNull] auth 1 rh false nv false dec true enc true => attest::quote;
@@ -231,6 +232,7 @@ commands! {
     0x160 PolicySigned [Object PolicySession] auth 0 rh false nv false dec true enc true => policy::policy_signed;
     0x161 ContextLoad [] auth 0 rh true nv false dec false enc false => object::context_load;
     0x162 ContextSave [Context] auth 0 rh false nv false dec false enc false => object::context_save;
+    0x163 ECDH_KeyGen [Object] auth 0 rh false nv false dec false enc true => attest::ecdh_keygen;
     0x165 FlushContext [] auth 0 rh false nv false dec false enc false => hashing::flush_context;
     0x167 LoadExternal [] auth 0 rh true nv false dec true enc true => object::load_external;
     0x168 MakeCredential [Object] auth 0 rh false nv false dec true enc true => attest::make_credential;

@@ -244,6 +244,25 @@ impl EccPrivate {
         on_curve!(Secret, &self.0, k => k.to_pkcs8_pem(LineEnding::LF).unwrap().to_string())
     }
 
+    /// The full point d·Q (TPM2_ECDH_ZGen returns it whole, not only its x coordinate).
+    pub fn multiply(&self, peer: &EccPublic) -> Result<EccPublic, Rc> {
+        match (&self.0, &peer.0) {
+            (Secret::P256(k), Public::P256(q)) => {
+                let point = (q.to_projective() * *k.to_nonzero_scalar()).to_affine();
+                p256::PublicKey::from_affine(point)
+                    .map(|p| EccPublic(Public::P256(p)))
+                    .map_err(|_| Rc::NO_RESULT)
+            }
+            (Secret::P384(k), Public::P384(q)) => {
+                let point = (q.to_projective() * *k.to_nonzero_scalar()).to_affine();
+                p384::PublicKey::from_affine(point)
+                    .map(|p| EccPublic(Public::P384(p)))
+                    .map_err(|_| Rc::NO_RESULT)
+            }
+            _ => Err(Rc::CURVE),
+        }
+    }
+
     /// ECDH (SP 800-56A C(0e, 2s) or C(1e, 1s) primitive): the x coordinate of d·Q, the
     /// curve size in octets. `CURVE` if `peer` is on another curve; `peer` itself is a
     /// validated point (see [`EccPublic::new`], which rejects invalid points with

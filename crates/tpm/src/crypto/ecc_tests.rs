@@ -353,3 +353,22 @@ fn spki_der_holds_the_point() {
             .any(|w| w == id_ec_public_key));
     }
 }
+
+#[test]
+fn multiply_gives_the_point_whose_x_is_the_ecdh_secret() {
+    for curve in Curve::ALL {
+        let mut n = 0u8;
+        let mut src = |b: &mut [u8]| {
+            for x in b {
+                n = n.wrapping_add(7);
+                *x = n;
+            }
+        };
+        let a = generate(curve, &mut src).unwrap();
+        let b = generate(curve, &mut src).unwrap();
+        let point = a.multiply(&b.public()).unwrap();
+        assert_eq!(point.x(), a.ecdh(&b.public()).unwrap());
+        // d_a·Q_b = d_b·Q_a as whole points.
+        assert_eq!(point, b.multiply(&a.public()).unwrap());
+    }
+}
