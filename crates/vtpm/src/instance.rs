@@ -1,11 +1,15 @@
 //! One vTPM instance: the engine, its state directory, the platform's view of it
 //! (powered on or not, the current locality) and the persistence policy.
 
+use crate::ca::ManufacturerCa;
+use crate::endorsement;
 use crate::log::Log;
 use crate::state::StateDir;
 use crate::Error;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 use tpm::Tpm;
 
 /// TPM_ST_NO_SESSIONS.
@@ -82,17 +86,72 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+/// How a TPM manufactured by [`Instance::open_with`] is endorsed.
+#[derive(Debug, Clone, Default)]
+pub enum Endorsement {
+    /// No EKs provisioned and no EK certificates in NV (a bare TPM, as `swtpm` without
+    /// `swtpm_setup`).
+    #[default]
+    None,
+    /// RSA-2048 and ECC P-256 EK certificates from this CA ([`crate::endorsement`]).
+    Ca(Arc<ManufacturerCa>),
+    /// As `Ca`, with the CA kept in this directory, loaded (or created) only when a TPM
+    /// is manufactured: restoring a TPM does not touch it.
+    CaDir(PathBuf),
+}
+
 fn entropy() -> Result<[u8; 32], Error> {
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| Error::Entropy(e.to_string()))?;
     Ok(seed)
 }
 
+/// Provision EKs and EK certificates into a newly manufactured TPM (which is left
+/// powered off after TPM2_Shutdown(CLEAR)).
+fn endorse(tpm: &mut Tpm, endorsement: &Endorsement, log: &Log) -> Result<(), Error> {
+    let loaded;
+    let ca = match endorsement {
+        Endorsement::None => return Ok(()),
+        Endorsement::Ca(ca) => ca.as_ref(),
+        Endorsement::CaDir(dir) => {
+            loaded = ManufacturerCa::load_or_create(dir)?;
+            &loaded
+        }
+    };
+    let started = Instant::now();
+    let endorsed = catch_unwind(AssertUnwindSafe(|| endorsement::provision(tpm, ca)))
+        .map_err(|_| Error::Failed)??;
+    let indices: Vec<String> = endorsed
+        .eks
+        .iter()
+        .map(|ek| format!("{:?} at {:#010x}", ek.kind, ek.kind.nv_index()))
+        .collect();
+    log.info(format_args!(
+        "endorsed: EK certificates ({}) issued by \"{}\" in {} ms",
+        indices.join(", "),
+        ca.subject(),
+        started.elapsed().as_millis()
+    ));
+    Ok(())
+}
+
 impl Instance {
-    /// Restore the TPM from `dir`, or manufacture a new one and persist it at once if
-    /// the directory holds no state. A corrupt or unreadable state file is an error:
-    /// the TPM is never silently reset. The instance starts powered off.
+    /// Restore the TPM from `dir`, or manufacture a new (unendorsed) one and persist it at
+    /// once if the directory holds no state. See [`Instance::open_with`].
     pub fn open(dir: StateDir, log: Log) -> Result<Instance, Error> {
+        Self::open_with(dir, log, &Endorsement::None)
+    }
+
+    /// Restore the TPM from `dir`, or manufacture a new one, endorse it as `endorsement`
+    /// says, and persist it at once if the directory holds no state. A corrupt or
+    /// unreadable state file is an error: the TPM is never silently reset. Endorsement
+    /// happens before the first save, so a failure leaves no state behind (the next
+    /// start manufactures afresh). The instance starts powered off.
+    pub fn open_with(
+        dir: StateDir,
+        log: Log,
+        endorsement: &Endorsement,
+    ) -> Result<Instance, Error> {
         let seed = entropy()?;
         let (tpm, fresh) = match dir.load()? {
             Some(blob) => {
@@ -111,7 +170,9 @@ impl Instance {
                     "manufacturing a new TPM in {}",
                     dir.path().display()
                 ));
-                (Tpm::manufacture(&seed), true)
+                let mut tpm = Tpm::manufacture(&seed);
+                endorse(&mut tpm, endorsement, &log)?;
+                (tpm, true)
             }
         };
         if fresh {

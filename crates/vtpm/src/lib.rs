@@ -7,12 +7,16 @@
 //! - [`swtpm::serve`]: swtpm's `socket` protocol (data channel and control channel).
 //! - [`mssim::serve`]: the Microsoft reference simulator's TCP protocol.
 //! - [`options`]: swtpm's `key=value,...` option values parsed into typed config.
+//! - [`endorsement`]: EKs and EK certificates provisioned into a newly manufactured
+//!   TPM, issued by the host's manufacturer CA ([`ca`]).
 //!
 //! Servers run on the calling thread over listeners bound beforehand, and return when
 //! their [`StopHandle`] is triggered; each connection gets its own thread.
 
 #![forbid(unsafe_code)]
 
+pub mod ca;
+pub mod endorsement;
 pub mod instance;
 pub mod log;
 pub mod mssim;
@@ -22,7 +26,8 @@ pub mod setup;
 pub mod state;
 pub mod swtpm;
 
-pub use instance::{Instance, StartupType};
+pub use ca::ManufacturerCa;
+pub use instance::{Endorsement, Instance, StartupType};
 pub use log::Log;
 pub use net::{Endpoint, Listener, StopHandle};
 pub use state::{StateDir, StateDirError};
@@ -47,4 +52,8 @@ pub enum Error {
     Option(#[from] options::OptionError),
     #[error("{0}")]
     Io(std::io::Error),
+    #[error("manufacturer CA: {0}")]
+    Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Endorsement(#[from] endorsement::EndorsementError),
 }

@@ -1,5 +1,13 @@
 //! `trustlaunch vtpm socket|mssim`: serve one vTPM over swtpm's socket protocol (taking
 //! swtpm's own `socket` arguments) or over the Microsoft simulator protocol.
+//! `trustlaunch vtpm ca export`: print the manufacturer CA certificate.
+//!
+//! A TPM manufactured in a new state directory is endorsed as real TPMs are: RSA-2048
+//! and ECC P-256 EK certificates, issued by the host's vTPM manufacturer CA, in NV at
+//! 0x01C00002 and 0x01C0000A (`--no-ek-cert` leaves it bare). The CA lives in
+//! `--ca-dir`, by default `/var/lib/trustlaunch/vtpm-ca` for root and
+//! `${XDG_DATA_HOME:-~/.local/share}/trustlaunch/vtpm-ca` for other users, and is
+//! created on first use.
 //!
 //! Startup order, as swtpm: validate every option, open and lock the state directory
 //! (restoring or manufacturing the TPM), bind every socket, then write the pid file:
@@ -12,11 +20,12 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use vtpm::options::{self, LogOption, PidOption, SeccompAction};
 use vtpm::setup::{open_log, PidFile};
-use vtpm::{Endpoint, Instance, Listener, Log, StateDir, StopHandle};
+use vtpm::{Endorsement, Endpoint, Instance, Listener, Log, ManufacturerCa, StateDir, StopHandle};
 
 #[derive(Debug, Subcommand)]
 pub enum VtpmCommand {
@@ -24,6 +33,35 @@ pub enum VtpmCommand {
     Socket(SocketArgs),
     /// Serve a vTPM over the Microsoft TPM 2.0 simulator protocol (ports N and N+1).
     Mssim(MssimArgs),
+    /// The vTPM manufacturer CA that issues the instances' EK certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the CA certificate (PEM) for verifiers to trust; creates the CA if needed.
+    Export(CaDirArg),
+}
+
+/// Where the manufacturer CA is kept.
+#[derive(Debug, Args)]
+pub struct CaDirArg {
+    /// The manufacturer CA's directory [default: /var/lib/trustlaunch/vtpm-ca as root,
+    /// else $XDG_DATA_HOME or ~/.local/share, then trustlaunch/vtpm-ca].
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+}
+
+/// Endorsement of a TPM manufactured in a new state directory.
+#[derive(Debug, Args)]
+pub struct EndorsementArgs {
+    #[command(flatten)]
+    ca: CaDirArg,
+    /// Manufacture new TPMs without EKs or EK certificates (faster start; a bare TPM
+    /// as swtpm without swtpm_setup).
+    #[arg(long, conflicts_with = "ca_dir")]
+    no_ek_cert: bool,
 }
 
 /// The subset of `swtpm socket` options this server implements, with swtpm's syntax.
@@ -63,6 +101,8 @@ pub struct SocketArgs {
     /// Detach: return once the sockets are bound, leaving the server running.
     #[arg(short = 'd', long)]
     daemon: bool,
+    #[command(flatten)]
+    endorsement: EndorsementArgs,
 }
 
 #[derive(Debug, Args)]
@@ -82,13 +122,54 @@ pub struct MssimArgs {
     /// file=PATH|fd=N[,level=N][,prefix=S][,truncate]; file=- disables logging.
     #[arg(long, value_name = "OPTIONS")]
     log: Option<String>,
+    #[command(flatten)]
+    endorsement: EndorsementArgs,
 }
 
 pub fn run(cmd: VtpmCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         VtpmCommand::Socket(a) => run_socket(a),
         VtpmCommand::Mssim(a) => run_mssim(a),
+        VtpmCommand::Ca(CaCommand::Export(a)) => run_ca_export(a),
     }
+}
+
+impl CaDirArg {
+    /// `--ca-dir`, or the default for this user.
+    fn resolve(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.ca_dir {
+            return Ok(dir.clone());
+        }
+        let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        vtpm::ca::default_dir(vtpm::ca::running_as_root(), xdg.as_deref(), home.as_deref())
+            .context("no default CA directory (HOME is not set): give --ca-dir DIR")
+    }
+}
+
+impl EndorsementArgs {
+    /// What the CLI asked for, resolved once: the CA itself is only loaded (or created)
+    /// if a new TPM is manufactured.
+    fn resolve(&self) -> anyhow::Result<Endorsement> {
+        if self.no_ek_cert {
+            return Ok(Endorsement::None);
+        }
+        Ok(Endorsement::CaDir(self.ca.resolve()?))
+    }
+}
+
+fn load_ca(dir: &Path) -> anyhow::Result<ManufacturerCa> {
+    ManufacturerCa::load_or_create(dir)
+        .with_context(|| format!("manufacturer CA in {}", dir.display()))
+}
+
+fn run_ca_export(a: CaDirArg) -> anyhow::Result<ExitCode> {
+    let ca = load_ca(&a.resolve()?)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(ca.certificate_pem().as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the certificate to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Set in the environment of the detached child of `--daemon`.
@@ -125,6 +206,7 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(options::parse_seccomp)
         .transpose()?;
+    let endorsement = a.endorsement.resolve()?;
     if server.is_none() && ctrl.is_none() {
         bail!("give --server, --ctrl or both: without them nothing can reach the TPM");
     }
@@ -146,7 +228,7 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
-    let instance = Arc::new(Instance::open(dir, log.clone())?);
+    let instance = Arc::new(Instance::open_with(dir, log.clone(), &endorsement)?);
     let data = match &server {
         Some(s) => Some(bind("--server", &s.endpoint)?),
         None => None,
@@ -202,9 +284,11 @@ fn run_mssim(a: MssimArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    let endorsement = a.endorsement.resolve()?;
+
     let log = make_log(log_opt.as_ref())?;
     let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
-    let instance = Arc::new(Instance::open(dir, log.clone())?);
+    let instance = Arc::new(Instance::open_with(dir, log.clone(), &endorsement)?);
     let command = bind("--port", &Endpoint::Tcp { addr, port: a.port })?;
     let platform = bind(
         "--port",
