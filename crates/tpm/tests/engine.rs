@@ -371,3 +371,66 @@ fn hash_sequences_match_one_shot_hashes() {
         0x18B
     );
 }
+
+/// The TCG EK Credential Profile's RSA-2048 template (L-1) and ECC P-256 template (L-2).
+fn ek_template(rsa: bool) -> Vec<u8> {
+    let policy = "837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa";
+    let t = if rsa {
+        format!(
+            "0001000b000300b20020{policy}00060080004300100800000000000100{}",
+            "00".repeat(256)
+        )
+    } else {
+        format!(
+            "0023000b000300b20020{policy}0006008000430010000300100020{}0020{}",
+            "00".repeat(32),
+            "00".repeat(32)
+        )
+    };
+    hex::decode(t).unwrap()
+}
+
+/// CreatePrimary(endorsement, template) and the Name it returns.
+fn primary_name(t: &mut Tpm, template: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, 4, 0, 0, 0, 0]; // TPM2B_SENSITIVE_CREATE: empty auth and data
+    p.extend_from_slice(&(template.len() as u16).to_be_bytes());
+    p.extend_from_slice(template);
+    p.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // outsideInfo, creationPCR
+    let r = t.execute(0, &cmd(0x131, &[0x4000_000B], Some(&[b""]), &p));
+    let out = params(&r, true, 1);
+    // outPublic, creationData, creationHash, creationTicket, name: the name is last.
+    let mut rd = tpm::codec::Reader::new(&out);
+    for _ in 0..3 {
+        rd.sized(4096).unwrap();
+    }
+    rd.take(6).unwrap(); // ticket tag and hierarchy
+    rd.sized(64).unwrap();
+    rd.sized(68).unwrap().to_vec()
+}
+
+/// Primary derivation is frozen (derivation v1): the same manufacture entropy and the same
+/// template give the same EK Names forever. These Names were computed once and pinned; a
+/// change here means existing EKs (and their certificates) would change on upgrade.
+#[test]
+fn primary_derivation_v1_is_pinned() {
+    let mut t = started();
+    let rsa = primary_name(&mut t, &ek_template(true));
+    let ecc = primary_name(&mut t, &ek_template(false));
+    assert_eq!(hex::encode(&rsa), PINNED_RSA_EK_NAME, "RSA EK Name changed");
+    assert_eq!(hex::encode(&ecc), PINNED_ECC_EK_NAME, "ECC EK Name changed");
+    // A second TPM from other entropy has other EKs; the same TPM derives the same again.
+    let mut other = Tpm::manufacture(&[8u8; 32]);
+    other.init();
+    other.execute(0, &cmd(0x144, &[], None, &[0, 0]));
+    assert_ne!(primary_name(&mut other, &ek_template(true)), rsa);
+    let blob = t.permanent_state();
+    let mut again = Tpm::restore(&blob, &[1u8; 32]).unwrap();
+    again.init();
+    again.execute(0, &cmd(0x144, &[], None, &[0, 0]));
+    assert_eq!(primary_name(&mut again, &ek_template(false)), ecc);
+}
+
+const PINNED_RSA_EK_NAME: &str =
+    "000bb4ca90c4722d28ca3f9090e5b444ea0f745f7f46d90047d1675b83a636e82b3d";
+const PINNED_ECC_EK_NAME: &str =
+    "000b97992055113ea913a1cac319e86fbfd309dda82a2a7c20fb9f5717fb8dd40d22";
