@@ -10,9 +10,9 @@ started=$SECONDS
 step() { printf '\n==> %s  [%ds]\n' "$*" "$((SECONDS - started))"; }
 
 # --- Tools the tests drive ---------------------------------------------------------------
-step "Debian packages: tpm2-tools swtpm swtpm-tools libtss2-dev"
+step "Debian packages: tpm2-tools swtpm swtpm-tools libtss2-dev openssl"
 missing=()
-for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev; do
+for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -72,12 +72,16 @@ impl Backend {
                 };
                 cmd.args(["socket", "--tpm2", "--server", &server, "--ctrl", &ctrl]);
                 cmd.args(["--tpmstate", &tpmstate, "--flags", "not-need-init"]);
+                if self == Backend::OursSwtpm {
+                    // A bare TPM, as the swtpm peer (no swtpm_setup): no EK certificates.
+                    cmd.arg("--no-ek-cert");
+                }
                 cmd
             }
             Backend::OursMssim => {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustlaunch"));
                 cmd.args(["vtpm", "mssim", "--port", &port.to_string()]);
-                cmd.args(["--tpmstate", &tpmstate]);
+                cmd.args(["--tpmstate", &tpmstate, "--no-ek-cert"]);
                 cmd
             }
         }
