@@ -1,0 +1,798 @@
+//! The attestation verifier's core (`attest::verify_quote`) on live quotes: tpm2-tools makes an
+//! attestation key and a quote on real swtpm (libtpms) and on our vTPM (`trustlaunch vtpm
+//! socket`), for ECDSA P-256/SHA-256, ECDSA P-384/SHA-384, RSASSA-SHA256 and RSAPSS-SHA256
+//! keys, and the verifier must accept the quote with the AK as TPM2B_PUBLIC and as PEM.
+//!
+//! Independent truth: `tpm2_checkquote` (tpm2-tools over OpenSSL) gets exactly the same inputs
+//! as the verifier, unchanged and tampered (every single byte of the attest and of the
+//! signature, another nonce, another PCR value, another TPM's AK), and must reach the same
+//! verdict. tpm2_checkquote 5.4 only tries PKCS#1 v1.5 padding for RSA, so for RSAPSS keys the
+//! signature verdict comes from `openssl pkeyutl -verify` (PSS, salt length recovered) instead.
+//! The quoted PCR values are also recomputed with the sha1/sha2 crates from what was extended.
+//!
+//! Each test starts its own two TPMs (the second one only makes "another TPM's AK") on free
+//! loopback ports in its own temporary directory; a Drop guard always kills them.
+
+use attest::{verify_quote, AkPublic, Error, HashAlg, PcrValues, VerifiedQuote};
+use sha2::Digest;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
+
+/// Longest any single tool invocation may take (key generation in a debug build included).
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest a server may take to accept connections after being spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+const NONCE_HEX: &str = "5ca1ab1e0123456789abcdef0011223344556677";
+/// What is extended into sha256 PCR 0 and sha1 PCR 0 (as a zero-padded number), and into
+/// sha256 PCR 7.
+const PCR0_EVENT: u16 = 0x0007;
+const PCR7_EVENT: u16 = 0x1007;
+
+// ---------------------------------------------------------------------------------------------
+// TPMs
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// Real swtpm (libtpms): the reference peer.
+    Swtpm,
+    /// `trustlaunch vtpm socket`: our engine.
+    Ours,
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+/// Two consecutive free loopback ports N, N+1, below Linux's ephemeral range.
+fn free_port_pair() -> u16 {
+    loop {
+        let port = 20_000 + 2 * (random_u64() % 6_000) as u16;
+        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+        let b = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1));
+        if a.is_ok() && b.is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Tpm {
+    backend: Backend,
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Tpm {
+    fn start(backend: Backend) -> Tpm {
+        let dir = tempfile::Builder::new()
+            .prefix("trustlaunch-attest-")
+            .tempdir()
+            .expect("create temporary directory");
+        fs::create_dir(dir.path().join("state")).expect("create state directory");
+        let mut tpm = Tpm {
+            backend,
+            port: 0,
+            child: None,
+            dir,
+        };
+        let mut last = String::new();
+        for _ in 0..8 {
+            tpm.port = free_port_pair();
+            match tpm.spawn() {
+                Ok(()) => return tpm,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{backend:?} did not start: {last}\n{}", tpm.log());
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut cmd = match self.backend {
+            Backend::Swtpm => Command::new("swtpm"),
+            Backend::Ours => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_trustlaunch"));
+                c.arg("vtpm");
+                c
+            }
+        };
+        let log =
+            fs::File::create(self.dir.path().join("server.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        cmd.args(["socket", "--tpm2"])
+            .args(["--server", &format!("type=tcp,port={}", self.port)])
+            .args(["--ctrl", &format!("type=tcp,port={}", self.port + 1)])
+            .args([
+                "--tpmstate",
+                &format!("dir={}", self.dir.path().join("state").display()),
+            ])
+            .args(["--flags", "not-need-init,startup-clear"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        self.child = Some(cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?);
+        let deadline = Instant::now() + START_TIMEOUT;
+        for port in [self.port, self.port + 1] {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            loop {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    self.child = None;
+                    return Err(format!("server exited early ({status})"));
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    self.kill();
+                    return Err(format!(
+                        "nothing accepted on {addr} within {START_TIMEOUT:?}"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => Ok(()),
+            _ => {
+                self.child = None;
+                Err("server exited after binding".into())
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        let text = fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let tail: String = text
+            .chars()
+            .rev()
+            .take(4000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("--- {:?} server log (tail) ---\n{tail}", self.backend)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    /// Run a tpm2-tools command against this TPM, in its directory; it must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = run(
+            self.dir.path(),
+            args,
+            &[(
+                "TPM2TOOLS_TCTI",
+                format!("swtpm:host=127.0.0.1,port={}", self.port),
+            )],
+        );
+        assert!(
+            out.success,
+            "[{:?}] $ {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}\n{}",
+            self.backend,
+            args.join(" "),
+            out.code,
+            out.stdout,
+            out.stderr,
+            self.log()
+        );
+        out.stdout
+    }
+
+    /// `tpm2_flushcontext -t`: swtpm keeps only three transient objects.
+    fn flush(&self) {
+        self.ok(&["tpm2_flushcontext", "-t"]);
+    }
+}
+
+impl Drop for Tpm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Output {
+    success: bool,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run a command in `dir` with a timeout.
+fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let n = random_u64();
+    let out_path = dir.join(format!(".out-{n}"));
+    let err_path = dir.join(format!(".err-{n}"));
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..])
+        .current_dir(dir)
+        .env_remove("TSS2_LOG")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {}: {e} (are tpm2-tools and openssl installed?)",
+            args[0]
+        )
+    });
+    let status = match child.wait_timeout(TOOL_TIMEOUT) {
+        Ok(Some(status)) => status,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} did not finish within {TOOL_TIMEOUT:?}", args.join(" "));
+        }
+    };
+    let out = Output {
+        success: status.success(),
+        code: status.code(),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    let _ = fs::remove_file(out_path);
+    let _ = fs::remove_file(err_path);
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attestation keys and quotes
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AkKind {
+    EcdsaP256,
+    EcdsaP384,
+    Rsassa,
+    Rsapss,
+}
+
+impl AkKind {
+    fn createak_args(self) -> [&'static str; 6] {
+        match self {
+            AkKind::EcdsaP256 => ["-G", "ecc", "-s", "ecdsa", "-g", "sha256"],
+            AkKind::EcdsaP384 => ["-G", "ecc384", "-s", "ecdsa", "-g", "sha384"],
+            AkKind::Rsassa => ["-G", "rsa", "-s", "rsassa", "-g", "sha256"],
+            AkKind::Rsapss => ["-G", "rsa", "-s", "rsapss", "-g", "sha256"],
+        }
+    }
+
+    fn hash(self) -> &'static str {
+        match self {
+            AkKind::EcdsaP384 => "sha384",
+            _ => "sha256",
+        }
+    }
+
+    fn hash_alg(self) -> HashAlg {
+        match self {
+            AkKind::EcdsaP384 => HashAlg::Sha384,
+            _ => HashAlg::Sha256,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            AkKind::EcdsaP256 => "ECC NIST P-256",
+            AkKind::EcdsaP384 => "ECC NIST P-384",
+            AkKind::Rsassa | AkKind::Rsapss => "RSA-2048",
+        }
+    }
+}
+
+/// Make an EK and an AK of `kind` on `tpm`: ak.pub (TPM2B_PUBLIC), ak.pem, ak.name, ak.ctx.
+fn make_ak(tpm: &Tpm, kind: AkKind) {
+    tpm.ok(&["tpm2_createek", "-G", "ecc", "-c", "ek.ctx"]);
+    tpm.flush();
+    let mut args = vec!["tpm2_createak", "-C", "ek.ctx"];
+    args.extend(kind.createak_args());
+    args.extend(["-c", "ak.ctx", "-u", "ak.pub", "-n", "ak.name"]);
+    tpm.ok(&args);
+    tpm.flush();
+    tpm.ok(&[
+        "tpm2_readpublic",
+        "-c",
+        "ak.ctx",
+        "-f",
+        "pem",
+        "-o",
+        "ak.pem",
+    ]);
+    tpm.flush();
+}
+
+fn padded(n: u16, size: usize) -> String {
+    format!("{n:0width$x}", width = size * 2)
+}
+
+/// `tpm2_pcrread` output as `<bank> <pcr> <hex>` lines.
+fn pcrread_text(out: &str) -> String {
+    let mut bank = String::new();
+    let mut text = String::new();
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(b) = t.strip_suffix(':') {
+            bank = b.to_string();
+        } else if let Some((index, value)) = t.split_once(':') {
+            let value = value.trim().trim_start_matches("0x").to_lowercase();
+            text.push_str(&format!("{bank} {} {value}\n", index.trim()));
+        }
+    }
+    text
+}
+
+/// The PCR values the test extended, computed with the sha1/sha2 crates.
+fn expected_pcrs() -> PcrValues {
+    fn ext<D: Digest>(events: &[u16]) -> Vec<u8> {
+        let size = <D as Digest>::output_size();
+        events.iter().fold(vec![0u8; size], |pcr, e| {
+            let mut event = vec![0u8; size];
+            event[size - 2..].copy_from_slice(&e.to_be_bytes());
+            D::new()
+                .chain_update(&pcr)
+                .chain_update(&event)
+                .finalize()
+                .to_vec()
+        })
+    }
+    let mut v = PcrValues::new();
+    v.insert(HashAlg::Sha256, 0, ext::<sha2::Sha256>(&[PCR0_EVENT]))
+        .unwrap();
+    v.insert(HashAlg::Sha256, 1, vec![0; 32]).unwrap();
+    v.insert(HashAlg::Sha256, 7, ext::<sha2::Sha256>(&[PCR7_EVENT]))
+        .unwrap();
+    v.insert(HashAlg::Sha1, 0, ext::<sha1::Sha1>(&[PCR0_EVENT]))
+        .unwrap();
+    v
+}
+
+/// The verifier's inputs for one case, as files for the independent checker.
+struct Inputs<'a> {
+    label: String,
+    msg: &'a [u8],
+    sig: &'a [u8],
+    nonce: &'a [u8],
+    pcrs_file: &'a [u8],
+    ak_pub: &'a [u8],
+    ak_pem: &'a str,
+}
+
+/// What the independent checker says about `inputs`.
+/// With `both_forms`, tpm2_checkquote runs with the AK as TPM2B_PUBLIC and as PEM (which must
+/// agree); otherwise with the TPM2B_PUBLIC only.
+fn independent_verdict(dir: &Path, kind: AkKind, inputs: &Inputs<'_>, both_forms: bool) -> bool {
+    fs::write(dir.join("c.msg"), inputs.msg).unwrap();
+    fs::write(dir.join("c.sig"), inputs.sig).unwrap();
+    fs::write(dir.join("c.pcrs"), inputs.pcrs_file).unwrap();
+    fs::write(dir.join("c.pub"), inputs.ak_pub).unwrap();
+    fs::write(dir.join("c.pem"), inputs.ak_pem).unwrap();
+    if kind == AkKind::Rsapss {
+        // The PSS signature alone: the TPMT_SIGNATURE body after sigAlg, hash and size.
+        let body = inputs.sig.get(6..).unwrap_or(&[]);
+        fs::write(dir.join("c.raw"), body).unwrap();
+        fs::write(dir.join("c.dgst"), sha2::Sha256::digest(inputs.msg)).unwrap();
+        let out = run(
+            dir,
+            &[
+                "openssl",
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-inkey",
+                "c.pem",
+                "-in",
+                "c.dgst",
+                "-sigfile",
+                "c.raw",
+                "-pkeyopt",
+                "rsa_padding_mode:pss",
+                "-pkeyopt",
+                "rsa_pss_saltlen:-2",
+                "-pkeyopt",
+                "digest:sha256",
+            ],
+            &[],
+        );
+        return out.success;
+    }
+    let nonce = hex::encode(inputs.nonce);
+    let forms: &[&str] = if both_forms {
+        &["c.pub", "c.pem"]
+    } else {
+        &["c.pub"]
+    };
+    let verdicts: Vec<bool> = forms
+        .iter()
+        .map(|ak| {
+            run(
+                dir,
+                &[
+                    "tpm2_checkquote",
+                    "-u",
+                    ak,
+                    "-m",
+                    "c.msg",
+                    "-s",
+                    "c.sig",
+                    "-f",
+                    "c.pcrs",
+                    "-g",
+                    kind.hash(),
+                    "-q",
+                    &nonce,
+                ],
+                &[],
+            )
+            .success
+        })
+        .collect();
+    assert!(
+        verdicts.iter().all(|v| *v == verdicts[0]),
+        "{}: tpm2_checkquote disagrees with itself on the TPM2B_PUBLIC and PEM forms",
+        inputs.label
+    );
+    verdicts[0]
+}
+
+/// Our verdict with the AK as TPM2B_PUBLIC and, with `both_forms`, also as PEM (which must
+/// agree; the TPM2B_PUBLIC's error is returned, as it knows the key's fixed scheme and can be
+/// more specific).
+fn our_verdict(inputs: &Inputs<'_>, both_forms: bool) -> Result<VerifiedQuote, Error> {
+    let pcrs = PcrValues::from_tpm2_tools(inputs.pcrs_file)?;
+    let from_tpm = AkPublic::from_tpm2b_public(inputs.ak_pub).expect("AK TPM2B_PUBLIC");
+    let a = verify_quote(&from_tpm, inputs.msg, inputs.sig, inputs.nonce, &pcrs);
+    if !both_forms {
+        return a;
+    }
+    let from_pem = AkPublic::from_pem(inputs.ak_pem).expect("AK PEM");
+    let b = verify_quote(&from_pem, inputs.msg, inputs.sig, inputs.nonce, &pcrs);
+    match (&a, &b) {
+        (Ok(_), Ok(_)) | (Err(_), Err(_)) => {}
+        _ => panic!(
+            "{}: the TPM2B_PUBLIC and PEM forms of the AK disagree: {a:?} / {b:?}",
+            inputs.label
+        ),
+    }
+    a
+}
+
+/// TPMT_SIGNATURE bytes that the independent checker does not read. tpm2_checkquote takes
+/// the hash from `-g`, not from the signature's hash field (bytes 2 and 3), so a signature
+/// claiming another (or an unknown) hash still passes there; openssl (for RSAPSS) gets only
+/// the signature after the 6-byte header. The verifier reads all of them and refuses a change
+/// (asserted for every byte); these are the only places where the verdicts may differ, and
+/// only that way round.
+fn checker_ignores(kind: AkKind, sig_byte: usize) -> bool {
+    match kind {
+        AkKind::Rsapss => sig_byte < 6,
+        _ => matches!(sig_byte, 2 | 3),
+    }
+}
+
+fn quote_and_verify(backend: Backend, kind: AkKind) {
+    let tpm = Tpm::start(backend);
+    let other = Tpm::start(backend);
+    make_ak(&tpm, kind);
+    make_ak(&other, kind);
+
+    let (s256, s1) = (padded(PCR0_EVENT, 32), padded(PCR0_EVENT, 20));
+    tpm.ok(&["tpm2_pcrextend", &format!("0:sha256={s256},sha1={s1}")]);
+    tpm.ok(&[
+        "tpm2_pcrextend",
+        &format!("7:sha256={}", padded(PCR7_EVENT, 32)),
+    ]);
+    let selection = "sha256:0,1,7+sha1:0";
+    let mut args = vec![
+        "tpm2_quote",
+        "-c",
+        "ak.ctx",
+        "-l",
+        selection,
+        "-q",
+        NONCE_HEX,
+        "-g",
+        kind.hash(),
+        "-m",
+        "q.msg",
+        "-s",
+        "q.sig",
+        "-o",
+        "q.pcrs",
+    ];
+    if kind == AkKind::Rsapss {
+        args.extend(["--scheme", "rsapss"]);
+    }
+    tpm.ok(&args);
+    tpm.flush();
+    let pcrs_text = pcrread_text(&tpm.ok(&["tpm2_pcrread", selection]));
+
+    let msg = tpm.read("q.msg");
+    let sig = tpm.read("q.sig");
+    let pcrs_file = tpm.read("q.pcrs");
+    let ak_pub = tpm.read("ak.pub");
+    let ak_pem = String::from_utf8(tpm.read("ak.pem")).unwrap();
+    let nonce = hex::decode(NONCE_HEX).unwrap();
+    let other_pub = other.read("ak.pub");
+    let other_pem = String::from_utf8(other.read("ak.pem")).unwrap();
+    let dir = tpm.dir.path();
+    let ctx = format!("{backend:?} {kind:?}");
+
+    // --- The AK in both forms, the PCR values in both formats --------------------------------
+    let from_tpm = AkPublic::from_tpm2b_public(&ak_pub).unwrap();
+    let from_pem = AkPublic::from_pem(&ak_pem).unwrap();
+    assert!(from_tpm.same_key(&from_pem), "{ctx}");
+    assert_eq!(from_tpm.describe(), kind.describe(), "{ctx}");
+    assert_eq!(
+        from_tpm.name(),
+        Some(tpm.read("ak.name")),
+        "{ctx}: Name as tpm2_createak -n wrote it"
+    );
+    assert_eq!(from_tpm.is_restricted_signing(), Some(true), "{ctx}");
+    let file_pcrs = PcrValues::from_tpm2_tools(&pcrs_file).unwrap();
+    let text_pcrs = PcrValues::from_text(&pcrs_text).unwrap();
+    assert_eq!(
+        file_pcrs,
+        expected_pcrs(),
+        "{ctx}: quote's pcrs file vs. recomputed values"
+    );
+    assert_eq!(
+        text_pcrs,
+        expected_pcrs(),
+        "{ctx}: tpm2_pcrread vs. recomputed values"
+    );
+
+    // --- Accepted, by both -------------------------------------------------------------------
+    for (ak, form) in [(&from_tpm, "TPM2B_PUBLIC"), (&from_pem, "PEM")] {
+        for (pcrs, format) in [(&file_pcrs, "pcrs file"), (&text_pcrs, "text")] {
+            let v = verify_quote(ak, &msg, &sig, &nonce, pcrs)
+                .unwrap_or_else(|e| panic!("{ctx}: AK as {form}, PCRs as {format}: {e}"));
+            assert_eq!(v.extra_data, nonce);
+            assert_eq!(v.signature_hash, kind.hash_alg());
+            assert_eq!(
+                v.selection,
+                vec![(HashAlg::Sha256, vec![0, 1, 7]), (HashAlg::Sha1, vec![0])]
+            );
+            assert_eq!(v.pcr_digest.len(), kind.hash_alg().size());
+            assert!(v.safe);
+            assert_eq!(v.signer_name.len(), 34, "{ctx}: SHA-256 qualified name");
+        }
+    }
+    let original = Inputs {
+        label: format!("{ctx}: the quote as made"),
+        msg: &msg,
+        sig: &sig,
+        nonce: &nonce,
+        pcrs_file: &pcrs_file,
+        ak_pub: &ak_pub,
+        ak_pem: &ak_pem,
+    };
+    assert!(our_verdict(&original, true).is_ok());
+    assert!(
+        independent_verdict(dir, kind, &original, true),
+        "{ctx}: the independent checker refuses the original quote"
+    );
+
+    // --- Refused with the right error, and by the independent checker ------------------------
+    let clock_at = 6 + 2 + 34 + 2 + nonce.len();
+    for i in 0..msg.len() {
+        let mut m = msg.clone();
+        m[i] ^= 0x01;
+        let case = Inputs {
+            label: format!("{ctx}: attest byte {i} changed"),
+            msg: &m,
+            ..original
+        };
+        let ours = our_verdict(&case, false);
+        assert!(ours.is_err(), "{}: accepted", case.label);
+        if (clock_at..clock_at + 8).contains(&i) {
+            assert!(
+                matches!(ours, Err(Error::SignatureInvalid { .. })),
+                "{}: {ours:?}",
+                case.label
+            );
+        }
+        assert!(
+            !independent_verdict(dir, kind, &case, false),
+            "{}: the independent checker accepts it",
+            case.label
+        );
+    }
+    // Every byte of an ECDSA signature; of an RSA one the header and every 8th byte of the
+    // 256-byte signature (each of which changes the whole RSA result).
+    let sig_bytes: Vec<usize> = if sig.len() <= 128 {
+        (0..sig.len()).collect()
+    } else {
+        (0..6)
+            .chain((6..sig.len()).step_by(8))
+            .chain([sig.len() - 1])
+            .collect()
+    };
+    for i in sig_bytes {
+        let mut s = sig.clone();
+        s[i] ^= 0x01;
+        let case = Inputs {
+            label: format!("{ctx}: signature byte {i} changed"),
+            sig: &s,
+            ..original
+        };
+        let ours = our_verdict(&case, false);
+        assert!(ours.is_err(), "{}: accepted", case.label);
+        if i == sig.len() - 1 {
+            assert!(
+                matches!(ours, Err(Error::SignatureInvalid { .. })),
+                "{}: {ours:?}",
+                case.label
+            );
+        }
+        if !checker_ignores(kind, i) {
+            assert!(
+                !independent_verdict(dir, kind, &case, false),
+                "{}: the independent checker accepts it",
+                case.label
+            );
+        }
+    }
+
+    let mut other_nonce = nonce.clone();
+    other_nonce[3] ^= 0x80;
+    let case = Inputs {
+        label: format!("{ctx}: another nonce"),
+        nonce: &other_nonce,
+        ..original
+    };
+    assert_eq!(
+        our_verdict(&case, true).unwrap_err(),
+        Error::NonceMismatch {
+            expected: other_nonce.clone(),
+            observed: nonce.clone()
+        },
+        "{}",
+        case.label
+    );
+    if kind != AkKind::Rsapss {
+        assert!(
+            !independent_verdict(dir, kind, &case, true),
+            "{}: tpm2_checkquote accepts it",
+            case.label
+        );
+    }
+
+    // Another value for sha256 PCR 7: the third digest of the first TPML_DIGEST.
+    let mut changed = pcrs_file.clone();
+    changed[136 + 4 + 2 * 66 + 2] ^= 0x01;
+    let case = Inputs {
+        label: format!("{ctx}: another PCR 7 value"),
+        pcrs_file: &changed,
+        ..original
+    };
+    match our_verdict(&case, true) {
+        Err(Error::PcrDigestMismatch { expected, observed }) => {
+            assert_ne!(expected, observed);
+            assert_eq!(observed.len(), kind.hash_alg().size());
+        }
+        other => panic!("{}: {other:?}", case.label),
+    }
+    if kind != AkKind::Rsapss {
+        assert!(
+            !independent_verdict(dir, kind, &case, true),
+            "{}: tpm2_checkquote accepts it",
+            case.label
+        );
+    }
+    let mut text_changed = text_pcrs.clone();
+    text_changed
+        .insert(HashAlg::Sha1, 0, vec![0x01; 20])
+        .unwrap();
+    assert!(matches!(
+        verify_quote(&from_tpm, &msg, &sig, &nonce, &text_changed),
+        Err(Error::PcrDigestMismatch { .. })
+    ));
+    let mut partial = PcrValues::new();
+    for (bank, index, value) in text_pcrs
+        .iter()
+        .filter(|(b, i, _)| (*b, *i) != (HashAlg::Sha256, 7))
+    {
+        partial.insert(bank, index, value.to_vec()).unwrap();
+    }
+    assert_eq!(
+        verify_quote(&from_tpm, &msg, &sig, &nonce, &partial).unwrap_err(),
+        Error::MissingPcr {
+            bank: HashAlg::Sha256,
+            index: 7
+        }
+    );
+
+    let case = Inputs {
+        label: format!("{ctx}: another TPM's AK"),
+        ak_pub: &other_pub,
+        ak_pem: &other_pem,
+        ..original
+    };
+    assert!(
+        matches!(
+            our_verdict(&case, true),
+            Err(Error::SignatureInvalid { .. })
+        ),
+        "{}: {:?}",
+        case.label,
+        our_verdict(&case, true)
+    );
+    assert!(
+        !independent_verdict(dir, kind, &case, true),
+        "{}: the independent checker accepts it",
+        case.label
+    );
+}
+
+#[test]
+fn swtpm_ecdsa_p256_quote() {
+    quote_and_verify(Backend::Swtpm, AkKind::EcdsaP256);
+}
+
+#[test]
+fn swtpm_ecdsa_p384_quote() {
+    quote_and_verify(Backend::Swtpm, AkKind::EcdsaP384);
+}
+
+#[test]
+fn swtpm_rsassa_quote() {
+    quote_and_verify(Backend::Swtpm, AkKind::Rsassa);
+}
+
+#[test]
+fn swtpm_rsapss_quote() {
+    quote_and_verify(Backend::Swtpm, AkKind::Rsapss);
+}
+
+#[test]
+fn vtpm_ecdsa_p256_quote() {
+    quote_and_verify(Backend::Ours, AkKind::EcdsaP256);
+}
+
+#[test]
+fn vtpm_ecdsa_p384_quote() {
+    quote_and_verify(Backend::Ours, AkKind::EcdsaP384);
+}
+
+#[test]
+fn vtpm_rsassa_quote() {
+    quote_and_verify(Backend::Ours, AkKind::Rsassa);
+}
+
+#[test]
+fn vtpm_rsapss_quote() {
+    quote_and_verify(Backend::Ours, AkKind::Rsapss);
+}
