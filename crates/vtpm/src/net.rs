@@ -125,14 +125,14 @@ impl Listener {
         }
     }
 
-    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => l.set_nonblocking(on),
             Listener::Unix { listener, .. } => listener.set_nonblocking(on),
         }
     }
 
-    fn accept(&self) -> io::Result<Stream> {
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
         let s = match self {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept()?;
@@ -193,7 +193,7 @@ impl Stream {
             Stream::Unix(s) => s.set_write_timeout(t),
         }
     }
-    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_nonblocking(on),
             Stream::Unix(s) => s.set_nonblocking(on),
@@ -209,6 +209,15 @@ impl Stream {
         match self {
             Stream::Unix(s) => Some(s),
             Stream::Tcp(_) => None,
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
         }
     }
 }
@@ -262,6 +271,19 @@ impl std::fmt::Debug for StopHandle {
 }
 
 impl StopHandle {
+    /// The descriptor that becomes readable once the stop is triggered, for event loops.
+    pub(crate) fn wake_fd(&self) -> &OwnedFd {
+        &self.inner.wake_r
+    }
+
+    /// Block until the stop is triggered.
+    pub(crate) fn wait(&self) {
+        while !self.is_stopped() {
+            let mut fds = [PollFd::new(&self.inner.wake_r, PollFlags::IN)];
+            let _ = poll(&mut fds, None);
+        }
+    }
+
     /// A new, untriggered stop signal.
     pub fn new() -> io::Result<StopHandle> {
         let (wake_r, wake_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;

@@ -18,7 +18,8 @@ use crate::net::{
     accept_loop, read_exact_by, read_first, Connections, First, Listener, StopHandle, Stream,
 };
 use crate::Error;
-use std::io::{self, IoSliceMut, Write};
+use rustix::event::{poll, PollFd, PollFlags};
+use std::io::{self, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,20 +197,34 @@ pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) ->
         log.info(format_args!("swtpm control channel on {}", l.describe()));
         listeners.push((l, true));
     }
-    let ls: Vec<&Listener> = listeners.iter().map(|(l, _)| *l).collect();
-    let result = accept_loop(&ls, &stop, &log, |i, stream| {
-        let is_ctrl = listeners[i].1;
-        let sh = Arc::clone(&shared);
-        if is_ctrl {
-            shared
-                .conns
-                .spawn("ctrl", stream, &log, move |s| serve_ctrl(&sh, s));
-        } else {
-            shared
-                .conns
-                .spawn("data", stream, &log, move |s| serve_data(&sh, s));
-        }
+    // The data channel runs as one event loop (as a TPM runs one command at a time): no
+    // thread per connection, non-blocking reads so a slow client stalls nobody.
+    let result = std::thread::scope(|scope| {
+        let data_loop = config.data.as_ref().map(|l| {
+            let sh = Arc::clone(&shared);
+            scope.spawn(move || serve_data_loop(&sh, l, config.max_connections))
+        });
+        let ctrl_result = match &config.ctrl {
+            Some(l) => accept_loop(&[l], &stop, &log, |_, stream| {
+                let sh = Arc::clone(&shared);
+                shared
+                    .conns
+                    .spawn("ctrl", stream, &log, move |s| serve_ctrl(&sh, s));
+            }),
+            None => {
+                stop.wait();
+                Ok(())
+            }
+        };
+        stop.stop();
+        let data_result = match data_loop.map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("data channel loop panicked")),
+            None => Ok(()),
+        };
+        ctrl_result.and(data_result)
     });
+    let _ = &listeners;
     stop.stop();
     shared.conns.close_all();
     let saved = instance.persist();
@@ -220,6 +235,272 @@ pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) ->
 
 fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// One data connection in the event loop: bytes of the request so far, when it began, and
+/// response bytes not yet written.
+struct DataConn {
+    stream: Stream,
+    input: Vec<u8>,
+    begun: Option<Instant>,
+    output: Vec<u8>,
+    written: usize,
+    close_after_write: bool,
+}
+
+/// What a buffer holds: a complete request (locality, command, whether prefixed), not yet
+/// enough, or an invalid size.
+enum Framed {
+    Complete {
+        locality: Option<u8>,
+        size: usize,
+        offset: usize,
+        prefixed: bool,
+    },
+    Partial,
+    BadSize {
+        size: usize,
+        prefixed: bool,
+    },
+}
+
+fn frame(input: &[u8]) -> Framed {
+    if input.len() < 10 {
+        return Framed::Partial;
+    }
+    let tag = u16::from_be_bytes([input[0], input[1]]);
+    let prefixed = tag != 0x8001 && tag != 0x8002 && be32(&input[0..4]) == TCG_SEND_COMMAND;
+    let (locality, size, offset) = if prefixed {
+        (Some(input[4]), be32(&input[5..9]) as usize, 9)
+    } else {
+        (None, be32(&input[2..6]) as usize, 0)
+    };
+    if !(10..=MAX_COMMAND_SIZE).contains(&size) {
+        return Framed::BadSize { size, prefixed };
+    }
+    if input.len() < offset + size {
+        return Framed::Partial;
+    }
+    Framed::Complete {
+        locality,
+        size,
+        offset,
+        prefixed,
+    }
+}
+
+/// The data channel's event loop: accept, read whatever has arrived, execute each complete
+/// command, write responses without blocking; requests that stall past the request timeout
+/// are dropped. Runs until the stop handle fires.
+fn serve_data_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Result<()> {
+    let log = sh.instance.log().clone();
+    listener.set_nonblocking(true)?;
+    let mut conns: Vec<DataConn> = Vec::new();
+    let mut buf = vec![0u8; MAX_COMMAND_SIZE + 16];
+    while !sh.stop.is_stopped() {
+        let now = Instant::now();
+        let timeout = conns
+            .iter()
+            .filter_map(|c| {
+                c.begun
+                    .map(|b| (b + sh.request_timeout).saturating_duration_since(now))
+            })
+            .min();
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 2);
+            fds.push(PollFd::new(listener, PollFlags::IN));
+            fds.push(PollFd::new(sh.stop.wake_fd(), PollFlags::IN));
+            for c in &conns {
+                let flags = if c.written < c.output.len() {
+                    PollFlags::OUT
+                } else {
+                    PollFlags::IN
+                };
+                fds.push(PollFd::new(&c.stream, flags));
+            }
+            let ts = timeout.map(|t| rustix::event::Timespec {
+                tv_sec: t.as_secs() as i64,
+                tv_nsec: i64::from(t.subsec_nanos()),
+            });
+            match poll(&mut fds, ts.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            fds.iter().map(|f| !f.revents().is_empty()).collect()
+        };
+        if sh.stop.is_stopped() {
+            break;
+        }
+        // New connections.
+        if ready.first() == Some(&true) {
+            loop {
+                match listener.accept() {
+                    Ok(s) => {
+                        if conns.len() >= max {
+                            log.warn(format_args!(
+                                "data: refusing connection: {max} already open"
+                            ));
+                            s.shutdown();
+                            continue;
+                        }
+                        if s.set_nonblocking(true).is_ok() {
+                            conns.push(DataConn {
+                                stream: s,
+                                input: Vec::new(),
+                                begun: None,
+                                output: Vec::new(),
+                                written: 0,
+                                close_after_write: false,
+                            });
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log.warn(format_args!("accept on {}: {e}", listener.describe()));
+                        break;
+                    }
+                }
+            }
+        }
+        // Existing connections (those just accepted are polled next round, or read now).
+        let now = Instant::now();
+        let mut keep = Vec::with_capacity(conns.len());
+        for (i, mut c) in conns.drain(..).enumerate() {
+            let polled = ready.get(i + 2).copied().unwrap_or(true);
+            if polled && pump(sh, &mut c, &mut buf) {
+                keep.push(c);
+            } else if !polled {
+                if c.begun
+                    .is_some_and(|b| now.duration_since(b) >= sh.request_timeout)
+                {
+                    log.info("data: request incomplete at deadline; closing");
+                    c.stream.shutdown();
+                } else {
+                    keep.push(c);
+                }
+            } else {
+                c.stream.shutdown();
+            }
+        }
+        conns = keep;
+    }
+    for c in &conns {
+        c.stream.shutdown();
+    }
+    Ok(())
+}
+
+/// Move one connection forward: finish a pending write, else read and execute complete
+/// commands. Returns false when the connection is done.
+fn pump(sh: &Shared, c: &mut DataConn, buf: &mut [u8]) -> bool {
+    let log = sh.instance.log();
+    if c.written < c.output.len() {
+        match c.stream.write(&c.output[c.written..]) {
+            Ok(n) => c.written += n,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+        if c.written < c.output.len() {
+            return true;
+        }
+        c.output.clear();
+        c.written = 0;
+        return !c.close_after_write;
+    }
+    loop {
+        match c.stream.read(buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                c.input.extend_from_slice(&buf[..n]);
+                if c.begun.is_none() {
+                    c.begun = Some(Instant::now());
+                }
+                if c.input.len() > 2 * MAX_COMMAND_SIZE + 32 {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    // Execute every complete request in the buffer, in order.
+    while c.output.is_empty() {
+        match frame(&c.input) {
+            Framed::Partial => break,
+            Framed::BadSize { size, prefixed } => {
+                log.info(format_args!(
+                    "data: command size {size} out of range 10..={MAX_COMMAND_SIZE}; closing"
+                ));
+                c.output = framed_response(prefixed, &error_response(TPM_RC_COMMAND_SIZE));
+                c.close_after_write = true;
+                c.input.clear();
+            }
+            Framed::Complete {
+                locality,
+                size,
+                offset,
+                prefixed,
+            } => {
+                let command: Vec<u8> = c.input.drain(..offset + size).skip(offset).collect();
+                if let Some(loc) = locality {
+                    sh.instance.set_locality(loc);
+                }
+                log.trace_bytes("data: command", &command);
+                let response = sh.instance.execute(locality, &command);
+                if log.enabled(crate::log::level::DEBUG) {
+                    let cc = be32(&command[6..10]);
+                    log.debug(format_args!(
+                        "data: {} ({cc:#x}, {} bytes) -> rc {:#x} ({} bytes)",
+                        tpm::command_name(cc).unwrap_or("unknown command"),
+                        command.len(),
+                        response_code(&response).unwrap_or(0),
+                        response.len()
+                    ));
+                }
+                log.trace_bytes("data: response", &response);
+                c.output = framed_response(prefixed, &response);
+                c.close_after_write = sh.disconnect;
+            }
+        }
+        c.begun = if c.input.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        // Try to write at once; most responses fit the socket buffer.
+        match c.stream.write(&c.output) {
+            Ok(n) => c.written = n,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+        if c.written == c.output.len() {
+            c.output.clear();
+            c.written = 0;
+            if c.close_after_write {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn framed_response(prefixed: bool, response: &[u8]) -> Vec<u8> {
+    if prefixed {
+        let mut framed = Vec::with_capacity(response.len() + 8);
+        framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
+        framed.extend_from_slice(response);
+        framed.extend_from_slice(&0u32.to_be_bytes());
+        framed
+    } else {
+        response.to_vec()
+    }
 }
 
 /// Serve one data connection: commands in, responses out, until the peer closes.
