@@ -183,6 +183,10 @@ impl Tpm {
         self.established
     }
 
+    pub(crate) fn set_established(&mut self, on: bool) {
+        self.established = on;
+    }
+
     /// Clear the TPM-established flag; allowed from locality 3 or 4 only.
     pub fn reset_established(&mut self, locality: u8) -> bool {
         if (3..=4).contains(&locality) {

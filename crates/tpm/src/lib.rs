@@ -34,6 +34,7 @@ pub mod rc;
 pub mod session;
 mod state;
 pub mod types;
+mod volatile;
 
 pub use engine::{Tpm, MAX_COMMAND_SIZE, MAX_RESPONSE_SIZE};
 pub use rc::Rc;

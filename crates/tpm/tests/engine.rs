@@ -434,3 +434,46 @@ const PINNED_RSA_EK_NAME: &str =
     "000bb4ca90c4722d28ca3f9090e5b444ea0f745f7f46d90047d1675b83a636e82b3d";
 const PINNED_ECC_EK_NAME: &str =
     "000b97992055113ea913a1cac319e86fbfd309dda82a2a7c20fb9f5717fb8dd40d22";
+
+/// A snapshot: the volatile blob carries PCRs and loaded keys to another process holding the
+/// same permanent state, which answers at once, without TPM2_Startup.
+#[test]
+fn volatile_state_moves_pcrs_and_loaded_keys() {
+    let mut t = started();
+    let d = Sha256::digest(b"snapshot").to_vec();
+    t.execute(
+        0,
+        &cmd(0x182, &[5], Some(&[b""]), &extend_params(&[(0x0B, d)])),
+    );
+    let pcr5 = pcr_read(&mut t, 0x000B, 5);
+    // An ECC signing primary in the NULL hierarchy ... then its handle is used after restore.
+    // ECC P-256, sign|userWithAuth|sensitiveDataOrigin|fixedParent|fixedTPM, ECDSA/SHA-256.
+    let template =
+        hex::decode("0023000b000400720000001000180 00b0003001000000000".replace(' ', "")).unwrap();
+    let mut p = vec![0, 4, 0, 0, 0, 0];
+    p.extend_from_slice(&(template.len() as u16).to_be_bytes());
+    p.extend_from_slice(&template);
+    p.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let r = t.execute(0, &cmd(0x131, &[0x4000_0001], Some(&[b""]), &p));
+    assert_eq!(rc(&r), 0, "CreatePrimary");
+    let key = u32::from_be_bytes(r[10..14].try_into().unwrap());
+
+    let permanent = t.permanent_state();
+    let volatile = t.volatile_state();
+    for cut in 0..volatile.len() {
+        let mut probe = Tpm::restore(&permanent, &[3u8; 32]).unwrap();
+        assert!(
+            probe.restore_volatile(&volatile[..cut]).is_err(),
+            "prefix {cut} accepted"
+        );
+    }
+    let mut moved = Tpm::restore(&permanent, &[4u8; 32]).unwrap();
+    moved.restore_volatile(&volatile).unwrap();
+    assert_eq!(pcr_read(&mut moved, 0x000B, 5), pcr5);
+    // Sign with the key loaded before the move: digest, scheme ECDSA/SHA-256, NULL ticket.
+    let mut sp = vec![0, 32];
+    sp.extend_from_slice(&Sha256::digest(b"m"));
+    sp.extend_from_slice(&[0x00, 0x18, 0x00, 0x0B, 0x80, 0x24, 0x40, 0, 0, 7, 0, 0]);
+    let r = moved.execute(0, &cmd(0x15D, &[key], Some(&[b""]), &sp));
+    assert_eq!(rc(&r), 0, "Sign with the moved key");
+}
