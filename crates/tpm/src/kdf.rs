@@ -116,7 +116,18 @@ mod tests {
     /// there against go-tpm and a TPM simulator): name, hash, Z, use, partyU, partyV, bits.
     #[test]
     fn kdfe_public_vectors() {
-        let cases: &[(&str, HashAlg, &str, &str, &str, &str, u32, &str)] = &[
+        // (name, hash, Z, use, partyUInfo, partyVInfo, bits, result)
+        type Case = (
+            &'static str,
+            HashAlg,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            u32,
+            &'static str,
+        );
+        let cases: &[Case] = &[
             ("00_SHA1_111", HashAlg::Sha1, "beefefba63c91e8eb318785c374600", "ATH", "ff8318b65e46b3",
              "32aa861b336c991a52b15c0c72889895e8cad4ff", 111, "123decb8050fca8d6585f61946e2"),
             ("04_SHA1_253", HashAlg::Sha1, "", "STORAGE", "", "c0227aff", 253,
