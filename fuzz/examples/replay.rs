@@ -3,6 +3,7 @@
 //! cargo run --example replay -- FILE...               one line per command: control byte,
 //!                                                     command name, size, response code
 //! cargo run --example replay -- --hex FILE...         also the command and response bytes
+//! cargo run --example replay -- --restore FILE...     whether each permanent-state blob restores
 //! cargo run --example replay -- --states OUT_DIR FILE...
 //!                                                     also write, per FILE, the permanent state
 //!                                                     after its last command (OUT_DIR/NAME), its
@@ -87,6 +88,16 @@ fn to_hex(b: &[u8]) -> String {
 
 fn main() -> std::io::Result<()> {
     let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if args.first().and_then(|a| a.to_str()) == Some("--restore") {
+        for path in &args[1..] {
+            let blob = std::fs::read(path)?;
+            match Tpm::restore(&blob, &ENTROPY) {
+                Ok(_) => println!("{}: restores", path.display()),
+                Err(e) => println!("{}: {e}", path.display()),
+            }
+        }
+        return Ok(());
+    }
     let hex = args.first().and_then(|a| a.to_str()) == Some("--hex");
     if hex {
         args.remove(0);
