@@ -268,6 +268,23 @@ impl Permanent {
             if data.len() != usize::from(public.data_size) {
                 return Err(bad(&r, "NV data size differs from its public area"));
             }
+            // The size must fit the index type, as NV_DefineSpace enforces.
+            let fits = match crate::types::NvType::from_attributes(public.attributes) {
+                Some(crate::types::NvType::Ordinary) => {
+                    data.len() <= crate::types::MAX_NV_INDEX_SIZE
+                }
+                Some(crate::types::NvType::Counter | crate::types::NvType::Bits) => data.len() == 8,
+                Some(crate::types::NvType::Extend) => {
+                    HashAlg::from_id(public.name_alg).is_some_and(|a| a.size() == data.len())
+                }
+                _ => false,
+            };
+            if !fits || HashAlg::from_id(public.name_alg).is_none() {
+                return Err(bad(
+                    &r,
+                    "NV index size does not fit its type or name algorithm",
+                ));
+            }
             if nv
                 .insert(public.nv_index, NvIndex { public, auth, data })
                 .is_some()

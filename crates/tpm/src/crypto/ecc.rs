@@ -60,10 +60,12 @@ impl Curve {
     }
 }
 
+/// The scalar with its public point, computed once: signing keys keep their verifying key,
+/// so neither public() nor each signature pays a scalar multiplication for it.
 #[derive(Clone)]
 enum Secret {
-    P256(p256::SecretKey),
-    P384(p384::SecretKey),
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,13 +167,13 @@ pub fn from_scalar(curve: Curve, d: &[u8]) -> Result<EccPrivate, Rc> {
 
 impl From<p256::SecretKey> for Secret {
     fn from(k: p256::SecretKey) -> Secret {
-        Secret::P256(k)
+        Secret::P256(p256::ecdsa::SigningKey::from(k))
     }
 }
 
 impl From<p384::SecretKey> for Secret {
     fn from(k: p384::SecretKey) -> Secret {
-        Secret::P384(k)
+        Secret::P384(p384::ecdsa::SigningKey::from(k))
     }
 }
 
@@ -208,7 +210,9 @@ impl EccPrivate {
     }
 
     pub fn public(&self) -> EccPublic {
-        EccPublic(on_curve!(Secret, &self.0, k => Public::from(k.public_key())))
+        EccPublic(
+            on_curve!(Secret, &self.0, k => Public::from(c::PublicKey::from(k.verifying_key()))),
+        )
     }
 
     /// The scalar d, big-endian, exactly the curve size.
@@ -228,8 +232,7 @@ impl EccPrivate {
         let size = self.curve().size();
         let z = message_representative(digest, size);
         on_curve!(Secret, &self.0, k => {
-            let signer = c::ecdsa::SigningKey::from(k);
-            let sig: c::ecdsa::Signature = signer
+            let sig: c::ecdsa::Signature = k
                 .sign_prehash_with_rng(&mut Rng(rng), &z)
                 .map_err(|_| Rc::NO_RESULT)?;
             let (r, s) = sig.split_bytes();
@@ -248,13 +251,13 @@ impl EccPrivate {
     pub fn multiply(&self, peer: &EccPublic) -> Result<EccPublic, Rc> {
         match (&self.0, &peer.0) {
             (Secret::P256(k), Public::P256(q)) => {
-                let point = (q.to_projective() * *k.to_nonzero_scalar()).to_affine();
+                let point = (q.to_projective() * **k.as_nonzero_scalar()).to_affine();
                 p256::PublicKey::from_affine(point)
                     .map(|p| EccPublic(Public::P256(p)))
                     .map_err(|_| Rc::NO_RESULT)
             }
             (Secret::P384(k), Public::P384(q)) => {
-                let point = (q.to_projective() * *k.to_nonzero_scalar()).to_affine();
+                let point = (q.to_projective() * **k.as_nonzero_scalar()).to_affine();
                 p384::PublicKey::from_affine(point)
                     .map(|p| EccPublic(Public::P384(p)))
                     .map_err(|_| Rc::NO_RESULT)
@@ -270,13 +273,13 @@ impl EccPrivate {
     pub fn ecdh(&self, peer: &EccPublic) -> Result<Vec<u8>, Rc> {
         match (&self.0, &peer.0) {
             (Secret::P256(k), Public::P256(q)) => Ok(p256::ecdh::diffie_hellman(
-                k.to_nonzero_scalar(),
+                *k.as_nonzero_scalar(),
                 q.as_affine(),
             )
             .raw_secret_bytes()
             .to_vec()),
             (Secret::P384(k), Public::P384(q)) => Ok(p384::ecdh::diffie_hellman(
-                k.to_nonzero_scalar(),
+                *k.as_nonzero_scalar(),
                 q.as_affine(),
             )
             .raw_secret_bytes()
