@@ -110,6 +110,9 @@ pub struct Tpm {
     established: bool,
     /// Recently derived primary objects, keyed by a digest of seed, hierarchy and template.
     pub(crate) primary_cache: Vec<(Vec<u8>, KeyObject)>,
+    /// The I/O buffer the transport has (swtpm's CMD_SET_BUFFERSIZE): the largest command
+    /// accepted and reported as TPM_PT_MAX_COMMAND_SIZE / MAX_RESPONSE_SIZE.
+    pub(crate) io_buffer: usize,
 }
 
 impl Tpm {
@@ -147,6 +150,7 @@ impl Tpm {
             clock_safe: false,
             established: false,
             primary_cache: Vec::new(),
+            io_buffer: MAX_COMMAND_SIZE,
         }
     }
 
@@ -171,6 +175,20 @@ impl Tpm {
     pub fn init(&mut self) {
         self.started = false;
         self.vol = Volatile::new(self.perm.pcr_allocation);
+    }
+
+    /// Smallest I/O buffer a transport may set: room for the largest response this TPM
+    /// produces (a GetCapability page, an RSA-4096 object) with margin.
+    pub const MIN_IO_BUFFER: usize = 2048;
+
+    /// Adopt the transport's buffer size (clamped to MIN_IO_BUFFER..=MAX_COMMAND_SIZE) and
+    /// return the size in force, as swtpm's CMD_SET_BUFFERSIZE does. Commands larger than it
+    /// are refused with TPM_RC_COMMAND_SIZE, and GetCapability reports it.
+    pub fn set_io_buffer_size(&mut self, requested: usize) -> usize {
+        if requested != 0 {
+            self.io_buffer = requested.clamp(Self::MIN_IO_BUFFER, MAX_COMMAND_SIZE);
+        }
+        self.io_buffer
     }
 
     /// Whether TPM2_Startup has succeeded since the last [`Tpm::init`].
@@ -231,7 +249,7 @@ impl Tpm {
             return Err(Rc::BAD_TAG);
         }
         let size = r.u32()? as usize;
-        if size != command.len() || size > MAX_COMMAND_SIZE {
+        if size != command.len() || size > self.io_buffer {
             return Err(Rc::COMMAND_SIZE);
         }
         let code = r.u32()?;

@@ -533,3 +533,27 @@ fn sign_cost() {
     }
     println!("clone: {:?}", start.elapsed() / 2000);
 }
+
+/// CMD_SET_BUFFERSIZE's engine side: the size in force bounds commands and is reported.
+#[test]
+fn io_buffer_size_bounds_commands_and_is_reported() {
+    let mut t = started();
+    assert_eq!(t.set_io_buffer_size(3968), 3968);
+    assert_eq!(t.set_io_buffer_size(0), 3968, "0 queries");
+    assert_eq!(t.set_io_buffer_size(10), Tpm::MIN_IO_BUFFER);
+    assert_eq!(t.set_io_buffer_size(3968), 3968);
+    // A 4000-byte command no longer fits: TPM_RC_COMMAND_SIZE.
+    let mut big = cmd(0x17D, &[], None, &[0; 3990]);
+    big.truncate(4000);
+    let len = (big.len() as u32).to_be_bytes();
+    big[2..6].copy_from_slice(&len);
+    assert_eq!(rc(&t.execute(0, &big)), 0x142);
+    // GetCapability(TPM_PROPERTIES, MAX_COMMAND_SIZE, 2) reports it for commands and responses.
+    let r = t.execute(
+        0,
+        &cmd(0x17A, &[], None, &[0, 0, 0, 6, 0, 0, 1, 0x1E, 0, 0, 0, 2]),
+    );
+    let out = params(&r, false, 0);
+    assert_eq!(&out[9..17], &[0, 0, 1, 0x1E, 0, 0, 0x0F, 0x80]);
+    assert_eq!(&out[17..25], &[0, 0, 1, 0x1F, 0, 0, 0x0F, 0x80]);
+}

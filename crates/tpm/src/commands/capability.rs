@@ -2,7 +2,7 @@
 //! properties, fixed and variable TPM properties, ECC curves; paged with moreData.
 
 use super::{Ctx, COMMANDS};
-use crate::engine::{Tpm, MAX_COMMAND_SIZE, MAX_LOADED_OBJECTS, MAX_RESPONSE_SIZE};
+use crate::engine::{Tpm, MAX_LOADED_OBJECTS};
 use crate::hash::HashAlg;
 use crate::pcr::ATTRIBUTES;
 use crate::rc::Rc;
@@ -138,8 +138,8 @@ fn properties(tpm: &Tpm) -> Vec<(u32, u32)> {
         (pt::CONTEXT_SYM, u32::from(alg::AES)),
         (pt::CONTEXT_SYM_SIZE, 256),
         (pt::ORDERLY_COUNT, 255),
-        (pt::MAX_COMMAND_SIZE, MAX_COMMAND_SIZE as u32),
-        (pt::MAX_RESPONSE_SIZE, MAX_RESPONSE_SIZE as u32),
+        (pt::MAX_COMMAND_SIZE, tpm.io_buffer as u32),
+        (pt::MAX_RESPONSE_SIZE, tpm.io_buffer as u32),
         (pt::MAX_DIGEST, MAX_DIGEST_SIZE as u32),
         (pt::MAX_OBJECT_CONTEXT, 2048),
         (pt::MAX_SESSION_CONTEXT, 256),

@@ -42,11 +42,12 @@ fn fresh_seed(tpm: &mut Tpm) -> [u8; 64] {
 pub(crate) fn hierarchy_change_auth(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
     let new_auth: Tpm2bDigest = c.param()?;
     c.end_params()?;
-    // The authValue may be no larger than the context integrity digest (SHA-256).
-    if new_auth.len() > 32 {
+    // Trailing zeros go first; what remains may be no larger than the largest digest
+    // (firmware such as OVMF sizes the platform password by the largest bank it sees).
+    let auth = trim_zeros(new_auth.as_slice()).to_vec();
+    if auth.len() > crate::types::MAX_DIGEST_SIZE {
         return Err(Rc::SIZE.param(1));
     }
-    let auth = trim_zeros(new_auth.as_slice()).to_vec();
     match c.handle(0) {
         handle::OWNER => tpm.perm.owner_auth = auth,
         handle::ENDORSEMENT => tpm.perm.endorsement_auth = auth,

@@ -142,7 +142,10 @@ pub(crate) struct CommandDef {
 impl CommandDef {
     /// TPMA_CC for GetCapability (Part 2, 8.9).
     pub fn attributes(&self) -> u32 {
+        // TPMA_CC.extensive: commands that may flush many objects (as the reference marks them).
+        let extensive = matches!(self.code, 0x124 | 0x125);
         (self.code & 0xFFFF)
+            | (u32::from(extensive) << 23)
             | (u32::from(self.nv) << 22)
             | (u32::from(self.handles) << 25)
             | (u32::from(self.r_handle) << 28)

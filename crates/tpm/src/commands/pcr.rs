@@ -30,9 +30,12 @@ pub(crate) fn check_extend_locality(pcr: usize, locality: u8) -> Result<(), Rc> 
 /// Extend `pcr` in every allocated bank for which `digests` has a value.
 pub(crate) fn extend_digests(tpm: &mut Tpm, pcr: usize, digests: &[TpmtHa]) {
     for d in digests {
-        tpm.vol.pcrs.extend(d.alg, pcr, &d.digest);
+        // The reference implementation counts a change per extended (allocated) bank.
+        if tpm.vol.pcrs.get(d.alg, pcr).is_some() {
+            tpm.vol.pcrs.extend(d.alg, pcr, &d.digest);
+            bump_counter(tpm, pcr);
+        }
     }
-    bump_counter(tpm, pcr);
 }
 
 /// pcrUpdateCounter counts changes to PCRs outside the TCB group (TPM_PT_PCR_NO_INCREMENT).
