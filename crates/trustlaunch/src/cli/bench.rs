@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 pub enum BenchCommand {
     /// vTPM throughput against swtpm through tpm2-tss's swtpm TCTI.
     Vtpm(VtpmBench),
+    /// Key operations against swtpm: ECC P-256 quotes, RSA-2048 primary derivation (first and
+    /// repeated), through the same tpm2-tss client.
+    Keys(super::bench_keys::KeysBench),
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +51,7 @@ pub struct VtpmBench {
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Vtpm(args) => bench_vtpm(&args),
+        BenchCommand::Keys(args) => super::bench_keys::bench_keys(&args),
     }
 }
 
@@ -55,7 +59,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
 const TARGET_RATIO: f64 = 1.5;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest response any benchmarked command produces is far below this.
-const RESPONSE_BUFFER: usize = 4096;
+pub(super) const RESPONSE_BUFFER: usize = 4096;
 
 fn bench_vtpm(args: &VtpmBench) -> Result<ExitCode> {
     let ours_label = "trustlaunch";
@@ -165,7 +169,7 @@ fn bench_vtpm(args: &VtpmBench) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn figure(rates: &[f64]) -> String {
+pub(super) fn figure(rates: &[f64]) -> String {
     let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
     let max = rates.iter().copied().fold(0.0, f64::max);
     format!(
@@ -188,7 +192,7 @@ fn thousands(v: f64) -> String {
     out
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -198,7 +202,7 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn version_line(program: &Path) -> String {
+pub(super) fn version_line(program: &Path) -> String {
     Command::new(program)
         .arg("--version")
         .output()
@@ -216,16 +220,16 @@ fn version_line(program: &Path) -> String {
 // The workload: raw TPM 2.0 commands (TPM 2.0 Library Part 3) and response checks
 // ---------------------------------------------------------------------------------------------
 
-const TPM_ST_NO_SESSIONS: u16 = 0x8001;
-const TPM_ST_SESSIONS: u16 = 0x8002;
+pub(super) const TPM_ST_NO_SESSIONS: u16 = 0x8001;
+pub(super) const TPM_ST_SESSIONS: u16 = 0x8002;
 const TPM_CC_STARTUP: u32 = 0x0000_0144;
 const TPM_CC_PCR_EXTEND: u32 = 0x0000_0182;
 const TPM_CC_PCR_READ: u32 = 0x0000_017E;
 const TPM_CC_GET_RANDOM: u32 = 0x0000_017B;
 const TPM_SU_CLEAR: u16 = 0x0000;
-const TPM_RS_PW: u32 = 0x4000_0009;
-const TPM_ALG_SHA256: u16 = 0x000B;
-const TPM_RC_SUCCESS: u32 = 0;
+pub(super) const TPM_RS_PW: u32 = 0x4000_0009;
+pub(super) const TPM_ALG_SHA256: u16 = 0x000B;
+pub(super) const TPM_RC_SUCCESS: u32 = 0;
 const TPM_RC_INITIALIZE: u32 = 0x100;
 
 struct Operation {
@@ -236,7 +240,7 @@ struct Operation {
 }
 
 /// header (tag, commandSize, commandCode) + body.
-fn command(tag: u16, code: u32, body: &[u8]) -> Vec<u8> {
+pub(super) fn command(tag: u16, code: u32, body: &[u8]) -> Vec<u8> {
     let mut c = Vec::with_capacity(10 + body.len());
     c.extend(tag.to_be_bytes());
     c.extend(
@@ -302,7 +306,7 @@ fn be32(b: &[u8], at: usize) -> Result<u32> {
     }
 }
 
-fn response_code(r: &[u8]) -> Result<u32> {
+pub(super) fn response_code(r: &[u8]) -> Result<u32> {
     let size = be32(r, 2)?;
     if size as usize != r.len() {
         bail!("responseSize {size} but {} bytes received", r.len());
@@ -353,7 +357,7 @@ fn check_get_random(r: &[u8]) -> Result<()> {
 }
 
 /// TPM2_Startup(CLEAR); TPM_RC_INITIALIZE means the TPM was already started.
-fn startup(tcti: &mut tcti::Tcti) -> Result<()> {
+pub(super) fn startup(tcti: &mut tcti::Tcti) -> Result<()> {
     let mut response = vec![0u8; RESPONSE_BUFFER];
     let cmd = command(
         TPM_ST_NO_SESSIONS,
@@ -392,9 +396,9 @@ fn run_batch(
 // Server processes
 // ---------------------------------------------------------------------------------------------
 
-struct Server {
-    label: &'static str,
-    port: u16,
+pub(super) struct Server {
+    pub(super) label: &'static str,
+    pub(super) port: u16,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -403,7 +407,7 @@ impl Server {
     /// `program [prefix…] socket --tpm2 --server type=tcp,port=N --ctrl type=tcp,port=N+1
     /// --tpmstate dir=D --flags not-need-init` on free loopback ports (the swtpm TCTI
     /// expects the control channel on port N+1).
-    fn start(label: &'static str, program: &Path, prefix: &[&str]) -> Result<Server> {
+    pub(super) fn start(label: &'static str, program: &Path, prefix: &[&str]) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("trustlaunch-bench-{label}-"))
             .tempdir()
@@ -449,7 +453,7 @@ impl Server {
         Err(last_error).with_context(|| format!("{label} did not start; its output:\n{log}"))
     }
 
-    fn check_alive(&mut self) -> Result<()> {
+    pub(super) fn check_alive(&mut self) -> Result<()> {
         match self.child.try_wait()? {
             None => Ok(()),
             Some(status) => bail!("{} exited during the benchmark ({status})", self.label),
@@ -513,7 +517,7 @@ fn free_port_pair() -> u16 {
 // tpm2-tss, loaded at run time: the benchmark's only unsafe code
 // ---------------------------------------------------------------------------------------------
 
-mod tcti {
+pub(super) mod tcti {
     use anyhow::{bail, Context, Result};
     use std::ffi::{c_char, c_void, CString};
     use std::ptr::addr_of;
