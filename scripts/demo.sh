@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
-for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev; do
+for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev libssl-dev pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -10,10 +10,10 @@ started=$SECONDS
 step() { printf '\n==> %s  [%ds]\n' "$*" "$((SECONDS - started))"; }
 
 # --- Tools the tests drive ---------------------------------------------------------------
-step "Debian packages: tpm2-tools swtpm swtpm-tools libtss2-dev openssl qemu-system-x86 ovmf cpio"
+step "Debian packages the tests need"
 missing=()
 # qemu-system-x86, ovmf, cpio: the Secure Boot lab (lab/, tests/qemu_boot.rs).
-for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl qemu-system-x86 ovmf cpio; do
+for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl libssl-dev pkg-config qemu-system-x86 ovmf cpio; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

