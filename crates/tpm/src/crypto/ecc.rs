@@ -189,7 +189,7 @@ pub fn generate(curve: Curve, src: &mut dyn ByteSource) -> Result<EccPrivate, Rc
 /// octets beyond the size are allowed). `KEY` if `d` is 0, ≥ n or too long.
 pub fn from_scalar(curve: Curve, d: &[u8]) -> Result<EccPrivate, Rc> {
     let d = left_pad(d, curve.size()).ok_or(Rc::KEY)?;
-    let secret = for_curve!(curve, { c::SecretKey::from_slice(&d).map(Secret::from) });
+    let secret = for_curve!(curve, c::SecretKey::from_slice(&d).map(Secret::from));
     let secret = secret.map_err(|_| Rc::KEY)?;
     let public = EccPublic(
         on_curve!(Secret, &secret, k => Public::from(c::PublicKey::from(k.verifying_key()))),
