@@ -282,7 +282,7 @@ pub fn provision(tpm: &mut Tpm, ca: &ManufacturerCa) -> Result<Endorsed, Endorse
     Ok(Endorsed { identity, eks })
 }
 
-fn tpm_init_and_startup(station: &mut Station<'_>) -> Result<(), EndorsementError> {
+pub(crate) fn tpm_init_and_startup(station: &mut Station<'_>) -> Result<(), EndorsementError> {
     station.tpm.init();
     station.run("Startup", CC_STARTUP, &[], false, &[0, 0], 0)?;
     Ok(())
@@ -408,15 +408,15 @@ pub fn subject_public_key_info(
 }
 
 /// The provisioning station's side of the TPM: typed commands over `Tpm::execute`.
-struct Station<'a> {
-    tpm: &'a mut Tpm,
+pub(crate) struct Station<'a> {
+    pub(crate) tpm: &'a mut Tpm,
 }
 
 impl Station<'_> {
     /// Send one command at locality 0, with one empty-password session if `sessions`
     /// (every command here authorizes one handle), and return the response handles
     /// and parameter area.
-    fn run(
+    pub(crate) fn run(
         &mut self,
         name: &'static str,
         code: u32,
@@ -501,6 +501,30 @@ impl Station<'_> {
 
     /// TPM2_CreatePrimary(TPM_RH_ENDORSEMENT, the EK template), then TPM2_FlushContext.
     fn create_primary_ek(&mut self, kind: EkKind) -> Result<TpmtPublic, EndorsementError> {
+        let (object, public) = self.load_primary_ek(kind)?;
+        self.flush(object)?;
+        Ok(public)
+    }
+
+    /// TPM2_FlushContext.
+    pub(crate) fn flush(&mut self, object: u32) -> Result<(), EndorsementError> {
+        self.run(
+            "FlushContext",
+            CC_FLUSH_CONTEXT,
+            &[],
+            false,
+            &object.to_be_bytes(),
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// TPM2_CreatePrimary(TPM_RH_ENDORSEMENT, the EK template): the loaded EK's handle
+    /// and public area.
+    pub(crate) fn load_primary_ek(
+        &mut self,
+        kind: EkKind,
+    ) -> Result<(u32, TpmtPublic), EndorsementError> {
         let mut params = Vec::new();
         // inSensitive: empty userAuth and data.
         4u16.marshal(&mut params);
@@ -518,20 +542,15 @@ impl Station<'_> {
             1,
         )?;
         let object = handles.first().copied().unwrap_or(0);
-        let public = Tpm2bPublic::unmarshal(&mut Reader::new(&out)).map_err(|_| {
-            EndorsementError::Response {
-                command: "CreatePrimary",
+        match Tpm2bPublic::unmarshal(&mut Reader::new(&out)) {
+            Ok(public) => Ok((object, public.0)),
+            Err(_) => {
+                let _ = self.flush(object);
+                Err(EndorsementError::Response {
+                    command: "CreatePrimary",
+                })
             }
-        });
-        self.run(
-            "FlushContext",
-            CC_FLUSH_CONTEXT,
-            &[],
-            false,
-            &object.to_be_bytes(),
-            0,
-        )?;
-        Ok(public?.0)
+        }
     }
 
     /// Define the platform's EK certificate index, write `certificate` and lock it.

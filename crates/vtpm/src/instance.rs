@@ -4,7 +4,9 @@
 use crate::ca::ManufacturerCa;
 use crate::endorsement;
 use crate::log::Log;
-use crate::state::StateDir;
+use crate::state::{self, StateDir};
+use crate::stateblob::{BlobError, BlobType};
+use crate::volatile;
 use crate::Error;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -70,6 +72,8 @@ struct Inner {
     running: bool,
     /// The locality set through the control channel.
     locality: u8,
+    /// A volatile state set while powered off, resumed from at the next power-on.
+    pending_volatile: Option<Vec<u8>>,
 }
 
 /// A vTPM: the engine behind a mutex, persisted to its state directory after every
@@ -188,6 +192,7 @@ impl Instance {
                 failed: false,
                 running: false,
                 locality: 0,
+                pending_volatile: None,
             }),
             log,
         })
@@ -265,7 +270,10 @@ impl Instance {
     }
 
     /// _TPM_Init: reset the TPM (TPM2_Startup is required next) and mark it powered on.
-    /// Fails if the engine has failed earlier (or fails now).
+    /// If a volatile state blob was set while powered off, the TPM resumes from it
+    /// instead (started as it was saved; the blob is used once). Fails if the engine has
+    /// failed earlier (or fails now), or if it rejects the volatile state: the TPM then
+    /// stays powered off.
     pub fn init(&self) -> Result<(), Error> {
         let mut g = self.lock();
         let inner = &mut *g;
@@ -278,8 +286,122 @@ impl Instance {
             inner.failed = true;
             return Err(Error::Failed);
         }
+        if let Some(blob) = inner.pending_volatile.take() {
+            let restored = catch_unwind(AssertUnwindSafe(|| {
+                volatile::restore(&mut inner.tpm, &blob)
+            }));
+            match restored {
+                Ok(Ok(())) => self.log.info(format_args!(
+                    "resumed from a volatile state blob ({} bytes)",
+                    blob.len()
+                )),
+                Ok(Err(e)) => {
+                    self.log
+                        .error(format_args!("cannot resume from the volatile state: {e}"));
+                    inner.running = false;
+                    if catch_unwind(AssertUnwindSafe(|| inner.tpm.init())).is_err() {
+                        inner.failed = true;
+                    }
+                    return Err(Error::Volatile(e));
+                }
+                Err(_) => {
+                    self.log.error(
+                        "the TPM engine panicked restoring volatile state; the instance is failed",
+                    );
+                    inner.failed = true;
+                    inner.running = false;
+                    return Err(Error::Failed);
+                }
+            }
+        }
         inner.running = true;
         let _ = self.persist_locked(&mut g);
+        Ok(())
+    }
+
+    /// A state blob of the running TPM ([`crate::stateblob`] describes them).
+    pub fn get_state_blob(&self, ty: BlobType) -> Result<Vec<u8>, BlobError> {
+        let g = self.lock();
+        if !g.running {
+            return Err(BlobError::NotRunning);
+        }
+        if g.failed {
+            return Err(BlobError::Failed);
+        }
+        let tpm = &g.tpm;
+        let blob = catch_unwind(AssertUnwindSafe(|| match ty {
+            BlobType::Permanent => Ok(state::encode(&tpm.permanent_state())),
+            BlobType::Volatile => {
+                volatile::save(tpm).map(|payload| state::encode_volatile(&payload))
+            }
+            BlobType::SaveState => Ok(Vec::new()),
+        }))
+        .map_err(|_| BlobError::Failed)?;
+        Ok(blob?)
+    }
+
+    /// Set a state blob while the TPM is powered off: a permanent blob replaces the TPM
+    /// (and is saved to the state directory at once), a volatile blob is resumed from at
+    /// the next power-on, an empty volatile blob cancels that. `encrypted` is the
+    /// sender's "blob is encrypted" flag.
+    pub fn set_state_blob(
+        &self,
+        ty: BlobType,
+        blob: &[u8],
+        encrypted: bool,
+    ) -> Result<(), BlobError> {
+        let mut g = self.lock();
+        if g.running {
+            return Err(BlobError::Running);
+        }
+        if encrypted {
+            return Err(BlobError::Encrypted);
+        }
+        let format = |e: state::FormatError| match e {
+            state::FormatError::Encrypted => BlobError::Encrypted,
+            error => BlobError::Format { error, kind: ty },
+        };
+        match ty {
+            BlobType::Permanent => {
+                if blob.is_empty() {
+                    return Err(BlobError::EmptyPermanent);
+                }
+                let payload = state::decode(blob).map_err(format)?;
+                let seed = entropy().map_err(|e| BlobError::Entropy(e.to_string()))?;
+                let tpm = catch_unwind(AssertUnwindSafe(|| Tpm::restore(payload, &seed)))
+                    .map_err(|_| BlobError::Failed)?
+                    .map_err(BlobError::Rejected)?;
+                g.dir.store(payload).map_err(BlobError::Store)?;
+                g.saved_generation = tpm.nv_generation();
+                g.tpm = tpm;
+                g.persist_failed = false;
+                g.failed = false;
+                self.log.info(format_args!(
+                    "permanent state replaced from a state blob ({} bytes) and saved",
+                    blob.len()
+                ));
+            }
+            BlobType::Volatile => {
+                if blob.is_empty() {
+                    g.pending_volatile = None;
+                    return Ok(());
+                }
+                let payload = state::decode_volatile(blob).map_err(format)?;
+                if !volatile::SUPPORTED {
+                    return Err(BlobError::Volatile(volatile::VolatileError::Unsupported));
+                }
+                g.pending_volatile = Some(payload.to_vec());
+                self.log.info(format_args!(
+                    "volatile state blob ({} bytes) set; the next power-on resumes from it",
+                    blob.len()
+                ));
+            }
+            BlobType::SaveState => {
+                if !blob.is_empty() {
+                    return Err(BlobError::SaveState);
+                }
+            }
+        }
         Ok(())
     }
 

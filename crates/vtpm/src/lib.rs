@@ -9,6 +9,9 @@
 //! - [`options`]: swtpm's `key=value,...` option values parsed into typed config.
 //! - [`endorsement`]: EKs and EK certificates provisioned into a newly manufactured
 //!   TPM, issued by the host's manufacturer CA ([`ca`]).
+//! - [`provision`]: `swtpm_setup`'s job: a new state directory with EK certificates,
+//!   persistent EKs and the PCR banks asked for.
+//! - [`stateblob`]: state blobs for snapshots and migration (permanent, volatile).
 //!
 //! Servers run on the calling thread over listeners bound beforehand, and return when
 //! their [`StopHandle`] is triggered; each connection gets its own thread.
@@ -22,9 +25,12 @@ pub mod log;
 pub mod mssim;
 mod net;
 pub mod options;
+pub mod provision;
 pub mod setup;
 pub mod state;
+pub mod stateblob;
 pub mod swtpm;
+pub mod volatile;
 
 pub use ca::ManufacturerCa;
 pub use instance::{Endorsement, Instance, StartupType};
@@ -56,4 +62,6 @@ pub enum Error {
     Ca(#[from] ca::CaError),
     #[error(transparent)]
     Endorsement(#[from] endorsement::EndorsementError),
+    #[error(transparent)]
+    Volatile(#[from] volatile::VolatileError),
 }

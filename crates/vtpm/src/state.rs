@@ -16,6 +16,9 @@
 //!
 //! The file is exactly `56 + N` bytes long; anything else is corruption.
 //!
+//! The same envelope, with magic `TLVTPMVO`, carries the engine's volatile state in
+//! state blobs ([`encode_volatile`], [`decode_volatile`]; see [`crate::stateblob`]).
+//!
 //! Encryption at rest will plug in between [`encode`]/[`decode`] and the engine blob
 //! (the payload becomes ciphertext and flag bit 0 is set); until a key provider exists,
 //! a file with that flag is refused rather than misread.
@@ -28,6 +31,8 @@ use std::path::{Path, PathBuf};
 
 /// Magic bytes at the start of a state file.
 pub const MAGIC: [u8; 8] = *b"TLVTPMST";
+/// Magic bytes of a volatile-state blob (same envelope, different contents).
+pub const VOLATILE_MAGIC: [u8; 8] = *b"TLVTPMVO";
 /// The state file format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header in front of the payload.
@@ -48,7 +53,7 @@ const MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
 pub enum FormatError {
     #[error("file is {0} bytes long, shorter than the {HEADER_LEN}-byte header")]
     Truncated(usize),
-    #[error("bad magic (not a trustlaunch vTPM state file)")]
+    #[error("bad magic (not a trustlaunch vTPM state file, or a state blob of another type)")]
     BadMagic,
     #[error("unsupported format version {0} (this build reads version {FORMAT_VERSION})")]
     Version(u32),
@@ -64,8 +69,27 @@ pub enum FormatError {
 
 /// Encode `payload` into the state file format.
 pub fn encode(payload: &[u8]) -> Vec<u8> {
+    encode_with(&MAGIC, payload)
+}
+
+/// Decode a state file, returning its payload.
+pub fn decode(bytes: &[u8]) -> Result<&[u8], FormatError> {
+    decode_with(&MAGIC, bytes)
+}
+
+/// Encode the engine's volatile state in the same envelope, with [`VOLATILE_MAGIC`].
+pub fn encode_volatile(payload: &[u8]) -> Vec<u8> {
+    encode_with(&VOLATILE_MAGIC, payload)
+}
+
+/// Decode an envelope made by [`encode_volatile`].
+pub fn decode_volatile(bytes: &[u8]) -> Result<&[u8], FormatError> {
+    decode_with(&VOLATILE_MAGIC, bytes)
+}
+
+fn encode_with(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     out.extend_from_slice(&0u32.to_be_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
@@ -75,13 +99,12 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decode a state file, returning its payload.
-pub fn decode(bytes: &[u8]) -> Result<&[u8], FormatError> {
+fn decode_with<'a>(magic: &[u8; 8], bytes: &'a [u8]) -> Result<&'a [u8], FormatError> {
     if bytes.len() < HEADER_LEN {
         return Err(FormatError::Truncated(bytes.len()));
     }
     let (header, payload) = bytes.split_at(HEADER_LEN);
-    if header[0..8] != MAGIC {
+    if header[0..8] != *magic {
         return Err(FormatError::BadMagic);
     }
     let version = be_u32(&header[8..12]);
@@ -282,6 +305,15 @@ mod tests {
             assert_eq!(enc.len(), HEADER_LEN + payload.len());
             assert_eq!(decode(&enc), Ok(payload));
         }
+    }
+
+    #[test]
+    fn volatile_envelope_is_not_a_state_file() {
+        let v = encode_volatile(b"volatile");
+        assert_eq!(&v[..8], b"TLVTPMVO");
+        assert_eq!(decode_volatile(&v), Ok(&b"volatile"[..]));
+        assert_eq!(decode(&v), Err(FormatError::BadMagic));
+        assert_eq!(decode_volatile(&encode(b"x")), Err(FormatError::BadMagic));
     }
 
     #[test]

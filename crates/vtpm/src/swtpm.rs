@@ -11,12 +11,19 @@
 //! - a control request must arrive within 500 ms of its first byte, as swtpm expects;
 //!   a control connection may stay idle for any length of time;
 //! - CMD_SHUTDOWN saves the state and ends the server; CMD_STOP only powers the TPM
-//!   off (the process keeps serving, waiting for CMD_INIT), as in swtpm.
+//!   off (the process keeps serving, waiting for CMD_INIT), as in swtpm;
+//! - CMD_GET_STATEBLOB answers the whole blob from the requested offset in one response
+//!   (`totlength` = `length`), as swtpm's socket server does and QEMU requires;
+//!   CMD_SET_STATEBLOB takes the whole blob in one request (header, then `length`
+//!   bytes, which may follow in separate writes); see [`crate::stateblob`];
+//! - with `terminate` (`--terminate`), the server ends when its data connection closes.
 
 use crate::instance::{error_response, response_code, Instance, MAX_LOCALITY, TPM_RC_COMMAND_SIZE};
+use crate::log::Log;
 use crate::net::{
     accept_loop, read_exact_by, read_first, Connections, First, Listener, StopHandle, Stream,
 };
+use crate::stateblob::{BlobError, BlobType};
 use crate::Error;
 use rustix::event::{poll, PollFd, PollFlags};
 use std::io::{self, IoSliceMut, Read, Write};
@@ -74,15 +81,19 @@ pub mod res {
     pub const SUCCESS: u32 = 0x00;
     pub const BAD_PARAMETER: u32 = 0x03;
     pub const FAIL: u32 = 0x09;
+    pub const KEYNOTFOUND: u32 = 0x0d;
     pub const BAD_ORDINAL: u32 = 0x0a;
     pub const IOERROR: u32 = 0x1f;
     pub const BAD_LOCALITY: u32 = 0x3d;
 }
 
 /// What this server implements. Not offered: HASHING (the engine has no
-/// _TPM_Hash_Start/Data/End entry points yet), GET/SET_STATEBLOB (state migration is
-/// a later issue; QEMU then blocks migration instead of failing one).
-pub const CAPABILITIES: u64 = cap::INIT
+/// _TPM_Hash_Start/Data/End entry points yet); GET/SET_STATEBLOB only once the engine
+/// can export its volatile state ([`crate::volatile::SUPPORTED`]): QEMU needs the
+/// volatile blob to migrate, and without these bits it blocks migration up front
+/// instead of failing one. Permanent blobs are served either way.
+pub const CAPABILITIES: u64 = STATEBLOB_CAPS
+    | cap::INIT
     | cap::SHUTDOWN
     | cap::GET_TPMESTABLISHED
     | cap::SET_LOCALITY
@@ -95,6 +106,18 @@ pub const CAPABILITIES: u64 = cap::INIT
     | cap::SET_BUFFERSIZE
     | cap::GET_INFO
     | cap::SEND_COMMAND_HEADER;
+
+const STATEBLOB_CAPS: u64 = if crate::volatile::SUPPORTED {
+    cap::GET_STATEBLOB | cap::SET_STATEBLOB
+} else {
+    0
+};
+
+/// `PTM_STATE_FLAG_ENCRYPTED`: in a CMD_GET_STATEBLOB response, the blob is encrypted
+/// (never, here); in a CMD_SET_STATEBLOB request, the sender says it is.
+pub const STATE_FLAG_ENCRYPTED: u32 = 2;
+/// Largest state blob CMD_SET_STATEBLOB accepts.
+pub const MAX_STATE_BLOB: usize = 64 * 1024 * 1024;
 
 /// `PTM_INIT_FLAG_DELETE_VOLATILE`: this host keeps no volatile state file, so there
 /// is never anything to delete; the flag is accepted.
@@ -148,6 +171,9 @@ pub struct SocketConfig {
     pub request_timeout: Duration,
     /// Most connections (data and control together) served at once.
     pub max_connections: usize,
+    /// End the server once a data connection (or the CMD_SET_DATAFD channel) closes
+    /// (`--terminate`). Data connections are then served one thread each.
+    pub terminate: bool,
 }
 
 impl SocketConfig {
@@ -160,6 +186,7 @@ impl SocketConfig {
             reject_locality_4: false,
             request_timeout: Duration::from_secs(10),
             max_connections: 64,
+            terminate: false,
         }
     }
 }
@@ -172,6 +199,7 @@ struct Shared {
     reject_locality_4: bool,
     request_timeout: Duration,
     datafd_active: AtomicBool,
+    terminate: bool,
 }
 
 /// Serve `instance` until `stop` is triggered (or CMD_SHUTDOWN arrives): accept on the
@@ -187,6 +215,7 @@ pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) ->
         reject_locality_4: config.reject_locality_4,
         request_timeout: config.request_timeout,
         datafd_active: AtomicBool::new(false),
+        terminate: config.terminate,
     });
     let mut listeners: Vec<(&Listener, bool)> = Vec::new();
     if let Some(l) = &config.data {
@@ -202,7 +231,12 @@ pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) ->
     let result = std::thread::scope(|scope| {
         let data_loop = config.data.as_ref().map(|l| {
             let sh = Arc::clone(&shared);
-            scope.spawn(move || serve_data_loop(&sh, l, config.max_connections))
+            if config.terminate {
+                let log = log.clone();
+                scope.spawn(move || serve_data_until_closed(&sh, l, &log))
+            } else {
+                scope.spawn(move || serve_data_loop(&sh, l, config.max_connections))
+            }
         });
         let ctrl_result = match &config.ctrl {
             Some(l) => accept_loop(&[l], &stop, &log, |_, stream| {
@@ -503,6 +537,21 @@ fn framed_response(prefixed: bool, response: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `--terminate`: serve data connections (one thread each) until the first one closes,
+/// then stop the server.
+fn serve_data_until_closed(sh: &Arc<Shared>, listener: &Listener, log: &Log) -> io::Result<()> {
+    accept_loop(&[listener], &sh.stop, log, |_, stream| {
+        let sh2 = Arc::clone(sh);
+        sh.conns.spawn("data", stream, log, move |s| {
+            serve_data(&sh2, s);
+            sh2.instance
+                .log()
+                .info("data connection closed: terminating (--terminate)");
+            sh2.stop.stop();
+        });
+    })
+}
+
 /// Serve one data connection: commands in, responses out, until the peer closes.
 fn serve_data(sh: &Shared, mut s: Stream) {
     let log = sh.instance.log();
@@ -588,14 +637,37 @@ fn ctrl_payload_len(code: u32) -> Option<usize> {
         cmd::SET_LOCALITY | cmd::RESET_TPMESTABLISHED => 1,
         cmd::GET_STATEBLOB => 12,
         cmd::GET_INFO => 16,
-        cmd::HASH_DATA | cmd::SET_STATEBLOB => return None,
+        // ptm_setstate's header (flags, type, length); the blob follows.
+        cmd::SET_STATEBLOB => 12,
+        cmd::HASH_DATA => return None,
         _ => 0,
     })
 }
 
+/// Bytes a control request needs in all, as far as what has arrived tells.
+fn ctrl_request_len(buf: &[u8]) -> usize {
+    if buf.len() < 4 {
+        return 4;
+    }
+    let code = be32(&buf[..4]);
+    let fixed = 4 + ctrl_payload_len(code).unwrap_or(0);
+    if code == cmd::SET_STATEBLOB && buf.len() >= fixed {
+        let blob = be32(&buf[12..16]) as usize;
+        // An absurd length is not read: the request is answered as it stands.
+        if blob <= MAX_STATE_BLOB {
+            return fixed + blob;
+        }
+    }
+    fixed
+}
+
 /// Read one control request: the first chunk as it arrives (with any passed file
-/// descriptors), then whatever the command still needs, within the deadline.
-fn read_ctrl_request(s: &mut Stream) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+/// descriptors), then whatever the command still needs, within the deadline (a state
+/// blob's body within `blob_timeout`).
+fn read_ctrl_request(
+    s: &mut Stream,
+    blob_timeout: Duration,
+) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; 8192];
     let mut fds = Vec::new();
     s.set_read_timeout(None)?;
@@ -629,16 +701,20 @@ fn read_ctrl_request(s: &mut Stream) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>
     if got == 0 {
         return Ok(None);
     }
-    let deadline = Instant::now() + CTRL_REQUEST_DEADLINE;
+    let start = Instant::now();
     let mut len = got;
     loop {
-        let needed = if len >= 4 {
-            4 + ctrl_payload_len(be32(&buf[..4])).unwrap_or(0)
-        } else {
-            4
-        };
+        let needed = ctrl_request_len(&buf[..len]);
         if len >= needed {
             break;
+        }
+        let deadline = if len >= 16 && be32(&buf[..4]) == cmd::SET_STATEBLOB {
+            start + blob_timeout.max(CTRL_REQUEST_DEADLINE)
+        } else {
+            start + CTRL_REQUEST_DEADLINE
+        };
+        if buf.len() < needed {
+            buf.resize(needed, 0);
         }
         // Incomplete at the deadline: answered as a bad parameter, like swtpm does.
         if read_exact_by(s, &mut buf[len..needed], deadline).is_err() {
@@ -661,7 +737,7 @@ fn serve_ctrl(sh: &Arc<Shared>, mut s: Stream) {
     let log = sh.instance.log().clone();
     let _ = s.set_write_timeout(Some(sh.request_timeout));
     loop {
-        let (req, fds) = match read_ctrl_request(&mut s) {
+        let (req, fds) = match read_ctrl_request(&mut s, sh.request_timeout) {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
@@ -862,8 +938,18 @@ fn handle_ctrl(sh: &Arc<Shared>, req: &[u8], fds: Vec<OwnedFd>) -> (Vec<u8>, Aft
             r.extend_from_slice(chunk);
             (r, After::Continue)
         }
-        cmd::HASH_DATA | cmd::SET_STATEBLOB => {
-            // Variable-length payloads that are not supported: answer, then close so
+        cmd::GET_STATEBLOB => {
+            if !running {
+                return ok(res::BAD_ORDINAL);
+            }
+            if body.len() < 12 {
+                return ok(res::BAD_PARAMETER);
+            }
+            (get_state_blob(inst, body), After::Continue)
+        }
+        cmd::SET_STATEBLOB => set_state_blob(inst, body),
+        cmd::HASH_DATA => {
+            // A variable-length payload that is not supported: answer, then close so
             // the unread payload cannot be mistaken for further requests.
             log.info(format_args!("control command {code:#x} is not supported"));
             (result(res::BAD_ORDINAL), After::Close)
@@ -873,6 +959,96 @@ fn handle_ctrl(sh: &Arc<Shared>, req: &[u8], fds: Vec<OwnedFd>) -> (Vec<u8>, Aft
             ok(res::BAD_ORDINAL)
         }
     }
+}
+
+/// The result code a state blob failure is answered with.
+fn blob_result(e: &BlobError) -> u32 {
+    match e {
+        BlobError::NotRunning | BlobError::Running => res::BAD_ORDINAL,
+        BlobError::Format { .. } | BlobError::EmptyPermanent | BlobError::SaveState => {
+            res::BAD_PARAMETER
+        }
+        BlobError::Encrypted => res::KEYNOTFOUND,
+        BlobError::Store(_) => res::IOERROR,
+        BlobError::Rejected(_)
+        | BlobError::Volatile(_)
+        | BlobError::Entropy(_)
+        | BlobError::Failed => res::FAIL,
+    }
+}
+
+/// CMD_GET_STATEBLOB (`ptm_getstate`): request u32 flags, u32 type, u32 offset; response
+/// u32 result, u32 flags, u32 totlength, u32 length, then the blob from the offset.
+fn get_state_blob(inst: &Instance, body: &[u8]) -> Vec<u8> {
+    let log = inst.log();
+    let ty = be32(&body[4..8]);
+    let offset = be32(&body[8..12]) as usize;
+    let (code, blob) = match BlobType::from_u32(ty) {
+        None => {
+            log.info(format_args!("CMD_GET_STATEBLOB: unknown blob type {ty}"));
+            (res::BAD_PARAMETER, Vec::new())
+        }
+        Some(t) => match inst.get_state_blob(t) {
+            Ok(b) => {
+                log.info(format_args!(
+                    "CMD_GET_STATEBLOB: {} blob, {} bytes from offset {offset}",
+                    t.name(),
+                    b.len()
+                ));
+                (res::SUCCESS, b)
+            }
+            Err(e) => {
+                log.error(format_args!("CMD_GET_STATEBLOB ({}): {e}", t.name()));
+                (blob_result(&e), Vec::new())
+            }
+        },
+    };
+    let part = blob.get(offset..).unwrap_or(&[]);
+    let mut r = Vec::with_capacity(16 + part.len());
+    r.extend_from_slice(&code.to_be_bytes());
+    r.extend_from_slice(&0u32.to_be_bytes()); // never encrypted
+    r.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    r.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    r.extend_from_slice(part);
+    r
+}
+
+/// CMD_SET_STATEBLOB (`ptm_setstate`): u32 flags, u32 type, u32 length, then the blob;
+/// answered with a u32 result.
+fn set_state_blob(inst: &Instance, body: &[u8]) -> (Vec<u8>, After) {
+    let log = inst.log();
+    if body.len() < 12 {
+        return (result(res::BAD_PARAMETER), After::Close);
+    }
+    let flags = be32(&body[0..4]);
+    let ty = be32(&body[4..8]);
+    let length = be32(&body[8..12]) as usize;
+    let data = &body[12..];
+    if data.len() != length {
+        // Too long to take, or cut short by the deadline: the stream is out of step.
+        log.error(format_args!(
+            "CMD_SET_STATEBLOB: {length}-byte blob announced, {} bytes received{}",
+            data.len(),
+            if length > MAX_STATE_BLOB {
+                format!(" (the limit is {MAX_STATE_BLOB})")
+            } else {
+                String::new()
+            }
+        ));
+        return (result(res::BAD_PARAMETER), After::Close);
+    }
+    let Some(t) = BlobType::from_u32(ty) else {
+        log.info(format_args!("CMD_SET_STATEBLOB: unknown blob type {ty}"));
+        return (result(res::BAD_PARAMETER), After::Continue);
+    };
+    let code = match inst.set_state_blob(t, data, flags & STATE_FLAG_ENCRYPTED != 0) {
+        Ok(()) => res::SUCCESS,
+        Err(e) => {
+            log.error(format_args!("CMD_SET_STATEBLOB ({}): {e}", t.name()));
+            blob_result(&e)
+        }
+    };
+    (result(code), After::Continue)
 }
 
 fn info_json(flags: u64) -> String {
@@ -911,6 +1087,12 @@ fn set_datafd(sh: &Arc<Shared>, mut fds: Vec<OwnedFd>) -> (Vec<u8>, After) {
     let started = sh.conns.spawn("datafd", stream, &log, move |s| {
         serve_data(&sh2, s);
         sh2.datafd_active.store(false, Ordering::SeqCst);
+        if sh2.terminate {
+            sh2.instance
+                .log()
+                .info("data channel closed: terminating (--terminate)");
+            sh2.stop.stop();
+        }
     });
     if !started {
         sh.datafd_active.store(false, Ordering::SeqCst);

@@ -269,9 +269,10 @@ fn ctrl_connection_carries_many_requests() {
     );
     assert_eq!(ctrl_on(&mut c, 0x13, &[], 4), be(res::BAD_ORDINAL));
     assert_eq!(ctrl_on(&mut c, 0xffff_ffff, &[], 4), be(res::BAD_ORDINAL));
+    // GET_STATEBLOB of an unknown blob type: a ptm_getstate header with no blob.
     assert_eq!(
-        ctrl_on(&mut c, cmd::GET_STATEBLOB, &[0; 12], 4),
-        be(res::BAD_ORDINAL)
+        ctrl_on(&mut c, cmd::GET_STATEBLOB, &[0; 12], 16),
+        [be(res::BAD_PARAMETER), vec![0; 12]].concat()
     );
     // Buffer size: a query works while running, a change does not.
     let r = ctrl_on(&mut c, cmd::SET_BUFFERSIZE, &[0, 0, 0, 0], 16);
