@@ -478,62 +478,6 @@ fn volatile_state_moves_pcrs_and_loaded_keys() {
     assert_eq!(rc(&r), 0, "Sign with the moved key");
 }
 
-/// Not a test: how long the engine takes per Quote (run with
-/// `cargo test --release -p tpm --test engine -- --ignored --nocapture quote_cost`).
-#[test]
-#[ignore]
-fn quote_cost() {
-    let mut t = started();
-    let template = hex::decode("0023000b00050072000000100018000b0003001000000000").unwrap();
-    let mut p = vec![0, 4, 0, 0, 0, 0];
-    p.extend_from_slice(&(template.len() as u16).to_be_bytes());
-    p.extend_from_slice(&template);
-    p.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let r = t.execute(0, &cmd(0x131, &[0x4000_0001], Some(&[b""]), &p));
-    let key = u32::from_be_bytes(r[10..14].try_into().unwrap());
-    let mut q = vec![0, 16];
-    q.extend_from_slice(&[0xA5; 16]);
-    q.extend_from_slice(&[0x00, 0x10, 0, 0, 0, 1, 0x00, 0x0B, 3, 0xFF, 0, 0]);
-    let c = cmd(0x158, &[key], Some(&[b""]), &q);
-    let n = 2000;
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        assert_eq!(rc(&t.execute(0, &c)), 0);
-    }
-    println!("Quote: {:?} per call", start.elapsed() / n);
-}
-
-/// Not a test: the cost of the pieces of a Quote.
-#[test]
-#[ignore]
-fn sign_cost() {
-    use tpm::crypto::ecc;
-    let mut n = 0u8;
-    let mut src = |b: &mut [u8]| {
-        for x in b {
-            n = n.wrapping_add(13);
-            *x = n;
-        }
-    };
-    let k = ecc::generate(ecc::Curve::P256, &mut src).unwrap();
-    let d = Sha256::digest(b"x").to_vec();
-    let start = std::time::Instant::now();
-    for _ in 0..2000 {
-        k.sign_ecdsa(&d, &mut src).unwrap();
-    }
-    println!("ECDSA P-256 sign: {:?}", start.elapsed() / 2000);
-    let start = std::time::Instant::now();
-    for _ in 0..2000 {
-        let _ = k.public();
-    }
-    println!("EccPrivate::public: {:?}", start.elapsed() / 2000);
-    let start = std::time::Instant::now();
-    for _ in 0..2000 {
-        let _ = k.clone();
-    }
-    println!("clone: {:?}", start.elapsed() / 2000);
-}
-
 /// CMD_SET_BUFFERSIZE's engine side: the size in force bounds commands and is reported.
 #[test]
 fn io_buffer_size_bounds_commands_and_is_reported() {
