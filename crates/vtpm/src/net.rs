@@ -132,6 +132,18 @@ impl Listener {
         }
     }
 
+    /// Accept one connection as a non-blocking stream, in one system call (accept4 with
+    /// SOCK_NONBLOCK), for event loops.
+    pub(crate) fn accept_nonblocking(&self) -> io::Result<Stream> {
+        let flags = rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC;
+        Ok(match self {
+            Listener::Tcp(l) => Stream::Tcp(TcpStream::from(rustix::net::accept_with(l, flags)?)),
+            Listener::Unix { listener, .. } => {
+                Stream::Unix(UnixStream::from(rustix::net::accept_with(listener, flags)?))
+            }
+        })
+    }
+
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         let s = match self {
             Listener::Tcp(l) => {

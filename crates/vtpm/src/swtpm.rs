@@ -366,36 +366,28 @@ fn serve_data_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Res
         if sh.stop.is_stopped() {
             break;
         }
-        // New connections.
+        // A new connection: one per wake-up (the poll is level-triggered and says again if
+        // more wait), accepted non-blocking in one system call and read at once: clients
+        // send their command right after connecting.
         if ready.first() == Some(&true) {
-            loop {
-                match listener.accept() {
-                    Ok(s) => {
-                        if conns.len() >= max {
-                            log.warn(format_args!(
-                                "data: refusing connection: {max} already open"
-                            ));
-                            s.shutdown();
-                            continue;
-                        }
-                        if s.set_nonblocking(true).is_ok() {
-                            conns.push(DataConn {
-                                stream: s,
-                                input: Vec::new(),
-                                begun: None,
-                                output: Vec::new(),
-                                written: 0,
-                                close_after_write: false,
-                            });
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        log.warn(format_args!("accept on {}: {e}", listener.describe()));
-                        break;
-                    }
+            match listener.accept_nonblocking() {
+                Ok(s) if conns.len() >= max => {
+                    log.warn(format_args!(
+                        "data: refusing connection: {max} already open"
+                    ));
+                    drop(s);
                 }
+                Ok(s) => conns.push(DataConn {
+                    stream: s,
+                    input: Vec::new(),
+                    begun: None,
+                    output: Vec::new(),
+                    written: 0,
+                    close_after_write: false,
+                }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => log.warn(format_args!("accept on {}: {e}", listener.describe())),
             }
         }
         // Existing connections (those just accepted are polled next round, or read now).
@@ -453,7 +445,10 @@ fn pump(sh: &Shared, c: &mut DataConn, buf: &mut [u8]) -> bool {
                 if c.begun.is_none() {
                     c.begun = Some(Instant::now());
                 }
-                if c.input.len() > 2 * MAX_COMMAND_SIZE + 32 {
+                // Stop at a complete request (no extra read that would only say EAGAIN).
+                if !matches!(frame(&c.input), Framed::Partial)
+                    || c.input.len() > 2 * MAX_COMMAND_SIZE + 32
+                {
                     break;
                 }
             }

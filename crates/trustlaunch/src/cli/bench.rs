@@ -75,34 +75,40 @@ fn bench_vtpm(args: &VtpmBench) -> Result<ExitCode> {
     let mut peer = Server::start("swtpm", &args.swtpm, &[])?;
     let mut ours = Server::start(ours_label, &ours_program, &ours_prefix)?;
 
+    // The floor: a server that does no TPM work at all (canned answers), in this process. No
+    // TPM behind this client can be faster than it: the TCTI's per-command connection costs
+    // are all that is left.
+    let floor = null_server::NullServer::start()?;
+    let ports = [peer.port, ours.port, floor.port];
+    let labels = [peer.label, ours.label, "floor"];
     let mut clients = Vec::new();
-    for server in [&peer, &ours] {
-        let conf = format!("swtpm:host=127.0.0.1,port={}", server.port);
+    for (port, label) in ports.iter().zip(labels) {
+        let conf = format!("swtpm:host=127.0.0.1,port={port}");
         let mut tcti = tcti::Tcti::connect(&args.tctildr, &conf)
-            .with_context(|| format!("connecting to {} through tpm2-tss", server.label))?;
-        startup(&mut tcti).with_context(|| format!("TPM2_Startup on {}", server.label))?;
+            .with_context(|| format!("connecting to {label} through tpm2-tss"))?;
+        startup(&mut tcti).with_context(|| format!("TPM2_Startup on {label}"))?;
         clients.push(tcti);
     }
 
     let operations = operations();
     // rates[op][server] = ops/s of each round.
-    let mut rates = vec![[Vec::new(), Vec::new()]; operations.len()];
+    let mut rates = vec![[Vec::new(), Vec::new(), Vec::new()]; operations.len()];
     let mut response = vec![0u8; RESPONSE_BUFFER];
 
     // Warm-up: connections, caches, lazily built state on both sides.
     let warmup = (args.ops / 10).clamp(1, 200);
     for op in &operations {
         for (s, client) in clients.iter_mut().enumerate() {
-            let label = [&peer, &ours][s].label;
+            let label = labels[s];
             run_batch(client, op, warmup, &mut response)
                 .with_context(|| format!("{} on {label}", op.name))?;
         }
     }
     for round in 0..args.rounds {
         for (o, op) in operations.iter().enumerate() {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
             for s in order {
-                let label = [&peer, &ours][s].label;
+                let label = labels[s];
                 let elapsed = run_batch(&mut clients[s], op, args.ops, &mut response)
                     .with_context(|| format!("{} on {label}", op.name))?;
                 rates[o][s].push(f64::from(args.ops) / elapsed.as_secs_f64().max(1e-9));
@@ -135,24 +141,31 @@ fn bench_vtpm(args: &VtpmBench) -> Result<ExitCode> {
     );
     println!();
     let header = format!(
-        "{:<34} {:>24} {:>24} {:>10}",
-        "operation", "swtpm (min-max)", "trustlaunch (min-max)", "ours/swtpm"
+        "{:<34} {:>24} {:>24} {:>10} {:>24} {:>11}",
+        "operation",
+        "swtpm (min-max)",
+        "trustlaunch (min-max)",
+        "ours/swtpm",
+        "floor: no TPM (min-max)",
+        "floor/swtpm"
     );
     println!("{header}");
     println!("{}", "-".repeat(header.len()));
     let mut missed = Vec::new();
     for (o, op) in operations.iter().enumerate() {
-        let [peer_rates, our_rates] = &rates[o];
+        let [peer_rates, our_rates, floor_rates] = &rates[o];
         let ratio = median(our_rates) / median(peer_rates);
         if ratio < TARGET_RATIO {
             missed.push(op.name);
         }
         println!(
-            "{:<34} {:>24} {:>24} {:>9.2}x",
+            "{:<34} {:>24} {:>24} {:>9.2}x {:>24} {:>10.2}x",
             op.name,
             figure(peer_rates),
             figure(our_rates),
-            ratio
+            ratio,
+            figure(floor_rates),
+            median(floor_rates) / median(peer_rates)
         );
     }
     println!();
@@ -162,6 +175,10 @@ fn bench_vtpm(args: &VtpmBench) -> Result<ExitCode> {
         println!(
             "target (ours >= {TARGET_RATIO}x swtpm on each operation): NOT met for {}",
             missed.join(", ")
+        );
+        println!(
+            "  (compare the floor column: a server doing no TPM work bounds what any TPM can reach \
+             through this TCTI)"
         );
     }
     let argv: Vec<String> = std::env::args().collect();
@@ -646,6 +663,80 @@ pub(super) mod tcti {
             // SAFETY: the context came from Tss2_TctiLdr_Initialize, is finalized exactly once,
             // and the library is still loaded (fields drop after this).
             unsafe { (self.finalize)(&mut self.context) };
+        }
+    }
+}
+
+/// A server on the swtpm socket protocol that does no TPM work: canned, well-formed answers to
+/// the benchmark's commands. It measures the floor of a client, not a TPM.
+mod null_server {
+    use anyhow::Result;
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpListener};
+
+    pub struct NullServer {
+        pub port: u16,
+    }
+
+    fn answer(code: u32) -> Vec<u8> {
+        let mut r = match code {
+            // GetRandom(32): 32 zero bytes.
+            0x17B => [vec![0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32], vec![0; 32]].concat(),
+            // PCR_Extend with one password session.
+            0x182 => vec![
+                0x80, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+            ],
+            // PCR_Read of sha256 PCRs 0-7: counter, selection, eight zero digests.
+            0x17E => {
+                let mut r = vec![0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+                r.extend([0, 0, 0, 1, 0, 0x0B, 3, 0xFF, 0, 0, 0, 0, 0, 8]);
+                for _ in 0..8 {
+                    r.extend([0, 32]);
+                    r.extend([0u8; 32]);
+                }
+                r
+            }
+            _ => vec![0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        let len = (r.len() as u32).to_be_bytes();
+        r[2..6].copy_from_slice(&len);
+        r
+    }
+
+    impl NullServer {
+        /// Listen on a free port pair (data N, control N+1) and serve until the process exits.
+        pub fn start() -> Result<NullServer> {
+            for _ in 0..16 {
+                // Outside the ephemeral range, as the other servers are (super::free_port_pair).
+                let port = super::free_port_pair();
+                let Ok(data) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
+                    continue;
+                };
+                let Ok(ctrl) = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)) else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    for mut s in ctrl.incoming().flatten() {
+                        let mut b = [0u8; 64];
+                        let _ = s.read(&mut b);
+                        let _ = s.write_all(&[0, 0, 0, 0]);
+                    }
+                });
+                std::thread::spawn(move || {
+                    let mut b = vec![0u8; 8192];
+                    for mut s in data.incoming().flatten() {
+                        if let Ok(n) = s.read(&mut b) {
+                            if n >= 10 {
+                                let code = u32::from_be_bytes([b[6], b[7], b[8], b[9]]);
+                                let _ = s.write_all(&answer(code));
+                            }
+                        }
+                        while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+                    }
+                });
+                return Ok(NullServer { port });
+            }
+            anyhow::bail!("no free port pair for the floor server")
         }
     }
 }
