@@ -66,6 +66,8 @@ pub(crate) struct Volatile {
     pub sessions: BTreeMap<u32, Session>,
     /// Sessions whose context was saved, with the sequence of their latest context.
     pub saved_sessions: BTreeMap<u32, u64>,
+    /// The exclusive audit session, if no command has run outside it since it began.
+    pub exclusive_audit: Option<u32>,
     pub context_sequence: u64,
     pub ph_enable: bool,
     pub sh_enable: bool,
@@ -84,6 +86,7 @@ impl Volatile {
             objects: BTreeMap::new(),
             sessions: BTreeMap::new(),
             saved_sessions: BTreeMap::new(),
+            exclusive_audit: None,
             context_sequence: 0,
             ph_enable: true,
             sh_enable: true,
@@ -287,7 +290,19 @@ impl Tpm {
             return Err(Rc::AUTH_MISSING);
         }
         let mut params = r.rest().to_vec();
-        let uses = self.check_sessions(def, &handles, &sessions, &params)?;
+        let mut uses = self.check_sessions(def, &handles, &sessions, &params)?;
+        if let Some(i) = uses.audit {
+            // Audit digests cover the parameters as sent (encrypted), like HMACs.
+            let alg = sessions
+                .get(i)
+                .and_then(|s| self.vol.sessions.get(&s.session_handle))
+                .map(|s| s.hash);
+            if let Some(alg) = alg {
+                let names = self.names(def, &handles)?;
+                uses.audit_cp_hash =
+                    Some(cp_hash_for(&mut Vec::new(), alg, def.code, &names, &params));
+            }
+        }
 
         // Decrypt the first parameter (after the HMACs were checked over the ciphertext).
         if let Some(i) = uses.decrypt {
@@ -335,6 +350,8 @@ impl Tpm {
         let auth_area = if tag == st::SESSIONS {
             self.respond_sessions(def, &sessions, &uses, &mut out_params)
         } else {
+            // A command outside the exclusive audit session ends its exclusivity.
+            self.vol.exclusive_audit = None;
             Vec::new()
         };
         Ok(frame_response(tag, out_handle, &out_params, &auth_area))
@@ -610,6 +627,43 @@ impl Tpm {
                 }
             }
         }
+        // Session audit (Part 1, 19.5): digest := H(digest || cpHash || rpHash), over the
+        // parameters as sent; a first use or auditReset starts from zeros and makes the
+        // session the exclusive one; any command outside it ends that exclusivity.
+        let mut audit_attrs: Option<(usize, u8)> = None;
+        match (uses.audit, &uses.audit_cp_hash) {
+            (Some(i), Some(cp_hash)) => {
+                if let Some(s) = sessions.get(i) {
+                    let reset = s.session_attributes & session_attr::AUDIT_RESET != 0;
+                    let handle = s.session_handle;
+                    if let Some(x) = self.vol.sessions.get_mut(&handle) {
+                        let rp_hash = x.hash.digest(&[
+                            &0u32.to_be_bytes(),
+                            &def.code.to_be_bytes(),
+                            out_params,
+                        ]);
+                        let fresh = reset || x.audit_digest.is_none();
+                        let old = if fresh {
+                            vec![0; x.hash.size()]
+                        } else {
+                            x.audit_digest.clone().unwrap_or_default()
+                        };
+                        x.audit_digest = Some(x.hash.digest(&[&old, cp_hash, &rp_hash]));
+                        if fresh {
+                            self.vol.exclusive_audit = Some(handle);
+                        }
+                    }
+                    let exclusive = self.vol.exclusive_audit == Some(handle);
+                    let attrs = if exclusive {
+                        s.session_attributes | session_attr::AUDIT_EXCLUSIVE
+                    } else {
+                        s.session_attributes & !session_attr::AUDIT_EXCLUSIVE
+                    };
+                    audit_attrs = Some((i, attrs));
+                }
+            }
+            _ => self.vol.exclusive_audit = None,
+        }
         let mut area = Vec::new();
         let now = self.time();
         for (i, s) in sessions.iter().enumerate() {
@@ -623,6 +677,9 @@ impl Tpm {
                 .marshal(&mut area);
                 continue;
             };
+            let attrs = audit_attrs
+                .filter(|(j, _)| *j == i)
+                .map_or(s.session_attributes, |(_, a)| a);
             let include_auth = uses.include_auth.get(i).copied().unwrap_or(false);
             let auth = include_auth.then(|| auth_of(self, i));
             let hmac = if (session.kind != SessionType::Hmac && session.policy.is_password_needed)
@@ -635,16 +692,11 @@ impl Tpm {
                     &def.code.to_be_bytes(),
                     out_params,
                 ]);
-                session.response_hmac(
-                    auth.as_deref(),
-                    &rp_hash,
-                    s.nonce.as_slice(),
-                    s.session_attributes,
-                )
+                session.response_hmac(auth.as_deref(), &rp_hash, s.nonce.as_slice(), attrs)
             };
             TpmsAuthResponse {
                 nonce: Tpm2bDigest(session.nonce_tpm.clone()),
-                session_attributes: s.session_attributes,
+                session_attributes: attrs,
                 hmac: Tpm2bDigest(hmac),
             }
             .marshal(&mut area);
@@ -953,6 +1005,8 @@ struct SessionUses {
     decrypt: Option<usize>,
     encrypt: Option<usize>,
     audit: Option<usize>,
+    /// cpHash of the command in the audit session's hash algorithm.
+    audit_cp_hash: Option<Vec<u8>>,
 }
 
 /// cpHash := H(commandCode || names || parameters), computed once per hash algorithm.

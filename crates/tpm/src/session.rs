@@ -76,6 +76,8 @@ pub struct Session {
     pub policy: PolicyState,
     /// TPM time (ms since _TPM_Init) when the session started or its policy last reset.
     pub start_time: u64,
+    /// The session audit digest, once the session has been used for audit (Part 1, 19.5).
+    pub audit_digest: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -124,6 +126,7 @@ impl Session {
             bound,
             policy,
             start_time: 0,
+            audit_digest: None,
         }
     }
 
@@ -295,6 +298,13 @@ pub fn encode(s: &Session) -> Vec<u8> {
         }
     }
     s.start_time.marshal(&mut out);
+    match &s.audit_digest {
+        None => 0u8.marshal(&mut out),
+        Some(d) => {
+            1u8.marshal(&mut out);
+            put_sized(&mut out, d);
+        }
+    }
     out
 }
 
@@ -339,6 +349,11 @@ pub fn decode(blob: &[u8]) -> Result<Session, Rc> {
     let pcr_counter = if flag(&mut r)? { Some(r.u32()?) } else { None };
     let timeout = if flag(&mut r)? { Some(r.u64()?) } else { None };
     let start_time = r.u64()?;
+    let audit_digest = if flag(&mut r)? {
+        Some(r.sized(64)?.to_vec())
+    } else {
+        None
+    };
     if !r.is_empty() {
         return Err(Rc::SIZE);
     }
@@ -361,6 +376,7 @@ pub fn decode(blob: &[u8]) -> Result<Session, Rc> {
         bound,
         policy,
         start_time,
+        audit_digest,
     })
 }
 

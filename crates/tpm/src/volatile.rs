@@ -192,6 +192,7 @@ impl Tpm {
             objects,
             sessions,
             saved_sessions,
+            exclusive_audit: None,
             context_sequence,
             ph_enable: flags & 1 != 0,
             sh_enable: flags & 2 != 0,

@@ -501,3 +501,77 @@ fn io_buffer_size_bounds_commands_and_is_reported() {
     assert_eq!(&out[9..17], &[0, 0, 1, 0x1E, 0, 0, 0x0F, 0x80]);
     assert_eq!(&out[17..25], &[0, 0, 1, 0x1F, 0, 0, 0x0F, 0x80]);
 }
+
+/// Session audit: the digest is H(digest || cpHash || rpHash) per audited command (Part 1,
+/// 19.5), computed here independently and compared with what GetSessionAuditDigest attests.
+#[test]
+fn audit_session_digest_follows_the_specification() {
+    let mut t = started();
+    // StartAuthSession(tpmKey NULL, bind NULL, nonce 16, no salt, HMAC, NULL symmetric, SHA-256).
+    let mut p = vec![0, 16];
+    p.extend_from_slice(&[0x11; 16]);
+    p.extend_from_slice(&[0, 0, 0x00, 0x00, 0x10, 0x00, 0x0B]);
+    let r = t.execute(0, &cmd(0x176, &[0x4000_0007, 0x4000_0007], None, &p));
+    assert_eq!(rc(&r), 0, "StartAuthSession");
+    let session = u32::from_be_bytes(r[10..14].try_into().unwrap());
+
+    // GetRandom(16) with the session as an audit session (continueSession | audit).
+    let audited = |t: &mut Tpm, nonce: u8| -> (Vec<u8>, Vec<u8>) {
+        let params = [0u8, 16];
+        let mut area = session.to_be_bytes().to_vec();
+        area.extend_from_slice(&[0, 16]);
+        area.extend_from_slice(&[nonce; 16]);
+        area.push(0x81);
+        area.extend_from_slice(&[0, 0]);
+        let mut body = (area.len() as u32).to_be_bytes().to_vec();
+        body.extend_from_slice(&area);
+        body.extend_from_slice(&params);
+        let mut c = vec![0x80, 0x02];
+        c.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
+        c.extend_from_slice(&0x17Bu32.to_be_bytes());
+        c.extend_from_slice(&body);
+        let r = t.execute(0, &c);
+        assert_eq!(rc(&r), 0, "audited GetRandom");
+        let n = u32::from_be_bytes(r[10..14].try_into().unwrap()) as usize;
+        let out = r[14..14 + n].to_vec();
+        let attrs = r[14 + n + 2 + 32];
+        assert_eq!(attrs & 0x82, 0x82, "audit and auditExclusive come back set");
+        let cp = Sha256::digest([&0x17Bu32.to_be_bytes()[..], &params].concat()).to_vec();
+        let rp = Sha256::digest([&[0u8; 4][..], &0x17Bu32.to_be_bytes(), &out].concat()).to_vec();
+        (cp, rp)
+    };
+    let (cp1, rp1) = audited(&mut t, 1);
+    let (cp2, rp2) = audited(&mut t, 2);
+    let d1 = Sha256::digest([vec![0u8; 32], cp1, rp1].concat()).to_vec();
+    let expected = Sha256::digest([d1, cp2, rp2].concat()).to_vec();
+
+    let get = |t: &mut Tpm| -> (u8, Vec<u8>) {
+        let r = t.execute(
+            0,
+            &cmd(
+                0x14D,
+                &[0x4000_000B, 0x4000_0007, session],
+                Some(&[b"", b""]),
+                &[0, 0, 0x00, 0x10],
+            ),
+        );
+        let out = params(&r, true, 0);
+        // TPM2B_ATTEST: size, magic, type, qualifiedSigner, extraData, clockInfo, firmware.
+        let mut rd = tpm::codec::Reader::new(&out);
+        let attest = rd.sized(4096).unwrap().to_vec();
+        let mut a = tpm::codec::Reader::new(&attest);
+        assert_eq!(a.u32().unwrap(), 0xFF54_4347);
+        assert_eq!(a.u16().unwrap(), 0x8016);
+        a.sized(68).unwrap();
+        a.sized(64).unwrap();
+        a.take(17 + 8).unwrap();
+        let exclusive = a.u8().unwrap();
+        (exclusive, a.sized(64).unwrap().to_vec())
+    };
+    let (exclusive, digest) = get(&mut t);
+    assert_eq!(digest, expected, "session audit digest");
+    assert_eq!(exclusive, 1);
+    // A command outside the audit session ends its exclusivity.
+    t.execute(0, &cmd(0x17B, &[], None, &[0, 8]));
+    assert_eq!(get(&mut t).0, 0);
+}

@@ -28,6 +28,7 @@ mod attest_type {
     pub const QUOTE: u16 = 0x8018;
     pub const TIME: u16 = 0x8019;
     pub const CREATION: u16 = 0x801A;
+    pub const SESSION_AUDIT: u16 = 0x8016;
 }
 
 /// TPMT_SIG_SCHEME (Part 2, 11.2.1.5) as a parameter.
@@ -658,4 +659,27 @@ pub(crate) fn ecdh_zgen(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
     };
     put_point(&mut c.out, &k.multiply(&point)?);
     Ok(())
+}
+
+/// TPM2_GetSessionAuditDigest (Part 3, 18.5): the audit digest of an HMAC session, signed.
+pub(crate) fn get_session_audit_digest(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
+    let qualifying: Tpm2bData = c.param()?;
+    let in_scheme: SigScheme = c.param()?;
+    c.end_params()?;
+    let key = signer(tpm, c.handle(1), 2)?;
+    let scheme = scheme_for(key.as_ref(), in_scheme.0, 2)?;
+    let h = c.handle(2);
+    let session = tpm.vol.sessions.get(&h).ok_or(Rc::HANDLE.handle(3))?;
+    let digest = session.audit_digest.clone().ok_or(Rc::TYPE.handle(3))?;
+    let mut attested = Vec::new();
+    u8::from(tpm.vol.exclusive_audit == Some(h)).marshal(&mut attested);
+    Tpm2bDigest(digest).marshal(&mut attested);
+    let a = attest(
+        tpm,
+        key.as_ref(),
+        attest_type::SESSION_AUDIT,
+        qualifying.as_slice(),
+        &attested,
+    );
+    sign_and_put(tpm, c, key.as_ref(), scheme, &a)
 }

@@ -43,6 +43,8 @@ pub(crate) enum HandleKind {
     Entity,
     /// TPMI_SH_POLICY: a policy session.
     PolicySession,
+    /// TPMI_SH_HMAC: an HMAC session.
+    HmacSession,
     /// TPMI_RH_HIERARCHY+: owner, endorsement, platform or null.
     Hierarchy,
     /// TPMI_RH_ENDORSEMENT.
@@ -75,6 +77,7 @@ impl HandleKind {
             HandleKind::NvIndex => ht == handle::HT_NV_INDEX,
             HandleKind::Object => ht == handle::HT_TRANSIENT || ht == handle::HT_PERSISTENT,
             HandleKind::PolicySession => ht == handle::HT_POLICY_SESSION,
+            HandleKind::HmacSession => ht == handle::HT_HMAC_SESSION,
             HandleKind::Hierarchy => is_hierarchy(h),
             HandleKind::Endorsement => h == handle::ENDORSEMENT,
             HandleKind::Clear => h == handle::LOCKOUT || h == handle::PLATFORM,
@@ -219,6 +222,7 @@ commands! {
     0x149 PolicyNV [NvAuth NvIndex PolicySession] auth 1 rh false nv false dec true enc false => policy::policy_nv;
     0x14A CertifyCreation [ObjectOrNull Object] auth 1 rh false nv false dec true enc true => attest::certify_creation;
     0x14C GetTime [Endorsement ObjectOrNull] auth 2 rh false nv false dec true enc true => attest::get_time;
+    0x14D GetSessionAuditDigest [Endorsement ObjectOrNull HmacSession] auth 2 rh false nv false dec true enc true => attest::get_session_audit_digest;
     0x14E NV_Read [NvAuth NvIndex] auth 1 rh false nv false dec false enc true => nv::read;
     0x14F NV_ReadLock [NvAuth NvIndex] auth 1 rh false nv true dec false enc false => nv::read_lock;
     0x150 ObjectChangeAuth [Object Object] auth 1 admin true rh false nv false dec true enc true => object::object_change_auth;
