@@ -14,7 +14,9 @@ const OPERATIONS: [&str; 3] = ["PCR_Extend", "PCR_Read", "GetRandom"];
 struct Row {
     peer: f64,
     ours: f64,
+    floor: f64,
     ratio: f64,
+    floor_ratio: f64,
 }
 
 fn run_bench(extra: &[&str]) -> (String, Vec<Row>) {
@@ -53,8 +55,9 @@ fn run_bench(extra: &[&str]) -> (String, Vec<Row>) {
                 .lines()
                 .find(|l| l.starts_with(op))
                 .unwrap_or_else(|| panic!("no {op} row in\n{out}"));
-            // "<name…>  14,000 (13,900-14,100)  21,000 (…)  1.50x": the medians are the
-            // numbers right before each "(", the ratio ends in "x".
+            // "<name…>  14,000 (13,900-14,100)  21,000 (…)  1.50x  14,600 (…)  1.04x": the
+            // medians (swtpm, ours, floor) are the numbers right before each "(", the ratios
+            // end in "x": ours/swtpm first, floor/swtpm last.
             let words: Vec<&str> = line.split_whitespace().collect();
             let number = |w: &str| -> f64 {
                 w.replace(',', "")
@@ -68,16 +71,20 @@ fn run_bench(extra: &[&str]) -> (String, Vec<Row>) {
                 })
                 .map(|w| number(w[0]))
                 .collect();
-            assert_eq!(medians.len(), 2, "two medians in {line:?}");
-            let ratio = words
-                .last()
-                .and_then(|w| w.strip_suffix('x'))
+            assert_eq!(medians.len(), 3, "three medians in {line:?}");
+            let ratios: Vec<f64> = words
+                .iter()
+                .filter_map(|w| w.strip_suffix('x'))
+                .filter(|w| w.parse::<f64>().is_ok())
                 .map(number)
-                .unwrap_or_else(|| panic!("no ratio in {line:?}"));
+                .collect();
+            assert_eq!(ratios.len(), 2, "two ratios in {line:?}");
             Row {
                 peer: medians[0],
                 ours: medians[1],
-                ratio,
+                floor: medians[2],
+                ratio: ratios[0],
+                floor_ratio: ratios[1],
             }
         })
         .collect();
@@ -91,7 +98,16 @@ fn run_bench(extra: &[&str]) -> (String, Vec<Row>) {
 
 fn check_rows(out: &str, rows: &[Row]) {
     for row in rows {
-        assert!(row.peer > 0.0 && row.ours > 0.0, "positive rates\n{out}");
+        assert!(
+            row.peer > 0.0 && row.ours > 0.0 && row.floor > 0.0,
+            "positive rates\n{out}"
+        );
+        let want_floor = row.floor / row.peer;
+        assert!(
+            (row.floor_ratio - want_floor).abs() <= 0.01 + want_floor * 0.01,
+            "floor ratio {} vs {want_floor}\n{out}",
+            row.floor_ratio
+        );
         // The printed ratio is ours/swtpm of the printed medians (to the printed precision).
         let want = row.ours / row.peer;
         assert!(
