@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The project's main job, until the quickstart exists: build trustlaunch, start a vTPM on the
 # swtpm protocol, and drive it with the real tpm2-tools as a guest's TPM stack would (startup,
-# capabilities, a measured-boot style PCR extension, NV storage, a restart that keeps state),
-# then benchmark it side by side with swtpm. Installs tpm2-tools, swtpm and libtss2 if missing.
+# capabilities, a measured-boot style PCR extension, NV storage, the EK certificate against
+# the host's vTPM CA, a quote checked by tpm2_checkquote, a restart that keeps state), then
+# benchmark it side by side with swtpm. Installs what it needs from Debian if missing.
 # Usage: bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
-for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev libssl-dev pkg-config; do
+for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev libssl-dev pkg-config openssl xxd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -54,6 +55,21 @@ tpm2_nvdefine 0x1500016 -C o -s 32 -a "ownerread|ownerwrite" >/dev/null
 echo -n "node-7 boot counter state......" > "$work/nvdata"
 tpm2_nvwrite 0x1500016 -C o -i "$work/nvdata"
 tpm2_nvread 0x1500016 -C o -s 31 | xxd | head -2
+say "Endorsement: the EK certificate in NV verifies against the host's vTPM CA"
+"$bin" vtpm ca export > "$work/ca.pem"
+tpm2_nvread -C o 0x01c0000a -o "$work/ek-ecc.der" >/dev/null
+openssl x509 -inform DER -in "$work/ek-ecc.der" -noout -issuer -ext subjectAltName
+openssl x509 -inform DER -in "$work/ek-ecc.der" -out "$work/ek-ecc.pem"
+openssl verify -CAfile "$work/ca.pem" "$work/ek-ecc.pem"
+say "Remote attestation's first step: an AK under the EK quotes PCR 9; tpm2_checkquote verifies"
+tpm2_createek -G ecc -c "$work/ek.ctx" -u "$work/ek.pub" >/dev/null
+tpm2_createak -C "$work/ek.ctx" -G ecc -g sha256 -s ecdsa -c "$work/ak.ctx" -u "$work/ak.pub" -n "$work/ak.name" >/dev/null
+tpm2_flushcontext -t
+nonce=$(head -c 16 /dev/urandom | xxd -p)
+tpm2_quote -c "$work/ak.ctx" -l sha256:9 -q "$nonce" -m "$work/q.msg" -s "$work/q.sig" -o "$work/q.pcrs" -g sha256 >/dev/null
+tpm2_flushcontext -t
+tpm2_checkquote -u "$work/ak.pub" -m "$work/q.msg" -s "$work/q.sig" -f "$work/q.pcrs" -g sha256 -q "$nonce" | grep -A2 "sha256"
+tpm2_flushcontext -s 2>/dev/null || true
 say "Orderly shutdown, process restart, resume: PCR 9 and NV survive"
 tpm2_shutdown
 stop
@@ -63,5 +79,6 @@ tpm2_pcrread sha256:9
 tpm2_nvread 0x1500016 -C o -s 31 | head -c 31; echo
 stop
 
-say "Benchmark against swtpm through tpm2-tss's swtpm TCTI"
+say "Benchmarks against swtpm through tpm2-tss's swtpm TCTI"
 "$bin" bench vtpm
+"$bin" bench keys
