@@ -20,6 +20,7 @@
 
 pub mod ca;
 pub mod endorsement;
+pub mod host;
 pub mod instance;
 pub mod log;
 pub mod mssim;

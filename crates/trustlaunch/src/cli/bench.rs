@@ -26,6 +26,9 @@ pub enum BenchCommand {
     /// Key operations against swtpm: ECC P-256 quotes, RSA-2048 primary derivation (first and
     /// repeated), through the same tpm2-tss client.
     Keys(super::bench_keys::KeysBench),
+    /// vTPM density against swtpm: resident memory per idle instance of one `vtpm host`, and
+    /// instance create to first answer against an swtpm process start.
+    Density(super::bench_density::DensityBench),
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +55,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Vtpm(args) => bench_vtpm(&args),
         BenchCommand::Keys(args) => super::bench_keys::bench_keys(&args),
+        BenchCommand::Density(args) => super::bench_density::bench_density(&args),
     }
 }
 

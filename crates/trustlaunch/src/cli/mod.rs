@@ -1,6 +1,7 @@
 //! Command-line surface: what was typed, resolved into typed configuration, then run.
 
 mod bench;
+mod bench_density;
 mod bench_keys;
 mod vtpm;
 

@@ -34,6 +34,11 @@ use vtpm::provision::{self, SetupOptions};
 use vtpm::setup::{open_log, PidFile};
 use vtpm::{Endorsement, Endpoint, Instance, Listener, Log, ManufacturerCa, StateDir, StopHandle};
 
+// `vtpm host` and its API clients (also compiled into the swtpm drop-ins, which include
+// this file by path).
+#[path = "vtpm_host.rs"]
+pub mod host_cli;
+
 #[derive(Debug, Subcommand)]
 pub enum VtpmCommand {
     /// Serve a vTPM over swtpm's socket protocol; accepts `swtpm socket` arguments.
@@ -45,6 +50,16 @@ pub enum VtpmCommand {
     Ca(CaCommand),
     /// Provision a new state directory as swtpm_setup does; accepts `swtpm_setup` arguments.
     Setup(Box<SetupArgs>),
+    /// Serve many vTPMs from one process, managed through `vtpm create|delete|list|show`.
+    Host(host_cli::HostArgs),
+    /// Create a vTPM instance in the running host.
+    Create(host_cli::CreateArgs),
+    /// Delete a vTPM instance (and its state) from the running host.
+    Delete(host_cli::NameArgs),
+    /// List the running host's vTPM instances.
+    List(host_cli::ListArgs),
+    /// Show one vTPM instance of the running host.
+    Show(host_cli::NameArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +179,11 @@ pub fn run(cmd: VtpmCommand) -> anyhow::Result<ExitCode> {
         VtpmCommand::Mssim(a) => run_mssim(a),
         VtpmCommand::Ca(CaCommand::Export(a)) => run_ca_export(a),
         VtpmCommand::Setup(a) => run_setup(*a),
+        VtpmCommand::Host(a) => host_cli::run_host(a),
+        VtpmCommand::Create(a) => host_cli::run_create(a),
+        VtpmCommand::Delete(a) => host_cli::run_delete(a),
+        VtpmCommand::List(a) => host_cli::run_list(a),
+        VtpmCommand::Show(a) => host_cli::run_show(a),
     }
 }
 

@@ -1,0 +1,257 @@
+//! `trustlaunch bench density`: the third vTPM issue's figures. One `trustlaunch vtpm host`
+//! with N idle instances created through its API, against one idle swtpm process: resident
+//! memory per idle instance (VmRSS before and after, over N), and the time from "create"
+//! to the first answered command (CMD_INIT, TPM2_Startup, TPM2_GetRandom) against starting
+//! an swtpm process and getting its first answer.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+use vtpm::host;
+
+#[derive(Debug, Args)]
+pub struct DensityBench {
+    /// Idle instances to create in the host.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    instances: u32,
+    /// Create-to-first-answer measurements per side (the figure is the median).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
+    starts: u32,
+    /// The swtpm executable to compare against.
+    #[arg(long, default_value = "swtpm")]
+    swtpm: PathBuf,
+}
+
+const TARGET_KIB_PER_INSTANCE: f64 = 256.0;
+const TARGET_START_RATIO: f64 = 10.0;
+const GET_RANDOM: [u8; 12] = [0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 8];
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+fn wait_for_socket(path: &Path, child: &mut Child) -> Result<UnixStream> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = UnixStream::connect(path) {
+            return Ok(s);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{} never appeared: the server exited ({status})",
+                path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("{} never appeared", path.display());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// CMD_INIT over a control connection.
+fn ctrl_init(ctrl: &mut UnixStream) -> Result<()> {
+    ctrl.write_all(&[0, 0, 0, 2, 0, 0, 0, 0])?;
+    let mut r = [0u8; 4];
+    ctrl.read_exact(&mut r)?;
+    if r != [0; 4] {
+        bail!("CMD_INIT answered {r:?}");
+    }
+    Ok(())
+}
+
+/// TPM2_Startup(CLEAR) then TPM2_GetRandom(8) over a data connection.
+fn first_commands(data: &mut impl ReadWrite) -> Result<()> {
+    for cmd in [&vtpm::StartupType::Clear.command()[..], &GET_RANDOM[..]] {
+        data.write_all(cmd)?;
+        let mut head = [0u8; 10];
+        data.read_exact(&mut head)?;
+        let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        let mut rest = vec![0u8; size.saturating_sub(10)];
+        data.read_exact(&mut rest)?;
+        let rc = u32::from_be_bytes([head[6], head[7], head[8], head[9]]);
+        if rc != 0 {
+            bail!("command {:02x?} answered rc {rc:#x}", &cmd[6..10]);
+        }
+    }
+    Ok(())
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn median_ms(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1000.0
+}
+
+pub fn bench_density(a: &DensityBench) -> Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("host");
+    let ca = tmp.path().join("ca");
+    let mut host_cmd = Command::new(&exe);
+    host_cmd
+        .args(["vtpm", "host", "--log-level", "0", "--dir"])
+        .arg(&dir)
+        .arg("--ca-dir")
+        .arg(&ca)
+        .stdin(Stdio::null());
+    println!(
+        "host:  {} vtpm host --dir {} --ca-dir {}",
+        exe.display(),
+        dir.display(),
+        ca.display()
+    );
+    let mut child = host_cmd.spawn().context("starting the vTPM host")?;
+    let pid = child.id();
+    drop(wait_for_socket(&dir.join(host::API_SOCKET), &mut child)?);
+    let host = Kill(child);
+    let api = dir.join(host::API_SOCKET);
+    let call =
+        |method: &str, path: &str, body: Option<&serde_json::Value>| -> Result<serde_json::Value> {
+            let (status, v) = host::request(&api, method, path, body)?;
+            if !(200..300).contains(&status) {
+                bail!("{method} {path}: {status} {v}");
+            }
+            Ok(v)
+        };
+
+    // Resident memory per idle instance.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(pid)?;
+    let started = Instant::now();
+    for i in 0..a.instances {
+        call(
+            "POST",
+            "/v1/instances",
+            Some(&json!({"name": format!("idle-{i}"), "ek_cert": false})),
+        )?;
+    }
+    let create_all = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(pid)?;
+    let per = after.saturating_sub(before) as f64 / f64::from(a.instances);
+
+    // One idle swtpm.
+    let sw_tmp = tempfile::tempdir()?;
+    let sw_ctrl = sw_tmp.path().join("ctrl.sock");
+    let mut sw = Command::new(&a.swtpm)
+        .args(["socket", "--tpm2", "--ctrl"])
+        .arg(format!("type=unixio,path={}", sw_ctrl.display()))
+        .arg("--tpmstate")
+        .arg(format!("dir={}", sw_tmp.path().display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", a.swtpm.display()))?;
+    drop(wait_for_socket(&sw_ctrl, &mut sw)?);
+    let sw = Kill(sw);
+    std::thread::sleep(Duration::from_millis(500));
+    let sw_rss = rss_kib(sw.0.id())?;
+    drop(sw);
+
+    // Create → first answer.
+    let mut ours = Vec::new();
+    let mut ours_ek = Vec::new();
+    for i in 0..a.starts {
+        for ek in [false, true] {
+            let name = format!("start-{}-{i}", if ek { "ek" } else { "bare" });
+            let t = Instant::now();
+            let v = call(
+                "POST",
+                "/v1/instances",
+                Some(&json!({"name": name, "tcp": true, "ek_cert": ek})),
+            )?;
+            let mut ctrl = UnixStream::connect(v["ctrl_socket"].as_str().unwrap_or(""))?;
+            ctrl_init(&mut ctrl)?;
+            let mut data = TcpStream::connect(v["data_tcp"].as_str().unwrap_or(""))?;
+            data.set_nodelay(true)?;
+            first_commands(&mut data)?;
+            if ek { &mut ours_ek } else { &mut ours }.push(t.elapsed());
+        }
+    }
+    let mut theirs = Vec::new();
+    for _ in 0..a.starts {
+        let d = tempfile::tempdir()?;
+        let ctrl_path = d.path().join("ctrl.sock");
+        let data_path = d.path().join("data.sock");
+        let t = Instant::now();
+        let mut child = Command::new(&a.swtpm)
+            .args(["socket", "--tpm2", "--ctrl"])
+            .arg(format!("type=unixio,path={}", ctrl_path.display()))
+            .arg("--server")
+            .arg(format!("type=unixio,path={}", data_path.display()))
+            .arg("--tpmstate")
+            .arg(format!("dir={}", d.path().display()))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut ctrl = wait_for_socket(&ctrl_path, &mut child)?;
+        let child = Kill(child);
+        ctrl_init(&mut ctrl)?;
+        let mut data = UnixStream::connect(&data_path)?;
+        first_commands(&mut data)?;
+        theirs.push(t.elapsed());
+        drop(child);
+    }
+    let rss_after_all = rss_kib(pid)?;
+    drop(host);
+
+    let ours_ms = median_ms(ours);
+    let ours_ek_ms = median_ms(ours_ek);
+    let theirs_ms = median_ms(theirs);
+    let mem_ratio = sw_rss as f64 / per.max(f64::MIN_POSITIVE);
+    let start_ratio = theirs_ms / ours_ms;
+    println!(
+        "swtpm: {} socket --tpm2 --ctrl type=unixio,... --tpmstate dir=...",
+        a.swtpm.display()
+    );
+    println!();
+    println!("memory (VmRSS)");
+    println!("  host, empty                    {before:>9} KiB");
+    println!(
+        "  host, {:>5} idle instances     {after:>9} KiB   (created in {:.0} ms)",
+        a.instances,
+        create_all.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  per idle instance              {per:>9.1} KiB   target <= {TARGET_KIB_PER_INSTANCE} KiB"
+    );
+    println!("  one idle swtpm process         {sw_rss:>9} KiB   ({mem_ratio:.1}x an instance)");
+    println!();
+    println!(
+        "create -> first answer (CMD_INIT, TPM2_Startup, TPM2_GetRandom), median of {}",
+        a.starts
+    );
+    println!("  host instance, no EK           {ours_ms:>9.2} ms");
+    println!("  host instance, EK certificates {ours_ek_ms:>9.2} ms   (RSA-2048 + P-256 EKs derived and certified at create)");
+    println!("  swtpm process start            {theirs_ms:>9.2} ms   ({start_ratio:.1}x the bare instance; target >= {TARGET_START_RATIO}x)");
+    println!("  host VmRSS at the end          {rss_after_all:>9} KiB");
+    let ok = per <= TARGET_KIB_PER_INSTANCE && start_ratio >= TARGET_START_RATIO;
+    println!();
+    println!("targets: {}", if ok { "met" } else { "NOT met" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

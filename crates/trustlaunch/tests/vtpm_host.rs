@@ -1,0 +1,332 @@
+//! `trustlaunch vtpm host` and `vtpm create|delete|list|show`: instances created through the
+//! CLI, driven over their swtpm control sockets (Unix, CMD_INIT) and TCP data channels with
+//! raw TPM commands; isolation, socket modes, restart, and the API's errors.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_trustlaunch");
+
+struct Host(Child);
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Host {
+    /// Stop with SIGTERM (instances save their state) and wait.
+    fn terminate(mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the host did not stop on SIGTERM");
+    }
+}
+
+fn start_host(dir: &Path) -> Host {
+    let child = Command::new(EXE)
+        .args(["vtpm", "host", "--no-ek-cert", "--log-level", "0", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the host");
+    let sock = dir.join("host.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the host never opened {}",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Host(child)
+}
+
+fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(EXE)
+        .arg("vtpm")
+        .args(args)
+        .arg("--host-dir")
+        .arg(dir)
+        .output()
+        .expect("run the CLI")
+}
+
+fn cli_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    let out = cli(dir, &a);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// One raw API request; the status and the body.
+fn api(dir: &Path, raw: &[u8]) -> (u16, serde_json::Value) {
+    let mut s = UnixStream::connect(dir.join("host.sock")).expect("API socket");
+    let _ = s.write_all(raw); // the host may answer (413, 431) before reading it all
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (
+        status,
+        serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn post(dir: &Path, body: &str) -> (u16, serde_json::Value) {
+    let req = format!(
+        "POST /v1/instances HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    api(dir, req.as_bytes())
+}
+
+struct Tpm {
+    data: TcpStream,
+}
+
+impl Tpm {
+    /// CMD_INIT over the instance's control socket, then TPM2_Startup(CLEAR) over TCP.
+    fn connect(v: &serde_json::Value) -> Tpm {
+        let mut ctrl =
+            UnixStream::connect(v["ctrl_socket"].as_str().expect("ctrl_socket")).expect("ctrl");
+        ctrl.write_all(&[0, 0, 0, 2, 0, 0, 0, 0]).expect("CMD_INIT");
+        let mut r = [0u8; 4];
+        ctrl.read_exact(&mut r).expect("CMD_INIT answer");
+        assert_eq!(r, [0; 4]);
+        let data = TcpStream::connect(v["data_tcp"].as_str().expect("data_tcp")).expect("data");
+        data.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut t = Tpm { data };
+        let rc = t.rc(&[0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, 0]);
+        assert!(rc == 0 || rc == 0x100, "Startup rc {rc:#x}");
+        t
+    }
+
+    fn transact(&mut self, cmd: &[u8]) -> Vec<u8> {
+        self.data.write_all(cmd).expect("send");
+        let mut head = [0u8; 10];
+        self.data.read_exact(&mut head).expect("response header");
+        let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        let mut r = head.to_vec();
+        r.resize(size, 0);
+        self.data.read_exact(&mut r[10..]).expect("response body");
+        r
+    }
+
+    fn rc(&mut self, cmd: &[u8]) -> u32 {
+        let r = self.transact(cmd);
+        u32::from_be_bytes([r[6], r[7], r[8], r[9]])
+    }
+
+    fn extend_pcr16(&mut self, digest: [u8; 32]) {
+        let mut c = vec![0x80, 0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x82, 0, 0, 0, 16];
+        c.extend_from_slice(&9u32.to_be_bytes());
+        c.extend_from_slice(&[0x40, 0, 0, 9, 0, 0, 0, 0, 0]);
+        c.extend_from_slice(&[0, 0, 0, 1, 0, 0x0b]);
+        c.extend_from_slice(&digest);
+        let n = c.len() as u32;
+        c[2..6].copy_from_slice(&n.to_be_bytes());
+        assert_eq!(self.rc(&c), 0, "PCR_Extend");
+    }
+
+    fn read_pcr16(&mut self) -> Vec<u8> {
+        let c = [
+            0x80, 0x01, 0, 0, 0, 0x14, 0, 0, 0x01, 0x7e, 0, 0, 0, 1, 0, 0x0b, 3, 0, 0, 1,
+        ];
+        let r = self.transact(&c);
+        assert_eq!(&r[6..10], &[0, 0, 0, 0], "PCR_Read");
+        r[30..62].to_vec()
+    }
+
+    fn get_random(&mut self) -> u32 {
+        self.rc(&[0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 8])
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+fn dir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path().join("host");
+    (t, d)
+}
+
+#[test]
+fn instances_are_isolated_listed_deleted_and_restored() {
+    let (_t, d) = dir();
+    let host = start_host(&d);
+    assert_eq!(mode(&d.join("host.sock")), 0o600);
+    let a = cli_json(&d, &["create", "vm-a", "--tcp"]);
+    let b = cli_json(&d, &["create", "vm-b", "--tcp"]);
+    for v in [&a, &b] {
+        for k in [
+            "name",
+            "state_dir",
+            "ctrl_socket",
+            "data_tcp",
+            "serving",
+            "running",
+            "locality",
+            "established",
+            "ek_cert",
+            "host_pid",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {v}");
+        }
+        assert_eq!(
+            mode(Path::new(v["ctrl_socket"].as_str().expect("ctrl"))),
+            0o600
+        );
+        assert_eq!(v["host_pid"].as_u64(), Some(u64::from(host.0.id())));
+        assert_eq!(v["serving"], true);
+        assert_eq!(v["running"], false);
+    }
+    assert_ne!(a["state_dir"], b["state_dir"]);
+
+    let mut ta = Tpm::connect(&a);
+    let mut tb = Tpm::connect(&b);
+    let b0 = tb.read_pcr16();
+    ta.extend_pcr16([0x11; 32]);
+    assert_ne!(ta.read_pcr16(), b0, "the extend reached instance A");
+    assert_eq!(tb.read_pcr16(), b0, "instance B saw A's extend");
+
+    // Garbage and an oversized command to A: B keeps answering.
+    let mut raw = TcpStream::connect(a["data_tcp"].as_str().expect("tcp")).expect("connect");
+    raw.write_all(&[0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0x7b])
+        .expect("oversized");
+    let mut junk = TcpStream::connect(a["data_tcp"].as_str().expect("tcp")).expect("connect");
+    let _ = junk.write_all(&[0xde; 4096]);
+    assert_eq!(tb.get_random(), 0);
+    assert_eq!(tb.read_pcr16(), b0);
+    // A itself still answers on its good connection.
+    assert_eq!(ta.get_random(), 0);
+
+    let show = cli_json(&d, &["show", "vm-a"]);
+    assert_eq!(show["running"], true);
+    assert_eq!(show["name"], "vm-a");
+    let list = cli_json(&d, &["list"]);
+    let names: Vec<&str> = list["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["vm-a", "vm-b"]);
+
+    let a_pcr = ta.read_pcr16();
+    drop((ta, tb, raw, junk));
+    host.terminate();
+
+    // Restart: both come back, with A's NV state (PCRs reset, as after a reboot).
+    let host = start_host(&d);
+    let list = cli_json(&d, &["list"]);
+    assert_eq!(list["instances"].as_array().map(Vec::len), Some(2));
+    let a2 = cli_json(&d, &["show", "vm-a"]);
+    let mut ta = Tpm::connect(&a2);
+    assert_eq!(ta.get_random(), 0);
+    assert_ne!(ta.read_pcr16(), a_pcr, "PCRs reset at Startup(CLEAR)");
+
+    // Delete one: gone from the list and from disk; the other still serves.
+    let out = cli(&d, &["delete", "vm-b"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.join("instances/vm-b").exists());
+    let list = cli_json(&d, &["list"]);
+    assert_eq!(list["instances"].as_array().map(Vec::len), Some(1));
+    assert_eq!(ta.get_random(), 0);
+    drop(host);
+}
+
+#[test]
+fn api_errors() {
+    let (_t, d) = dir();
+    let out = cli(&d, &["list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("trustlaunch vtpm host"), "{err}");
+
+    let _host = start_host(&d);
+    for bad in ["Bad", "-x", "", "a_b", &"a".repeat(64)] {
+        let (status, v) = post(&d, &format!("{{\"name\":\"{bad}\"}}"));
+        assert_eq!(status, 400, "{bad:?}: {v}");
+        assert!(v["error"]
+            .as_str()
+            .expect("message")
+            .contains("invalid instance name"));
+    }
+    let out = cli(&d, &["create", "Bad"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("400"));
+
+    let (status, _) = post(&d, "{\"name\":\"one\"}");
+    assert_eq!(status, 201);
+    let (status, v) = post(&d, "{\"name\":\"one\"}");
+    assert_eq!(status, 409, "{v}");
+    assert!(v["error"]
+        .as_str()
+        .expect("message")
+        .contains("already exists"));
+
+    let (status, v) = api(&d, b"GET /v1/instances/nope HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 404, "{v}");
+    let (status, _) = api(&d, b"DELETE /v1/instances/nope HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 404);
+    let out = cli(&d, &["show", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+
+    let (status, v) = post(&d, "{\"name\":\"x\",\"bogus\":1}");
+    assert_eq!(status, 400);
+    assert!(v["error"]
+        .as_str()
+        .expect("message")
+        .contains("unknown field"));
+    let (status, _) = post(&d, "not json");
+    assert_eq!(status, 400);
+    let (status, _) = post(&d, "{\"name\":\"y\",\"ek_cert\":true}");
+    assert_eq!(status, 400, "no CA on this host");
+    let big = format!("{{\"name\":\"{}\"}}", "a".repeat(8000));
+    let (status, _) = post(&d, &big);
+    assert_eq!(status, 413);
+    let mut head = b"GET /v1/instances HTTP/1.1\r\nX: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 9000));
+    head.extend_from_slice(b"\r\n\r\n");
+    let (status, _) = api(&d, &head);
+    assert_eq!(status, 431);
+    let (status, _) = api(&d, b"PUT /v1/instances HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 405);
+    let (status, _) = api(&d, b"garbage\r\n\r\n");
+    assert_eq!(status, 400);
+    // The host still serves.
+    let (status, v) = api(&d, b"GET /v1/instances HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(v["instances"].as_array().map(Vec::len), Some(1));
+}

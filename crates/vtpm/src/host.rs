@@ -1,0 +1,714 @@
+//! One process serving many vTPMs: the instance registry behind `trustlaunch vtpm host`.
+//!
+//! Each instance is an [`Instance`] with its own state directory
+//! (`DIR/instances/NAME/state`) and its own swtpm control socket
+//! (`DIR/instances/NAME/ctrl.sock`, mode 0600: what QEMU's `-chardev socket,path=…`
+//! plus `-tpmdev emulator` connects to; the data channel arrives with CMD_SET_DATAFD),
+//! optionally with a TCP data channel on 127.0.0.1. Every instance is served by
+//! [`crate::swtpm::serve`] on its own thread with its own [`StopHandle`]: instances share
+//! no state, and a failure (an engine panic answers TPM_RC_FAILURE) stays in its instance.
+//!
+//! # Management API
+//!
+//! HTTP/1.1 over the Unix socket `DIR/host.sock` (mode 0600), one request per connection
+//! (`Connection: close`), JSON bodies. Requests: headers at most 8 KiB (431), bodies at most
+//! 4 KiB (413), `Content-Length` only (chunked bodies: 501), complete within 5 s (408).
+//!
+//! | Request                      | Success                | Errors                  |
+//! |------------------------------|------------------------|-------------------------|
+//! | `GET /v1/host`               | 200 host               |                         |
+//! | `GET /v1/instances`          | 200 `{"instances":[…]}`|                         |
+//! | `POST /v1/instances`         | 201 instance           | 400, 409, 500           |
+//! | `GET /v1/instances/NAME`     | 200 instance           | 400, 404                |
+//! | `DELETE /v1/instances/NAME`  | 200 `{"deleted":NAME}` | 400, 404, 500           |
+//!
+//! The create body is `{"name": NAME, "tcp": bool, "ek_cert": bool}` (`tcp` defaults to
+//! false, `ek_cert` to the host's default); unknown fields are refused. NAME matches
+//! `[a-z0-9][a-z0-9-]{0,62}`. An instance is `{"name", "state_dir", "ctrl_socket",
+//! "data_tcp" (address or null), "serving", "running", "locality", "established",
+//! "ek_cert", "host_pid"}`. Errors are `{"error": MESSAGE}`.
+
+use crate::instance::{Endorsement, Instance};
+use crate::log::Log;
+use crate::net::{accept_loop, Endpoint, Listener, StopHandle, Stream};
+use crate::state::StateDir;
+use crate::swtpm::{self, SocketConfig};
+use crate::ManufacturerCa;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The API socket's file name in the host directory.
+pub const API_SOCKET: &str = "host.sock";
+/// Largest request head (request line and headers).
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Largest request body.
+pub const MAX_BODY: usize = 4 * 1024;
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Stack of an idle instance's accept thread (it only polls and accepts).
+const INSTANCE_STACK: usize = 256 * 1024;
+
+/// Whether `name` is a valid instance name: `[a-z0-9][a-z0-9-]{0,62}`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// An API error: an HTTP status and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+fn err(status: u16, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+    }
+}
+
+fn bad_name(name: &str) -> ApiError {
+    err(
+        400,
+        format!(
+            "invalid instance name {name:?}: use 1 to 63 characters a-z, 0-9 and '-', \
+             starting with a letter or digit"
+        ),
+    )
+}
+
+/// How instances are created.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Also serve the data channel on TCP 127.0.0.1 (an ephemeral port).
+    pub tcp: bool,
+    /// Provision EKs and EK certificates (`None`: the host's default).
+    pub ek_cert: Option<bool>,
+}
+
+struct Running {
+    instance: Arc<Instance>,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+    ctrl: PathBuf,
+    tcp: Option<SocketAddr>,
+    ek_cert: bool,
+}
+
+/// The registry of a host's instances.
+pub struct Host {
+    dir: PathBuf,
+    ca_dir: Option<PathBuf>,
+    ca: Mutex<Option<Arc<ManufacturerCa>>>,
+    instances: Mutex<BTreeMap<String, Running>>,
+    creating: Mutex<BTreeSet<String>>,
+    log: Log,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("dir", &self.dir).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Host {
+    /// A host over `dir` (created 0700 if missing). `ca_dir`: EK certificates for new
+    /// instances from the manufacturer CA kept there (`None`: bare TPMs by default).
+    pub fn new(dir: &Path, ca_dir: Option<PathBuf>, log: Log) -> io::Result<Arc<Host>> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join("instances"))?;
+        Ok(Arc::new(Host {
+            dir: dir.to_path_buf(),
+            ca_dir,
+            ca: Mutex::new(None),
+            instances: Mutex::new(BTreeMap::new()),
+            creating: Mutex::new(BTreeSet::new()),
+            log,
+        }))
+    }
+
+    /// The host directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn instance_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("instances").join(name)
+    }
+
+    /// Start every instance found in the host directory; returns how many started.
+    /// Instances that fail to start are logged and left on disk.
+    pub fn restore(self: &Arc<Self>) -> usize {
+        let Ok(entries) = fs::read_dir(self.dir.join("instances")) else {
+            return 0;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| valid_name(n))
+            .collect();
+        names.sort();
+        let mut n = 0;
+        for name in names {
+            let d = self.instance_dir(&name);
+            if !d.join("state").is_dir() {
+                continue;
+            }
+            let cfg: Value = fs::read(d.join("instance.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            let opts = CreateOptions {
+                tcp: cfg["tcp"].as_bool().unwrap_or(false),
+                ek_cert: Some(cfg["ek_cert"].as_bool().unwrap_or(false)),
+            };
+            let port = cfg["tcp_port"].as_u64().and_then(|p| u16::try_from(p).ok());
+            match self.start(&name, &opts, port) {
+                Ok(_) => n += 1,
+                Err(e) => self
+                    .log
+                    .error(format_args!("instance {name}: not restored: {}", e.message)),
+            }
+        }
+        n
+    }
+
+    fn endorsement(&self, ek_cert: bool) -> Result<Endorsement, ApiError> {
+        if !ek_cert {
+            return Ok(Endorsement::None);
+        }
+        let Some(dir) = &self.ca_dir else {
+            return Err(err(
+                400,
+                "this host has no manufacturer CA (started with --no-ek-cert): \
+                 create with \"ek_cert\": false",
+            ));
+        };
+        let mut ca = lock(&self.ca);
+        if let Some(ca) = &*ca {
+            return Ok(Endorsement::Ca(Arc::clone(ca)));
+        }
+        let loaded = Arc::new(
+            ManufacturerCa::load_or_create(dir)
+                .map_err(|e| err(500, format!("manufacturer CA in {}: {e}", dir.display())))?,
+        );
+        *ca = Some(Arc::clone(&loaded));
+        Ok(Endorsement::Ca(loaded))
+    }
+
+    /// Create and start a new instance.
+    pub fn create(self: &Arc<Self>, name: &str, opts: &CreateOptions) -> Result<Value, ApiError> {
+        if !valid_name(name) {
+            return Err(bad_name(name));
+        }
+        {
+            let instances = lock(&self.instances);
+            let mut creating = lock(&self.creating);
+            if instances.contains_key(name)
+                || creating.contains(name)
+                || self.instance_dir(name).exists()
+            {
+                return Err(err(409, format!("instance {name} already exists")));
+            }
+            creating.insert(name.to_string());
+        }
+        let result = fs::DirBuilder::new()
+            .mode(0o700)
+            .create(self.instance_dir(name))
+            .map_err(|e| {
+                err(
+                    500,
+                    format!("cannot create {}: {e}", self.instance_dir(name).display()),
+                )
+            })
+            .and_then(|()| self.start(name, opts, None));
+        if result.is_err() {
+            let _ = fs::remove_dir_all(self.instance_dir(name));
+        }
+        lock(&self.creating).remove(name);
+        result
+    }
+
+    /// Open (or manufacture) the instance's TPM, bind its sockets and serve it.
+    fn start(
+        self: &Arc<Self>,
+        name: &str,
+        opts: &CreateOptions,
+        port: Option<u16>,
+    ) -> Result<Value, ApiError> {
+        let d = self.instance_dir(name);
+        let ek_cert = opts.ek_cert.unwrap_or(self.ca_dir.is_some());
+        let endorsement = self.endorsement(ek_cert)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d.join("state"))
+            .map_err(|e| err(500, format!("instance {name}: {e}")))?;
+        let state = StateDir::open(d.join("state"))
+            .map_err(|e| err(500, format!("instance {name}: {e}")))?;
+        let log = self.log.clone();
+        let instance = Arc::new(
+            Instance::open_with(state, log, &endorsement)
+                .map_err(|e| err(500, format!("instance {name}: {e}")))?,
+        );
+        let ctrl_path = d.join("ctrl.sock");
+        let ctrl = Listener::bind(&Endpoint::Unix {
+            path: ctrl_path.clone(),
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+        })
+        .map_err(|e| {
+            err(
+                500,
+                format!("instance {name}: cannot bind {}: {e}", ctrl_path.display()),
+            )
+        })?;
+        let (data, tcp) = if opts.tcp {
+            let bound = port
+                .and_then(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).ok())
+                .map_or_else(|| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)), Ok)
+                .map_err(|e| err(500, format!("instance {name}: cannot bind TCP: {e}")))?;
+            let addr = bound.local_addr().ok();
+            (Some(Listener::from_tcp(bound)), addr)
+        } else {
+            (None, None)
+        };
+        let cfg = json!({"tcp": opts.tcp, "tcp_port": tcp.map(|a| a.port()), "ek_cert": ek_cert});
+        fs::write(d.join("instance.json"), cfg.to_string())
+            .map_err(|e| err(500, format!("instance {name}: {e}")))?;
+        let stop = StopHandle::new().map_err(|e| err(500, format!("instance {name}: {e}")))?;
+        let mut config = SocketConfig::new(data, Some(ctrl));
+        config.max_connections = 16;
+        let thread = {
+            let instance = Arc::clone(&instance);
+            let stop = stop.clone();
+            let log = self.log.clone();
+            let label = name.to_string();
+            std::thread::Builder::new()
+                .name(format!("vtpm-{name}"))
+                .stack_size(INSTANCE_STACK)
+                .spawn(move || {
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        swtpm::serve(instance, config, stop)
+                    })) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => log.error(format_args!("instance {label}: {e}")),
+                        Err(_) => log.error(format_args!("instance {label}: server panicked")),
+                    }
+                })
+                .map_err(|e| err(500, format!("instance {name}: cannot start a thread: {e}")))?
+        };
+        let running = Running {
+            instance,
+            stop,
+            thread: Some(thread),
+            ctrl: ctrl_path,
+            tcp,
+            ek_cert,
+        };
+        let shown = self.describe(name, &running);
+        lock(&self.instances).insert(name.to_string(), running);
+        self.log.info(format_args!("instance {name} started"));
+        Ok(shown)
+    }
+
+    fn describe(&self, name: &str, r: &Running) -> Value {
+        json!({
+            "name": name,
+            "state_dir": self.instance_dir(name).join("state"),
+            "ctrl_socket": r.ctrl,
+            "data_tcp": r.tcp.map(|a| a.to_string()),
+            "serving": r.thread.as_ref().is_some_and(|t| !t.is_finished()),
+            "running": r.instance.is_running(),
+            "locality": r.instance.locality(),
+            "established": r.instance.established(),
+            "ek_cert": r.ek_cert,
+            "host_pid": std::process::id(),
+        })
+    }
+
+    /// One instance's description.
+    pub fn show(&self, name: &str) -> Result<Value, ApiError> {
+        if !valid_name(name) {
+            return Err(bad_name(name));
+        }
+        let instances = lock(&self.instances);
+        let r = instances
+            .get(name)
+            .ok_or_else(|| err(404, format!("no instance named {name}")))?;
+        Ok(self.describe(name, r))
+    }
+
+    /// All instances, by name.
+    pub fn list(&self) -> Value {
+        let instances = lock(&self.instances);
+        let all: Vec<Value> = instances.iter().map(|(n, r)| self.describe(n, r)).collect();
+        json!({ "instances": all })
+    }
+
+    /// Stop an instance and remove its directory (state included).
+    pub fn delete(&self, name: &str) -> Result<Value, ApiError> {
+        if !valid_name(name) {
+            return Err(bad_name(name));
+        }
+        let r = lock(&self.instances)
+            .remove(name)
+            .ok_or_else(|| err(404, format!("no instance named {name}")))?;
+        stop_instance(r);
+        let d = self.instance_dir(name);
+        fs::remove_dir_all(&d).map_err(|e| {
+            err(
+                500,
+                format!("instance {name} stopped, but {}: {e}", d.display()),
+            )
+        })?;
+        self.log.info(format_args!("instance {name} deleted"));
+        Ok(json!({ "deleted": name }))
+    }
+
+    /// Stop every instance (each saves its state).
+    pub fn stop_all(&self) {
+        let all = std::mem::take(&mut *lock(&self.instances));
+        for r in all.values() {
+            r.stop.stop();
+        }
+        for (_, r) in all {
+            stop_instance(r);
+        }
+    }
+
+    fn host_info(&self) -> Value {
+        json!({
+            "pid": std::process::id(),
+            "dir": self.dir,
+            "instances": lock(&self.instances).len(),
+            "ek_cert_default": self.ca_dir.is_some(),
+        })
+    }
+
+    /// Serve the management API on `listener` until `stop` fires; one thread per request.
+    pub fn serve_api(self: &Arc<Self>, listener: &Listener, stop: &StopHandle) -> io::Result<()> {
+        accept_loop(&[listener], stop, &self.log, |_, stream| {
+            let host = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name("vtpm-host-api".into())
+                .spawn(move || host.handle_connection(stream));
+            if let Err(e) = spawned {
+                self.log
+                    .error(format_args!("API: cannot start a thread: {e}"));
+            }
+        })
+    }
+
+    fn handle_connection(self: &Arc<Self>, mut s: Stream) {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(REQUEST_DEADLINE));
+        let _ = s.set_write_timeout(Some(REQUEST_DEADLINE));
+        let (status, body) = match read_request(&mut s) {
+            Ok(req) => match self.route(&req) {
+                Ok((status, v)) => (status, v),
+                Err(e) => (e.status, json!({ "error": e.message })),
+            },
+            Err(e) => {
+                // Unread input makes the close a reset that can destroy the answer before
+                // the client reads it: discard what is pending (bounded), then answer.
+                let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+                let mut sink = [0u8; 4096];
+                let mut left = 256 * 1024usize;
+                while left > 0 {
+                    match s.read(&mut sink) {
+                        Ok(n) if n > 0 => left = left.saturating_sub(n),
+                        _ => break,
+                    }
+                }
+                (e.status, json!({ "error": e.message }))
+            }
+        };
+        let body = format!("{body}\n");
+        let reason = reason(status);
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(body.as_bytes());
+        let _ = s.flush();
+        s.shutdown();
+    }
+
+    fn route(self: &Arc<Self>, req: &Request) -> Result<(u16, Value), ApiError> {
+        let path = req.path.split('?').next().unwrap_or("");
+        let method = req.method.as_str();
+        match path {
+            "/v1/host" => match method {
+                "GET" => Ok((200, self.host_info())),
+                _ => Err(err(405, format!("{method} {path}: use GET"))),
+            },
+            "/v1/instances" | "/v1/instances/" => match method {
+                "GET" => Ok((200, self.list())),
+                "POST" => {
+                    let (name, opts) = parse_create(&req.body)?;
+                    self.create(&name, &opts).map(|v| (201, v))
+                }
+                _ => Err(err(405, format!("{method} {path}: use GET or POST"))),
+            },
+            _ => {
+                let Some(name) = path.strip_prefix("/v1/instances/") else {
+                    return Err(err(404, format!("no such resource: {path}")));
+                };
+                match method {
+                    "GET" => self.show(name).map(|v| (200, v)),
+                    "DELETE" => self.delete(name).map(|v| (200, v)),
+                    _ => Err(err(405, format!("{method} {path}: use GET or DELETE"))),
+                }
+            }
+        }
+    }
+}
+
+fn stop_instance(mut r: Running) {
+    r.stop.stop();
+    if let Some(t) = r.thread.take() {
+        let _ = t.join();
+    }
+}
+
+fn parse_create(body: &[u8]) -> Result<(String, CreateOptions), ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| err(400, format!("the request body is not valid JSON: {e}")))?;
+    let Some(obj) = v.as_object() else {
+        return Err(err(400, "the request body must be a JSON object"));
+    };
+    for k in obj.keys() {
+        if !matches!(k.as_str(), "name" | "tcp" | "ek_cert") {
+            return Err(err(
+                400,
+                format!("unknown field {k:?} (fields: name, tcp, ek_cert)"),
+            ));
+        }
+    }
+    let name = match obj.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(err(400, "\"name\" must be a string")),
+        None => return Err(err(400, "missing field \"name\"")),
+    };
+    let flag = |k: &str| -> Result<Option<bool>, ApiError> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(err(400, format!("{k:?} must be true or false"))),
+        }
+    };
+    Ok((
+        name,
+        CreateOptions {
+            tcp: flag("tcp")?.unwrap_or(false),
+            ek_cert: flag("ek_cert")?,
+        },
+    ))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+fn read_request(s: &mut impl Read) -> Result<Request, ApiError> {
+    let started = Instant::now();
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(err(
+                431,
+                format!("request head larger than {MAX_HEAD} bytes"),
+            ));
+        }
+        if started.elapsed() > REQUEST_DEADLINE {
+            return Err(err(408, "request not complete in time"));
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => {
+                return Err(err(
+                    400,
+                    "connection closed before the end of the request head",
+                ))
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(err(408, "request not complete in time")),
+        }
+    };
+    if head_end > MAX_HEAD {
+        return Err(err(
+            431,
+            format!("request head larger than {MAX_HEAD} bytes"),
+        ));
+    }
+    let head =
+        std::str::from_utf8(&buf[..head_end]).map_err(|_| err(400, "request head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let line = lines.next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let (Some(method), Some(path), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(err(400, format!("malformed request line {line:?}")));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(err(
+            400,
+            format!("unsupported protocol {version:?}: use HTTP/1.1"),
+        ));
+    }
+    let mut length: Option<usize> = None;
+    for h in lines {
+        let Some((k, v)) = h.split_once(':') else {
+            return Err(err(400, format!("malformed header {h:?}")));
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                v.parse()
+                    .map_err(|_| err(400, format!("bad Content-Length {v:?}")))?,
+            );
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(err(
+                501,
+                "Transfer-Encoding is not supported: send Content-Length",
+            ));
+        }
+    }
+    let length = length.unwrap_or(0);
+    if length > MAX_BODY {
+        return Err(err(
+            413,
+            format!("request body of {length} bytes: at most {MAX_BODY}"),
+        ));
+    }
+    if method == "POST" && length == 0 {
+        return Err(err(411, "POST needs a JSON body with Content-Length"));
+    }
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        if started.elapsed() > REQUEST_DEADLINE {
+            return Err(err(408, "request body not complete in time"));
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(err(400, "connection closed before the end of the body")),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(err(408, "request body not complete in time")),
+        }
+    }
+    body.truncate(length);
+    Ok(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        body,
+    })
+}
+
+/// Bind the API socket (`DIR/host.sock`, mode 0600). Refused if a host already answers
+/// there.
+pub fn bind_api(dir: &Path) -> io::Result<Listener> {
+    let path = dir.join(API_SOCKET);
+    if UnixStream::connect(&path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("a vTPM host is already serving {}", path.display()),
+        ));
+    }
+    let l = Listener::bind(&Endpoint::Unix {
+        path: path.clone(),
+        mode: Some(0o600),
+        uid: None,
+        gid: None,
+    })?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Raise the soft open-file limit to the hard limit (each instance holds a few descriptors).
+pub fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+}
+
+/// A client of the management API: one request, the status and the JSON answer.
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> io::Result<(u16, Value)> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other("malformed answer from the vTPM host"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed status line from the vTPM host"))?;
+    let v = serde_json::from_str(rest.trim()).unwrap_or(Value::Null);
+    Ok((status, v))
+}
