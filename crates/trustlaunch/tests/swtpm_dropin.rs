@@ -874,7 +874,7 @@ fn unsupported_options_are_refused_clearly() {
                 "--key",
                 "file=/k,mode=aes-256-cbc,format=hex,remove=false",
             ],
-            "--key: encrypting the TPM state is not supported",
+            "mode=aes-256-cbc is not supported: CBC gives no integrity protection",
         ),
         (
             &["socket", "--tpmstate", &d, "--ctrl", "type=tcp,port=1"],

@@ -181,6 +181,16 @@ impl Instance {
         };
         if fresh {
             dir.store(&tpm.permanent_state())?;
+        } else if dir.needs_encryption()? {
+            // A plaintext state opened with a key is encrypted at once, twice so that
+            // the previous copy (`.prev`) is no longer the plaintext either.
+            let permanent = tpm.permanent_state();
+            dir.store(&permanent)?;
+            dir.store(&permanent)?;
+            log.info(format_args!(
+                "state file {} was not encrypted: encrypted it with the key given",
+                dir.state_file().display()
+            ));
         }
         let saved_generation = tpm.nv_generation();
         Ok(Instance {

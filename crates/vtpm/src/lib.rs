@@ -12,6 +12,7 @@
 //! - [`provision`]: `swtpm_setup`'s job: a new state directory with EK certificates,
 //!   persistent EKs and the PCR banks asked for.
 //! - [`stateblob`]: state blobs for snapshots and migration (permanent, volatile).
+//! - [`key`]: keys for encrypting the state at rest ([`key::KeyProvider`], the host key file).
 //!
 //! Servers run on the calling thread over listeners bound beforehand, and return when
 //! their [`StopHandle`] is triggered; each connection gets its own thread.
@@ -22,6 +23,7 @@ pub mod ca;
 pub mod endorsement;
 pub mod host;
 pub mod instance;
+pub mod key;
 pub mod log;
 pub mod mssim;
 mod net;

@@ -110,9 +110,8 @@ pub struct SocketArgs {
     /// Accepted only for the user the server already runs as (it never changes user).
     #[arg(short = 'r', long, value_name = "USER")]
     runas: Option<String>,
-    /// Not supported: state encryption (state files and blobs are not encrypted).
-    #[arg(long, value_name = "OPTIONS")]
-    key: Option<String>,
+    #[command(flatten)]
+    state: StateKeyArgs,
     /// Not supported: state blob encryption for migration.
     #[arg(long, value_name = "OPTIONS")]
     migration_key: Option<String>,
@@ -170,7 +169,84 @@ pub struct MssimArgs {
     #[arg(long, value_name = "OPTIONS")]
     log: Option<String>,
     #[command(flatten)]
+    state: StateKeyArgs,
+    #[command(flatten)]
     endorsement: EndorsementArgs,
+}
+
+/// Encryption of the state at rest, and recovery from a state file that does not load.
+#[derive(Debug, Args)]
+pub struct StateKeyArgs {
+    /// Encrypt the state at rest (AES-256-GCM, integrity-protected):
+    /// file=PATH[,format=hex|binary][,mode=aes-256-gcm][,remove=true|false]. PATH holds
+    /// the 256-bit key as 32 raw bytes or 64 hex digits and must be mode 0600 or
+    /// stricter. An encrypted state does not start without its key. The state blobs
+    /// of snapshots and migration are not encrypted.
+    #[arg(long, value_name = "OPTIONS")]
+    key: Option<String>,
+    /// With --key: accept an existing plaintext state and encrypt it at once (without
+    /// this, a plaintext state under --key is refused, so that a forged plaintext file
+    /// cannot replace an encrypted one).
+    #[arg(long)]
+    encrypt_existing_state: bool,
+    /// Recover from a state file that does not load (corrupt, truncated, or missing):
+    /// move it aside as tpm2-state.bin.bad and start from tpm2-state.bin.prev, the
+    /// state before the last save (NV writes of that last save are lost). Does nothing
+    /// if the state file loads. By hand: stop the server, then
+    /// `mv tpm2-state.bin tpm2-state.bin.bad && cp -p tpm2-state.bin.prev tpm2-state.bin`.
+    #[arg(long)]
+    restore_previous: bool,
+}
+
+impl StateKeyArgs {
+    /// Validate the options without reading the key file.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.encrypt_existing_state && self.key.is_none() {
+            bail!("--encrypt-existing-state needs --key");
+        }
+        if let Some(value) = self.key.as_deref() {
+            vtpm::key::parse_key_option(value)?;
+        }
+        Ok(())
+    }
+
+    /// Validate the options and read the key file.
+    fn key_provider(&self) -> anyhow::Result<Option<vtpm::key::FileKeyProvider>> {
+        self.check()?;
+        let Some(value) = self.key.as_deref() else {
+            return Ok(None);
+        };
+        let opt = vtpm::key::parse_key_option(value)?;
+        Ok(Some(vtpm::key::FileKeyProvider::from_option(&opt)?))
+    }
+
+    /// Open and lock the state directory with the key, restoring `.prev` if asked.
+    fn open(
+        &self,
+        key: Option<&vtpm::key::FileKeyProvider>,
+        tpmstate: &options::TpmStateOption,
+        log: &Log,
+    ) -> anyhow::Result<StateDir> {
+        let mut dir = StateDir::open(&tpmstate.dir)?
+            .with_file_mode(tpmstate.mode)
+            .allow_plaintext_upgrade(self.encrypt_existing_state);
+        if let Some(key) = key {
+            dir = dir.with_key(key)?;
+        }
+        if self.restore_previous {
+            if dir.restore_previous()? {
+                log.warn(format_args!(
+                    "--restore-previous: {} did not load; moved it to {} and restored {}",
+                    dir.state_file().display(),
+                    vtpm::state::BAD_FILE,
+                    dir.prev_file().display()
+                ));
+            } else {
+                log.info("--restore-previous: the state file loads; nothing restored");
+            }
+        }
+        Ok(dir)
+    }
 }
 
 pub fn run(cmd: VtpmCommand) -> anyhow::Result<ExitCode> {
@@ -244,17 +320,14 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
              --server, or --ctrl and pass the data channel with CMD_SET_DATAFD (as QEMU does)"
         );
     }
-    if a.key.is_some() || a.migration_key.is_some() {
+    if a.migration_key.is_some() {
         bail!(
-            "--{}: encrypting the TPM state is not supported (state files and state blobs \
-             are stored and sent unencrypted); remove the option",
-            if a.key.is_some() {
-                "key"
-            } else {
-                "migration-key"
-            }
+            "--migration-key: encrypting state blobs for migration is not supported (state \
+             blobs are sent unencrypted; --key encrypts the state at rest); remove the option"
         );
     }
+    // Checked now; the key file is read after --daemon detaches (remove=true deletes it).
+    a.state.check()?;
     if let Some(user) = &a.runas {
         check_runas(user)?;
     }
@@ -303,6 +376,7 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
         return daemonize();
     }
 
+    let key = a.state.key_provider()?;
     let log = make_log(log_opt.as_ref())?;
     if let Some(action) = seccomp {
         if action != SeccompAction::None {
@@ -311,7 +385,7 @@ fn run_socket(a: SocketArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
+    let dir = a.state.open(key.as_ref(), &tpmstate, &log)?;
     let instance = Arc::new(Instance::open_with(dir, log.clone(), &endorsement)?);
     let data = match &server {
         Some(s) => Some(bind("--server", &s.endpoint)?),
@@ -370,9 +444,10 @@ fn run_mssim(a: MssimArgs) -> anyhow::Result<ExitCode> {
     }
 
     let endorsement = a.endorsement.resolve()?;
+    let key = a.state.key_provider()?;
 
     let log = make_log(log_opt.as_ref())?;
-    let dir = StateDir::open(&tpmstate.dir)?.with_file_mode(tpmstate.mode);
+    let dir = a.state.open(key.as_ref(), &tpmstate, &log)?;
     let instance = Arc::new(Instance::open_with(dir, log.clone(), &endorsement)?);
     let command = bind("--port", &Endpoint::Tcp { addr, port: a.port })?;
     let platform = bind(
