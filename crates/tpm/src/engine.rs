@@ -1051,16 +1051,13 @@ fn frame_response(tag: u16, out_handle: Option<u32>, params: &[u8], auth_area: &
     out
 }
 
-/// A 10-byte error response. TPM_RC_BAD_TAG (e.g. a TPM 1.2 command) is answered with the
-/// TPM 1.2 response tag, as Part 3 section 5.2 requires.
+/// A 10-byte error response, always in TPM 2 format (TPM_ST_NO_SESSIONS). That includes the
+/// answer to a TPM 1.2 command (TPM_RC_BAD_TAG): firmware probes for a TPM 1.2 that way, and
+/// a 1.2 response tag (0x00C4) would make OVMF's TIS driver take the TPM for a TPM 1.2 and
+/// leave it unmeasured; libtpms (swtpm) answers with the TPM 2 tag too.
 pub(crate) fn error_response(rc: Rc) -> Vec<u8> {
-    let tag = if rc == Rc::BAD_TAG {
-        st::RSP_COMMAND
-    } else {
-        st::NO_SESSIONS
-    };
     let mut out = Vec::with_capacity(10);
-    tag.marshal(&mut out);
+    st::NO_SESSIONS.marshal(&mut out);
     10u32.marshal(&mut out);
     rc.0.marshal(&mut out);
     out

@@ -88,17 +88,31 @@ fn extend_params(digests: &[(u16, Vec<u8>)]) -> Vec<u8> {
     p
 }
 
+/// A TPM 1.2 command gets a TPM 2 answer (tag TPM_ST_NO_SESSIONS, TPM_RC_BAD_TAG), before and
+/// after Startup. OVMF's TIS driver probes with 1.2 commands and takes a 1.2-tagged answer for
+/// a TPM 1.2 (regression: with tpm-tis the firmware then measured nothing); swtpm answers
+/// with the TPM 2 tag as well.
 #[test]
-fn tpm12_commands_get_a_tpm2_bad_tag_answer() {
+fn tpm12_commands_get_a_tpm2_format_answer() {
     let mut t = Tpm::manufacture(&[1u8; 32]);
     t.init();
-    // TPM_ORD_GetCapability as OVMF and QEMU probe with it.
-    let probe = [
-        0x00, 0xC1, 0, 0, 0, 0x16, 0, 0, 0, 0x65, 0, 0, 0, 6, 0, 0, 0, 4, 0, 0, 1, 3,
+    // TPM_ORD_GetCapability, and the ordinal OVMF's TIS probe sends (0xF1).
+    let probes: [&[u8]; 2] = [
+        &[
+            0x00, 0xC1, 0, 0, 0, 0x16, 0, 0, 0, 0x65, 0, 0, 0, 6, 0, 0, 0, 4, 0, 0, 1, 3,
+        ],
+        &[0x00, 0xC1, 0, 0, 0, 0x0A, 0, 0, 0, 0xF1],
     ];
+    for probe in probes {
+        assert_eq!(
+            t.execute(0, probe),
+            vec![0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0x1E]
+        );
+    }
+    assert_eq!(rc(&t.execute(0, &cmd(0x144, &[], None, &[0, 0]))), 0);
     assert_eq!(
-        t.execute(0, &probe),
-        vec![0x00, 0xC4, 0, 0, 0, 10, 0, 0, 0, 0x1E]
+        t.execute(0, probes[1]),
+        vec![0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0x1E]
     );
 }
 
