@@ -4,7 +4,8 @@
 # Boots WORKDIR/esp (from lab/build-esp.sh) under OVMF with Secure Boot enforced, Microsoft's
 # keys enrolled (OVMF_CODE_4M.ms.fd read-only, a private copy of OVMF_VARS_4M.ms.fd, q35 with
 # SMM and secure pflash), and the TPM served on CTRL_SOCKET through the swtpm control protocol
-# (QEMU's `-tpmdev emulator` with a `tpm-crb` device). The TPM server must already listen there.
+# (QEMU's `-tpmdev emulator` with a `tpm-crb` device, or `tpm-tis` with TPM_DEVICE=tpm-tis).
+# The TPM server must already listen there.
 #
 # Writes:
 #   OUTPREFIX.log       the serial console: OVMF, shim, grub, the kernel and the lab's /init
@@ -52,7 +53,7 @@ timeout "${BOOT_TIMEOUT:-300}" qemu-system-x86_64 \
     -drive if=pflash,format=raw,unit=0,file="$OVMF/OVMF_CODE_4M.ms.fd",readonly=on \
     -drive if=pflash,format=raw,unit=1,file="$OUT.vars.fd" \
     -chardev socket,id=chrtpm,path="$SOCK" \
-    -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0 \
+    -tpmdev emulator,id=tpm0,chardev=chrtpm -device ${TPM_DEVICE:-tpm-crb},tpmdev=tpm0 \
     -drive file=fat:rw:"$OUT.esp",format=raw,media=disk \
     -display none -monitor none -serial file:"$OUT.log" \
     -no-reboot -net none \

@@ -448,6 +448,13 @@ impl Instance {
         self.lock().locality
     }
 
+    /// Adopt the transport's I/O buffer size (CMD_SET_BUFFERSIZE; 0 queries) and return the
+    /// size in force: the engine refuses larger commands and reports it as its maximum
+    /// command and response size.
+    pub fn set_io_buffer_size(&self, requested: usize) -> usize {
+        self.lock().tpm.set_io_buffer_size(requested)
+    }
+
     /// Select the locality for commands that do not carry one. Returns false (and
     /// changes nothing) if `locality` is above 4.
     pub fn set_locality(&self, locality: u8) -> bool {

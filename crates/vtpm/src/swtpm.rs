@@ -903,10 +903,15 @@ fn handle_ctrl(sh: &Arc<Shared>, req: &[u8], fds: Vec<OwnedFd>) -> (Vec<u8>, Aft
             if requested > 0 && running {
                 return ok(res::BAD_ORDINAL);
             }
-            // The engine's buffers have one fixed size: every request gets it.
-            let size = MAX_COMMAND_SIZE as u32;
+            // As swtpm: the size in force (clamped to what the engine supports), then the
+            // smallest and largest sizes it accepts. QEMU's tpm-crb asks for 3968.
+            let size = sh.instance.set_io_buffer_size(requested as usize) as u32;
             let mut r = result(res::SUCCESS);
-            for v in [size, size, size] {
+            for v in [
+                size,
+                tpm::Tpm::MIN_IO_BUFFER as u32,
+                MAX_COMMAND_SIZE as u32,
+            ] {
                 r.extend_from_slice(&v.to_be_bytes());
             }
             (r, After::Continue)
