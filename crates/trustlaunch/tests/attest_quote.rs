@@ -16,14 +16,16 @@
 use attest::{verify_quote, AkPublic, Error, HashAlg, PcrValues, VerifiedQuote};
 use sha2::Digest;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
 /// Longest any single tool invocation may take (key generation in a debug build included).
+mod ports;
+use ports::{free_port_pair, random_u64};
+
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest a server may take to accept connections after being spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -44,33 +46,6 @@ enum Backend {
     Swtpm,
     /// `trustlaunch vtpm socket`: our engine.
     Ours,
-}
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish()
-}
-
-/// Two consecutive free loopback ports N, N+1, below Linux's ephemeral range.
-fn free_port_pair() -> u16 {
-    loop {
-        let port = 20_000 + 2 * (random_u64() % 6_000) as u16;
-        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
-        let b = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1));
-        if a.is_ok() && b.is_ok() {
-            return port;
-        }
-    }
 }
 
 struct Tpm {

@@ -13,13 +13,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
+
+mod ports;
+use ports::free_port_pair;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trustlaunch");
 /// Longest a server may take to write its pid file (provisioning included).
@@ -28,23 +29,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 const RSA_EK_CERT: &str = "0x01c00002";
 const ECC_EK_CERT: &str = "0x01c0000a";
-
-/// Two consecutive free loopback ports N, N+1, below Linux's ephemeral range.
-fn free_port_pair() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        let port = 26_000 + 2 * (h.finish() % 3_000) as u16;
-        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
-        let b = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1));
-        if a.is_ok() && b.is_ok() {
-            return port;
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Protocol {

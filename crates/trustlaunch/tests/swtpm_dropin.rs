@@ -12,13 +12,15 @@
 use sha2::Digest;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
+
+mod ports;
+use ports::{free_port_pair, random_u64};
 
 const SWTPM: &str = env!("CARGO_BIN_EXE_swtpm");
 const SWTPM_SETUP: &str = env!("CARGO_BIN_EXE_swtpm_setup");
@@ -31,27 +33,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish()
-}
-
-/// Two consecutive free loopback ports N, N+1, below Linux's ephemeral range.
-fn free_port_pair() -> u16 {
-    loop {
-        let port = 20_000 + 2 * (random_u64() % 6_000) as u16;
-        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
-        let b = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1));
-        if a.is_ok() && b.is_ok() {
-            return port;
-        }
-    }
-}
 
 fn tempdir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()

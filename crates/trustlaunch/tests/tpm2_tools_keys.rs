@@ -24,7 +24,7 @@
 use sha2::Digest;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
 /// Longest any single tool invocation may take (RSA key generation in a debug build included).
+mod ports;
+use ports::free_port_pair;
+
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest a server may take to accept connections after being spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -69,35 +72,6 @@ enum Backend {
     SwtpmPeer,
     /// `trustlaunch vtpm socket`: our engine over the swtpm socket protocol.
     Ours,
-}
-
-/// A random number good enough to spread test processes over the port range.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish()
-}
-
-/// Two consecutive free loopback ports N, N+1 (N even), below Linux's ephemeral range so
-/// outgoing connections do not take them.
-fn free_port_pair() -> u16 {
-    loop {
-        let port = 20_000 + 2 * (random_u64() % 6_000) as u16;
-        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
-        let b = TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1));
-        if a.is_ok() && b.is_ok() {
-            return port;
-        }
-    }
 }
 
 /// The output of one finished process.
