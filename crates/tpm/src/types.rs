@@ -367,32 +367,42 @@ impl Unmarshal for TpmsPcrSelection {
     }
 }
 
-/// TPML_PCR_SELECTION (Part 2, 10.9.7): at most HASH_COUNT selections.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct TpmlPcrSelection(pub Vec<TpmsPcrSelection>);
+/// A TPML list: a u32 count, at most `$max`, then that many items.
+macro_rules! tpml {
+    ($(#[$doc:meta])* $name:ident, $item:ty, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Debug, Default)]
+        pub struct $name(pub Vec<$item>);
 
-impl Marshal for TpmlPcrSelection {
-    fn marshal(&self, out: &mut Vec<u8>) {
-        (self.0.len() as u32).marshal(out);
-        for s in &self.0 {
-            s.marshal(out);
+        impl Marshal for $name {
+            fn marshal(&self, out: &mut Vec<u8>) {
+                (self.0.len() as u32).marshal(out);
+                for item in &self.0 {
+                    item.marshal(out);
+                }
+            }
         }
-    }
+
+        impl Unmarshal for $name {
+            fn unmarshal(r: &mut Reader<'_>) -> Result<Self, Rc> {
+                let count = r.u32()? as usize;
+                if count > $max {
+                    return Err(Rc::SIZE);
+                }
+                let mut v = Vec::with_capacity(count);
+                for _ in 0..count {
+                    v.push(<$item>::unmarshal(r)?);
+                }
+                Ok($name(v))
+            }
+        }
+    };
 }
 
-impl Unmarshal for TpmlPcrSelection {
-    fn unmarshal(r: &mut Reader<'_>) -> Result<Self, Rc> {
-        let count = r.u32()?;
-        if count as usize > HASH_COUNT {
-            return Err(Rc::SIZE);
-        }
-        let mut v = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            v.push(TpmsPcrSelection::unmarshal(r)?);
-        }
-        Ok(TpmlPcrSelection(v))
-    }
-}
+tpml!(
+    /// TPML_PCR_SELECTION (Part 2, 10.9.7): at most HASH_COUNT selections.
+    TpmlPcrSelection, TpmsPcrSelection, HASH_COUNT
+);
 
 /// TPMT_HA (Part 2, 10.3.2): a hash algorithm and a digest of exactly its size.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -418,86 +428,20 @@ impl Unmarshal for TpmtHa {
     }
 }
 
-/// TPML_DIGEST_VALUES (Part 2, 10.9.8): at most HASH_COUNT digests.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct TpmlDigestValues(pub Vec<TpmtHa>);
+tpml!(
+    /// TPML_DIGEST_VALUES (Part 2, 10.9.8): at most HASH_COUNT digests.
+    TpmlDigestValues, TpmtHa, HASH_COUNT
+);
 
-impl Marshal for TpmlDigestValues {
-    fn marshal(&self, out: &mut Vec<u8>) {
-        (self.0.len() as u32).marshal(out);
-        for d in &self.0 {
-            d.marshal(out);
-        }
-    }
-}
+tpml!(
+    /// TPML_DIGEST (Part 2, 10.9.3): at most 8 digests.
+    TpmlDigest, Tpm2bDigest, 8
+);
 
-impl Unmarshal for TpmlDigestValues {
-    fn unmarshal(r: &mut Reader<'_>) -> Result<Self, Rc> {
-        let count = r.u32()?;
-        if count as usize > HASH_COUNT {
-            return Err(Rc::SIZE);
-        }
-        let mut v = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            v.push(TpmtHa::unmarshal(r)?);
-        }
-        Ok(TpmlDigestValues(v))
-    }
-}
-
-/// TPML_DIGEST (Part 2, 10.9.3): at most 8 digests.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct TpmlDigest(pub Vec<Tpm2bDigest>);
-
-impl Marshal for TpmlDigest {
-    fn marshal(&self, out: &mut Vec<u8>) {
-        (self.0.len() as u32).marshal(out);
-        for d in &self.0 {
-            d.marshal(out);
-        }
-    }
-}
-
-impl Unmarshal for TpmlDigest {
-    fn unmarshal(r: &mut Reader<'_>) -> Result<Self, Rc> {
-        let count = r.u32()?;
-        if count > 8 {
-            return Err(Rc::SIZE);
-        }
-        let mut v = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            v.push(Tpm2bDigest::unmarshal(r)?);
-        }
-        Ok(TpmlDigest(v))
-    }
-}
-
-/// TPML_ALG (Part 2, 10.9.2): at most MAX_ALG_LIST_SIZE (64) algorithm ids.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct TpmlAlg(pub Vec<u16>);
-
-impl Marshal for TpmlAlg {
-    fn marshal(&self, out: &mut Vec<u8>) {
-        (self.0.len() as u32).marshal(out);
-        for a in &self.0 {
-            a.marshal(out);
-        }
-    }
-}
-
-impl Unmarshal for TpmlAlg {
-    fn unmarshal(r: &mut Reader<'_>) -> Result<Self, Rc> {
-        let count = r.u32()?;
-        if count > 64 {
-            return Err(Rc::SIZE);
-        }
-        let mut v = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            v.push(r.u16()?);
-        }
-        Ok(TpmlAlg(v))
-    }
-}
+tpml!(
+    /// TPML_ALG (Part 2, 10.9.2): at most MAX_ALG_LIST_SIZE (64) algorithm ids.
+    TpmlAlg, u16, 64
+);
 
 tpm_struct!(
     /// TPMS_NV_PUBLIC (Part 2, 13.5).

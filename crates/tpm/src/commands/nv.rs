@@ -36,18 +36,45 @@ fn index_mut(tpm: &mut Tpm, h: u32) -> Result<&mut NvIndex, Rc> {
     tpm.perm.nv.get_mut(&h).ok_or(Rc::HANDLE.handle(2))
 }
 
-/// NvReadAccessChecks: the authorizing handle must be one the attributes permit for reading.
-pub(crate) fn read_access(
+/// The attribute bits that grant one kind of access (Part 1, 37.3: the NV access checks).
+struct Rights {
+    platform: u32,
+    owner: u32,
+    auth: u32,
+    policy: u32,
+    locked: u32,
+}
+
+const READ: Rights = Rights {
+    platform: a::PPREAD,
+    owner: a::OWNERREAD,
+    auth: a::AUTHREAD,
+    policy: a::POLICYREAD,
+    locked: a::READLOCKED,
+};
+
+const WRITE: Rights = Rights {
+    platform: a::PPWRITE,
+    owner: a::OWNERWRITE,
+    auth: a::AUTHWRITE,
+    policy: a::POLICYWRITE,
+    locked: a::WRITELOCKED,
+};
+
+/// NvReadAccessChecks / NvWriteAccessChecks: the authorizing handle must be one the
+/// attributes permit for this access, and the index must not be locked against it.
+fn access(
+    rights: &Rights,
     auth_handle: u32,
     nv_index: u32,
     attrs: u32,
     policy: bool,
 ) -> Result<(), Rc> {
     let ok = match auth_handle {
-        handle::PLATFORM => attrs & a::PPREAD != 0,
-        handle::OWNER => attrs & a::OWNERREAD != 0,
+        handle::PLATFORM => attrs & rights.platform != 0,
+        handle::OWNER => attrs & rights.owner != 0,
         h if h == nv_index => {
-            let right = if policy { a::POLICYREAD } else { a::AUTHREAD };
+            let right = if policy { rights.policy } else { rights.auth };
             if attrs & right == 0 {
                 return Err(Rc::AUTH_UNAVAILABLE);
             }
@@ -58,33 +85,25 @@ pub(crate) fn read_access(
     if !ok {
         return Err(Rc::NV_AUTHORIZATION);
     }
-    if attrs & a::READLOCKED != 0 {
+    if attrs & rights.locked != 0 {
         return Err(Rc::NV_LOCKED);
     }
     Ok(())
 }
 
-/// NvWriteAccessChecks: the same for writing, and the write lock.
+/// NvReadAccessChecks.
+pub(crate) fn read_access(
+    auth_handle: u32,
+    nv_index: u32,
+    attrs: u32,
+    policy: bool,
+) -> Result<(), Rc> {
+    access(&READ, auth_handle, nv_index, attrs, policy)
+}
+
+/// NvWriteAccessChecks.
 fn write_access(auth_handle: u32, nv_index: u32, attrs: u32, policy: bool) -> Result<(), Rc> {
-    let ok = match auth_handle {
-        handle::PLATFORM => attrs & a::PPWRITE != 0,
-        handle::OWNER => attrs & a::OWNERWRITE != 0,
-        h if h == nv_index => {
-            let right = if policy { a::POLICYWRITE } else { a::AUTHWRITE };
-            if attrs & right == 0 {
-                return Err(Rc::AUTH_UNAVAILABLE);
-            }
-            true
-        }
-        _ => false,
-    };
-    if !ok {
-        return Err(Rc::NV_AUTHORIZATION);
-    }
-    if attrs & a::WRITELOCKED != 0 {
-        return Err(Rc::NV_LOCKED);
-    }
-    Ok(())
+    access(&WRITE, auth_handle, nv_index, attrs, policy)
 }
 
 /// TPM2_NV_DefineSpace (Part 3, 31.3).
