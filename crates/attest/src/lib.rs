@@ -34,6 +34,7 @@
 )]
 
 mod ak;
+pub mod enroll;
 mod error;
 mod pcrs;
 mod quote;
