@@ -38,6 +38,7 @@ pub mod enroll;
 mod error;
 mod pcrs;
 mod quote;
+pub mod token;
 mod wire;
 
 pub use ak::AkPublic;
