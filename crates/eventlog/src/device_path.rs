@@ -1,0 +1,3 @@
+//! Device paths (placeholder).
+pub struct DevicePath;
+pub struct DevicePathNode;
