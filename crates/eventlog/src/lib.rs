@@ -47,7 +47,7 @@ mod spec_id;
 pub use alg::AlgorithmId;
 pub use builder::LogBuilder;
 pub use data::{
-    BlobDescription, EventData, FirmwareBlob, GptData, GptPartition, HandoffTables, ImageLoadEvent,
+    EventData, FirmwareBlob, GptData, GptPartition, HandoffTables, ImageLoadEvent,
     IplString, NoActionEvent, UefiVariableData,
 };
 pub use device_path::{DevicePath, DevicePathNode};
