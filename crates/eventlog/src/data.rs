@@ -156,7 +156,10 @@ impl IplString {
 
 /// Printable ASCII/UTF-8 text, trailing NULs removed.
 fn ascii_text(bytes: &[u8]) -> Option<String> {
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i.saturating_add(1));
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i.saturating_add(1));
     let s = std::str::from_utf8(bytes.get(..end)?).ok()?;
     let printable = s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t');
     (printable && !s.is_empty()).then(|| s.to_owned())
@@ -247,9 +250,7 @@ impl EventData {
             EventType::EV_EFI_VARIABLE_DRIVER_CONFIG
             | EventType::EV_EFI_VARIABLE_BOOT
             | EventType::EV_EFI_VARIABLE_BOOT2
-            | EventType::EV_EFI_VARIABLE_AUTHORITY => {
-                Self::Variable(UefiVariableData::parse(r)?)
-            }
+            | EventType::EV_EFI_VARIABLE_AUTHORITY => Self::Variable(UefiVariableData::parse(r)?),
             EventType::EV_EFI_BOOT_SERVICES_APPLICATION
             | EventType::EV_EFI_BOOT_SERVICES_DRIVER
             | EventType::EV_EFI_RUNTIME_SERVICES_DRIVER => {
@@ -310,9 +311,7 @@ impl EventData {
                 })
             }
             EventType::EV_IPL => IplString::decode(&event.data).map_or(Self::Raw, Self::Ipl),
-            EventType::EV_S_CRTM_VERSION => {
-                utf16_text(&event.data).map_or(Self::Raw, Self::Text)
-            }
+            EventType::EV_S_CRTM_VERSION => utf16_text(&event.data).map_or(Self::Raw, Self::Text),
             EventType::EV_POST_CODE
             | EventType::EV_S_CRTM_CONTENTS
             | EventType::EV_EFI_HCRTM_EVENT

@@ -47,8 +47,8 @@ mod spec_id;
 pub use alg::AlgorithmId;
 pub use builder::LogBuilder;
 pub use data::{
-    EventData, FirmwareBlob, GptData, GptPartition, HandoffTables, ImageLoadEvent,
-    IplString, NoActionEvent, UefiVariableData,
+    EventData, FirmwareBlob, GptData, GptPartition, HandoffTables, ImageLoadEvent, IplString,
+    NoActionEvent, UefiVariableData,
 };
 pub use device_path::{DevicePath, DevicePathNode};
 pub use error::{Error, Problem, Rejection};

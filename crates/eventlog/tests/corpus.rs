@@ -76,8 +76,15 @@ fn every_prefix_is_an_error_or_a_shorter_log() {
         for cut in cuts.into_iter().filter(|&c| c < bytes.len()) {
             let prefix = &bytes[..cut];
             if let Ok(log) = EventLog::parse(prefix) {
-                assert_eq!(log.to_bytes(), prefix, "{name}: prefix {cut} writes back differently");
-                assert!(log.replay().is_ok(), "{name}: prefix {cut} parses but does not replay");
+                assert_eq!(
+                    log.to_bytes(),
+                    prefix,
+                    "{name}: prefix {cut} writes back differently"
+                );
+                assert!(
+                    log.replay().is_ok(),
+                    "{name}: prefix {cut} parses but does not replay"
+                );
             }
         }
     }
