@@ -162,11 +162,6 @@ fn tokenize(file: &str, src: &str) -> Result<Vec<Token>, ScriptError> {
                 let word_line = line;
                 let mut word: Word = Vec::new();
                 let mut lit = String::new();
-                let flush = |lit: &mut String, word: &mut Word| {
-                    if !lit.is_empty() {
-                        word.push(Part::Literal(std::mem::take(lit)));
-                    }
-                };
                 while let Some(c) = at(i) {
                     match c {
                         ' ' | '\t' | '\r' | '\n' | ';' => break,
@@ -219,17 +214,7 @@ fn tokenize(file: &str, src: &str) -> Result<Vec<Token>, ScriptError> {
                                         }
                                         i += 2;
                                     }
-                                    '$' => {
-                                        let (name, next) = variable_at(&chars, i);
-                                        if name.is_empty() {
-                                            lit.push('$');
-                                            i += 1;
-                                        } else {
-                                            flush(&mut lit, &mut word);
-                                            word.push(Part::Variable(name));
-                                            i = next;
-                                        }
-                                    }
+                                    '$' => i = dollar(&chars, i, &mut lit, &mut word),
                                     c => {
                                         if c == '\n' {
                                             line += 1;
@@ -246,17 +231,7 @@ fn tokenize(file: &str, src: &str) -> Result<Vec<Token>, ScriptError> {
                                 word.push(Part::Literal(String::new()));
                             }
                         }
-                        '$' => {
-                            let (name, next) = variable_at(&chars, i);
-                            if name.is_empty() {
-                                lit.push('$');
-                                i += 1;
-                            } else {
-                                flush(&mut lit, &mut word);
-                                word.push(Part::Variable(name));
-                                i = next;
-                            }
-                        }
+                        '$' => i = dollar(&chars, i, &mut lit, &mut word),
                         c => {
                             lit.push(c);
                             i += 1;
@@ -269,6 +244,26 @@ fn tokenize(file: &str, src: &str) -> Result<Vec<Token>, ScriptError> {
         }
     }
     Ok(tokens)
+}
+
+/// End the literal run being collected, if any, as a part of `word`.
+fn flush(lit: &mut String, word: &mut Word) {
+    if !lit.is_empty() {
+        word.push(Part::Literal(std::mem::take(lit)));
+    }
+}
+
+/// At a `$`: push the variable it starts (or a literal `$`) and return the next index.
+fn dollar(chars: &[char], i: usize, lit: &mut String, word: &mut Word) -> usize {
+    let (name, next) = variable_at(chars, i);
+    if name.is_empty() {
+        lit.push('$');
+        i + 1
+    } else {
+        flush(lit, word);
+        word.push(Part::Variable(name));
+        next
+    }
 }
 
 /// `$name`, `${name}` or `$1`/`$?` starting at `chars[i] == '$'`: the name and the index
