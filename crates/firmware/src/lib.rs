@@ -11,3 +11,9 @@
 
 pub mod fat;
 pub mod grub;
+pub mod boot;
+pub mod measure;
+pub mod platform;
+
+pub use boot::{boot, BootReport, Component, FirmwareError, NodeImage, Stop};
+pub use measure::{Pcrs, TpmFailure};

@@ -3,6 +3,8 @@
 mod bench;
 mod bench_density;
 mod bench_keys;
+mod firmware;
+mod node_tpm;
 mod vtpm;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,9 @@ enum Command {
     /// Virtual TPM 2.0 instances and their transports (swtpm and mssim protocols).
     #[command(subcommand)]
     Vtpm(vtpm::VtpmCommand),
+    /// The virtual Generation 2 UEFI firmware: boot node images into their vTPM.
+    #[command(subcommand)]
+    Firmware(firmware::FirmwareCommand),
     /// Side-by-side benchmarks against peer implementations.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -29,6 +34,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Vtpm(cmd) => vtpm::run(cmd),
+        Command::Firmware(cmd) => firmware::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
