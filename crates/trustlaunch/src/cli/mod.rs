@@ -3,6 +3,7 @@
 mod bench;
 mod bench_density;
 mod bench_keys;
+mod secureboot;
 mod vtpm;
 
 use clap::{Parser, Subcommand};
@@ -24,11 +25,16 @@ enum Command {
     /// Side-by-side benchmarks against peer implementations.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// UEFI Secure Boot: image verdicts as OVMF and shim reach them, Authenticode digests,
+    /// OVMF variable stores.
+    #[command(subcommand)]
+    Secureboot(secureboot::SecurebootCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Vtpm(cmd) => vtpm::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Secureboot(cmd) => secureboot::run(cmd),
     }
 }
