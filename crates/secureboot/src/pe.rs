@@ -33,6 +33,9 @@ pub enum DigestFlavor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SectionHeader {
     pub name: [u8; 8],
+    /// The full name when `name` is `/N`, an offset into the COFF string table (how linkers
+    /// store names longer than 8 bytes, such as shim's `.vendor_cert`).
+    pub long_name: Option<Vec<u8>>,
     pub virtual_size: u32,
     pub virtual_address: u32,
     pub size_of_raw_data: u32,
@@ -40,8 +43,11 @@ pub struct SectionHeader {
 }
 
 impl SectionHeader {
-    /// The name up to its first NUL.
+    /// The name up to its first NUL (the string-table name when there is one).
     pub fn name(&self) -> &[u8] {
+        if let Some(long) = &self.long_name {
+            return long;
+        }
         let end = self.name.iter().position(|&b| b == 0).unwrap_or(8);
         self.name.get(..end).unwrap_or_default()
     }
@@ -105,6 +111,13 @@ impl<'a> PeImage<'a> {
         }
         let file_header = add(pe, 4, WHAT, pe)?;
         let number_of_sections = u16_at(bytes, add(file_header, 2, WHAT, pe)?, WHAT)?;
+        let symbols = u32_at(bytes, add(file_header, 8, WHAT, pe)?, WHAT)? as usize;
+        let symbol_count = u32_at(bytes, add(file_header, 12, WHAT, pe)?, WHAT)? as usize;
+        // The COFF string table follows the symbol table (18-byte records).
+        let strings = symbol_count
+            .checked_mul(18)
+            .and_then(|n| n.checked_add(symbols))
+            .filter(|_| symbols != 0);
         let size_of_optional = usize::from(u16_at(bytes, add(file_header, 16, WHAT, pe)?, WHAT)?);
         let opt = add(file_header, 20, WHAT, pe)?;
         let magic = u16_at(bytes, opt, WHAT)?;
@@ -165,6 +178,7 @@ impl<'a> PeImage<'a> {
             let pointer_to_raw_data = r.u32()?;
             r.take(16)?;
             sections.push(SectionHeader {
+                long_name: strings.and_then(|t| long_name(bytes, t, &name)),
                 name,
                 virtual_size,
                 virtual_address,
@@ -365,6 +379,18 @@ impl<'a> PeImage<'a> {
         }
         Ok(out)
     }
+}
+
+/// Resolves a `/N` section name through the string table at `table` (None when it is not
+/// one, or points outside the file).
+fn long_name(bytes: &[u8], table: usize, name: &[u8; 8]) -> Option<Vec<u8>> {
+    let digits = name.strip_prefix(b"/")?;
+    let end = digits.iter().position(|&b| b == 0).unwrap_or(digits.len());
+    let offset: usize = std::str::from_utf8(digits.get(..end)?).ok()?.parse().ok()?;
+    let start = table.checked_add(offset)?;
+    let rest = bytes.get(start..)?;
+    let len = rest.iter().take(256).position(|&b| b == 0)?;
+    rest.get(..len).map(<[u8]>::to_vec)
 }
 
 fn range(b: &[u8], start: usize, end: usize) -> Result<&[u8]> {

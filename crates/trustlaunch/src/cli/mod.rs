@@ -5,6 +5,7 @@ mod bench_density;
 mod bench_keys;
 mod firmware;
 mod node_tpm;
+mod secureboot;
 mod vtpm;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,10 @@ enum Command {
     /// Side-by-side benchmarks against peer implementations.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// UEFI Secure Boot: image verdicts as OVMF and shim reach them, Authenticode digests,
+    /// OVMF variable stores.
+    #[command(subcommand)]
+    Secureboot(secureboot::SecurebootCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -36,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vtpm(cmd) => vtpm::run(cmd),
         Command::Firmware(cmd) => firmware::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Secureboot(cmd) => secureboot::run(cmd),
     }
 }
