@@ -120,7 +120,11 @@ impl std::fmt::Display for Stop {
         } else {
             "boot failed at"
         };
-        write!(f, "{what} {} ({}): {}", self.component, self.path, self.reason)
+        write!(
+            f,
+            "{what} {} ({}): {}",
+            self.component, self.path, self.reason
+        )
     }
 }
 
@@ -181,7 +185,9 @@ fn authority_variable(
     match entry.database {
         DatabaseName::Db => Some(("db", guid::EFI_IMAGE_SECURITY_DATABASE_GUID, from(&dbs.db)?)),
         DatabaseName::MokList => Some(("MokListRT", guid::SHIM_LOCK_GUID, from(&shim?.mok_list)?)),
-        DatabaseName::VendorDb => Some(("MokListRT", guid::SHIM_LOCK_GUID, from(&shim?.vendor_db)?)),
+        DatabaseName::VendorDb => {
+            Some(("MokListRT", guid::SHIM_LOCK_GUID, from(&shim?.vendor_db)?))
+        }
         DatabaseName::VendorCert => {
             let cert = shim?.vendor_cert.as_ref()?;
             Some((
@@ -196,7 +202,11 @@ fn authority_variable(
 
 /// shim's runtime mirrors: MokListRT is the MokList followed by the vendor certificate as an
 /// EFI_CERT_X509 list owned by shim; MokListXRT is MokListX followed by the vendor dbx.
-fn mok_mirrors(shim_image: &[u8], policy: &ShimPolicy, vars: &VariableStore<'_>) -> (Vec<u8>, Vec<u8>) {
+fn mok_mirrors(
+    shim_image: &[u8],
+    policy: &ShimPolicy,
+    vars: &VariableStore<'_>,
+) -> (Vec<u8>, Vec<u8>) {
     let var = |name: &str| {
         vars.get(name, guid::SHIM_LOCK_GUID)
             .map(|v| v.data.to_vec())
@@ -272,8 +282,13 @@ fn sbat_level_text(shim_image: &[u8], vars: &VariableStore<'_>) -> Option<Vec<u8
 }
 
 /// Boot `image` with the firmware variables `vars_fd` (an OVMF_VARS image) into `tpm`.
-pub fn boot(image: &NodeImage, vars_fd: &[u8], tpm: &mut dyn Pcrs) -> Result<BootReport, FirmwareError> {
-    let vars = VariableStore::parse(vars_fd).map_err(|e| FirmwareError::Variables(e.to_string()))?;
+pub fn boot(
+    image: &NodeImage,
+    vars_fd: &[u8],
+    tpm: &mut dyn Pcrs,
+) -> Result<BootReport, FirmwareError> {
+    let vars =
+        VariableStore::parse(vars_fd).map_err(|e| FirmwareError::Variables(e.to_string()))?;
     let [pk, kek, db, dbx] = vars.secure_boot_variables();
     let enable = vars
         .get("SecureBootEnable", SECURE_BOOT_ENABLE)
@@ -293,7 +308,12 @@ pub fn boot(image: &NodeImage, vars_fd: &[u8], tpm: &mut dyn Pcrs) -> Result<Boo
     m.data(0, EventType::EV_S_CRTM_VERSION, &[0, 0])?;
     for (contents, [base, len]) in platform::firmware_volumes() {
         let blob = [base.to_le_bytes(), len.to_le_bytes()].concat();
-        m.other(0, EventType::EV_EFI_PLATFORM_FIRMWARE_BLOB, &contents, &blob)?;
+        m.other(
+            0,
+            EventType::EV_EFI_PLATFORM_FIRMWARE_BLOB,
+            &contents,
+            &blob,
+        )?;
     }
     // PCR 7: the Secure Boot configuration, then its separator.
     m.data(
@@ -307,20 +327,40 @@ pub fn boot(image: &NodeImage, vars_fd: &[u8], tpm: &mut dyn Pcrs) -> Result<Boo
         } else {
             GLOBAL
         };
-        m.data(7, EventType::EV_EFI_VARIABLE_DRIVER_CONFIG, &variable_data(vendor, name, data))?;
+        m.data(
+            7,
+            EventType::EV_EFI_VARIABLE_DRIVER_CONFIG,
+            &variable_data(vendor, name, data),
+        )?;
     }
     m.data(7, EventType::EV_SEPARATOR, &[0; 4])?;
     // PCR 1: the boot options.
     let options = platform::boot_options();
-    m.data(1, EventType::EV_EFI_VARIABLE_BOOT, &variable_data(GLOBAL, "BootOrder", &platform::boot_order()))?;
+    // EDK2 hashes only a boot variable's data (the log still holds UEFI_VARIABLE_DATA).
+    let order = platform::boot_order();
+    m.other(
+        1,
+        EventType::EV_EFI_VARIABLE_BOOT,
+        &order,
+        &variable_data(GLOBAL, "BootOrder", &order),
+    )?;
     for o in &options {
-        m.data(1, EventType::EV_EFI_VARIABLE_BOOT, &variable_data(GLOBAL, o.variable, &o.data))?;
+        m.other(
+            1,
+            EventType::EV_EFI_VARIABLE_BOOT,
+            &o.data,
+            &variable_data(GLOBAL, o.variable, &o.data),
+        )?;
     }
     // The boot manager: the first visible option is the empty optical drive; the separators
     // go in at the first ReadyToBoot.
     let mut separators_done = false;
     for o in options.iter().filter(|o| !o.hidden) {
-        m.data(4, EventType::EV_EFI_ACTION, b"Calling EFI Application from Boot Option")?;
+        m.data(
+            4,
+            EventType::EV_EFI_ACTION,
+            b"Calling EFI Application from Boot Option",
+        )?;
         if !separators_done {
             for pcr in 0..=6 {
                 m.data(pcr, EventType::EV_SEPARATOR, &[0; 4])?;
@@ -328,7 +368,11 @@ pub fn boot(image: &NodeImage, vars_fd: &[u8], tpm: &mut dyn Pcrs) -> Result<Boo
             separators_done = true;
         }
         if o.empty {
-            m.data(4, EventType::EV_EFI_ACTION, b"Returning from EFI Application from Boot Option")?;
+            m.data(
+                4,
+                EventType::EV_EFI_ACTION,
+                b"Returning from EFI Application from Boot Option",
+            )?;
             continue;
         }
         break;
@@ -404,7 +448,8 @@ impl Run<'_, '_> {
                     Loader::Shim(p) => Some(p.as_ref()),
                     Loader::Firmware => None,
                 };
-                if let Some((name, vendor, data)) = authority_variable(&authority, &self.dbs, shim) {
+                if let Some((name, vendor, data)) = authority_variable(&authority, &self.dbs, shim)
+                {
                     let seen = if shim.is_some() {
                         &mut self.shim_authorities
                     } else {
@@ -442,7 +487,13 @@ impl Run<'_, '_> {
         };
         let data = platform::image_load_event(bytes.len(), device_path);
         for _ in 0..times {
-            if let Err(e) = self.m.pe(4, EventType::EV_EFI_BOOT_SERVICES_APPLICATION, &pe, flavor, &data) {
+            if let Err(e) = self.m.pe(
+                4,
+                EventType::EV_EFI_BOOT_SERVICES_APPLICATION,
+                &pe,
+                flavor,
+                &data,
+            ) {
                 return Err(TpmFailure(e));
             }
         }
@@ -455,14 +506,21 @@ impl Run<'_, '_> {
     fn chain(&mut self) -> Result<(), TpmFailure> {
         // Firmware loads shim.
         let Some(shim) = self.image.file(SHIM_PATH) else {
-            self.stop("shim", SHIM_PATH, "no boot loader at the removable-media path".into(), false);
+            self.stop(
+                "shim",
+                SHIM_PATH,
+                "no boot loader at the removable-media path".into(),
+                false,
+            );
             return Ok(());
         };
         let Some(authority) = self.verify("shim", SHIM_PATH, shim, &Loader::Firmware)? else {
             return Ok(());
         };
         let device = platform::esp_file_path(&SHIM_PATH.replace('/', "\\"));
-        let Some(digest) = self.measure_pe("shim", SHIM_PATH, shim, DigestFlavor::Firmware, &device, 1)? else {
+        let Some(digest) =
+            self.measure_pe("shim", SHIM_PATH, shim, DigestFlavor::Firmware, &device, 1)?
+        else {
             return Ok(());
         };
         self.components.push(Component {
@@ -476,7 +534,12 @@ impl Run<'_, '_> {
         let mut policy = match ShimPolicy::from_shim_image(shim) {
             Ok(p) => p,
             Err(e) => {
-                self.stop("shim", SHIM_PATH, format!("shim's built-in policy does not parse: {e}"), false);
+                self.stop(
+                    "shim",
+                    SHIM_PATH,
+                    format!("shim's built-in policy does not parse: {e}"),
+                    false,
+                );
                 return Ok(());
             }
         };
@@ -506,11 +569,17 @@ impl Run<'_, '_> {
             .get("MokListTrusted", guid::SHIM_LOCK_GUID)
             .map(|v| v.data.to_vec())
             .unwrap_or_else(|| vec![1]);
-        self.m.other(14, EventType::EV_IPL, &trusted, b"MokListTrusted\0")?;
+        self.m
+            .other(14, EventType::EV_IPL, &trusted, b"MokListTrusted\0")?;
 
         // shim loads grub.
         let Some(grub) = self.image.file(GRUB_PATH) else {
-            self.stop("grub", GRUB_PATH, "shim found no grubx64.efi beside itself".into(), false);
+            self.stop(
+                "grub",
+                GRUB_PATH,
+                "shim found no grubx64.efi beside itself".into(),
+                false,
+            );
             return Ok(());
         };
         let loader = Loader::Shim(Box::new(policy.clone()));
@@ -518,7 +587,9 @@ impl Run<'_, '_> {
             return Ok(());
         };
         let device = platform::relative_file_path(&GRUB_PATH.replace('/', "\\"));
-        let Some(digest) = self.measure_pe("grub", GRUB_PATH, grub, DigestFlavor::Shim, &device, 1)? else {
+        let Some(digest) =
+            self.measure_pe("grub", GRUB_PATH, grub, DigestFlavor::Shim, &device, 1)?
+        else {
             return Ok(());
         };
         self.components.push(Component {
@@ -542,11 +613,19 @@ impl Run<'_, '_> {
                 return Ok(());
             }
             None => {
-                self.stop("grub", GRUB_PATH, "not a grub image (no mods section)".into(), false);
+                self.stop(
+                    "grub",
+                    GRUB_PATH,
+                    "not a grub image (no mods section)".into(),
+                    false,
+                );
                 return Ok(());
             }
         };
-        let prefix = format!("({BOOT_DEVICE}){}", modules.prefix.clone().unwrap_or_default());
+        let prefix = format!(
+            "({BOOT_DEVICE}){}",
+            modules.prefix.clone().unwrap_or_default()
+        );
         let vars = [
             ("root", BOOT_DEVICE.to_string()),
             ("prefix", prefix),
@@ -573,7 +652,12 @@ impl Run<'_, '_> {
             return Ok(());
         }
         if !booted {
-            self.stop("grub", GRUB_PATH, "the configuration ended without booting a kernel".into(), false);
+            self.stop(
+                "grub",
+                GRUB_PATH,
+                "the configuration ended without booting a kernel".into(),
+                false,
+            );
             return Ok(());
         }
         self.kernel_modules();
@@ -618,7 +702,13 @@ impl Run<'_, '_> {
                 match module_sig::verify(&bytes, &keyring) {
                     ModuleVerdict::Allowed { authority } => Some(authority),
                     ModuleVerdict::Unsigned => {
-                        self.stop(&component, &path, "unsigned module: Secure Boot lockdown loads only signed modules".into(), true);
+                        self.stop(
+                            &component,
+                            &path,
+                            "unsigned module: Secure Boot lockdown loads only signed modules"
+                                .into(),
+                            true,
+                        );
                         return;
                     }
                     ModuleVerdict::NotTrusted => {
@@ -737,7 +827,10 @@ impl GrubHost for GrubMachine<'_, '_, '_> {
 
     fn measure_string(&mut self, kind: &str, text: &str) {
         let data = format!("{kind}{text}\0");
-        let r = self.run.m.other(8, EventType::EV_IPL, text.as_bytes(), data.as_bytes());
+        let r = self
+            .run
+            .m
+            .other(8, EventType::EV_IPL, text.as_bytes(), data.as_bytes());
         let _ = self.tpm(r);
     }
 
@@ -755,7 +848,10 @@ impl GrubHost for GrubMachine<'_, '_, '_> {
         };
         // grub's shim_lock verifier and its EFI linux loader each have shim verify the
         // kernel; shim measures it on each verification.
-        let digest = match self.run.measure_pe("kernel", path, image, DigestFlavor::Shim, &[], 2) {
+        let digest = match self
+            .run
+            .measure_pe("kernel", path, image, DigestFlavor::Shim, &[], 2)
+        {
             Ok(Some(d)) => d,
             Ok(None) => return Err(format!("{path}: not a kernel image")),
             Err(e) => {
@@ -787,7 +883,10 @@ impl GrubHost for GrubMachine<'_, '_, '_> {
     }
 
     fn boot(&mut self) -> Result<(), String> {
-        for text in [&b"Exit Boot Services Invocation"[..], b"Exit Boot Services Returned with Success"] {
+        for text in [
+            &b"Exit Boot Services Invocation"[..],
+            b"Exit Boot Services Returned with Success",
+        ] {
             let r = self.run.m.data(5, EventType::EV_EFI_ACTION, text);
             self.tpm(r)?;
         }

@@ -9,9 +9,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod boot;
 pub mod fat;
 pub mod grub;
-pub mod boot;
 pub mod measure;
 pub mod platform;
 

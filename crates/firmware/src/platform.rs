@@ -145,13 +145,23 @@ pub fn boot_options() -> Vec<BootOption> {
         },
         BootOption {
             variable: "Boot0001",
-            data: load_option(1, "UEFI QEMU DVD-ROM QM00005 ", &[sata(2), END.to_vec()].concat(), &AUTO_CREATED.0),
+            data: load_option(
+                1,
+                "UEFI QEMU DVD-ROM QM00005 ",
+                &[sata(2), END.to_vec()].concat(),
+                &AUTO_CREATED.0,
+            ),
             hidden: false,
             empty: true,
         },
         BootOption {
             variable: "Boot0002",
-            data: load_option(1, "UEFI QEMU HARDDISK QM00001 ", &[sata(0), END.to_vec()].concat(), &AUTO_CREATED.0),
+            data: load_option(
+                1,
+                "UEFI QEMU HARDDISK QM00001 ",
+                &[sata(0), END.to_vec()].concat(),
+                &AUTO_CREATED.0,
+            ),
             hidden: false,
             empty: false,
         },
@@ -174,8 +184,14 @@ pub fn boot_order() -> Vec<u8> {
 pub fn firmware_volumes() -> [(Vec<u8>, [u64; 2]); 2] {
     let version = concat!("trustlaunch virtual firmware ", env!("CARGO_PKG_VERSION"));
     [
-        (format!("{version}: PEI").into_bytes(), [0x82_0000, 0xe_0000]),
-        (format!("{version}: DXE").into_bytes(), [0x90_0000, 0xc0_0000]),
+        (
+            format!("{version}: PEI").into_bytes(),
+            [0x82_0000, 0xe_0000],
+        ),
+        (
+            format!("{version}: DXE").into_bytes(),
+            [0x90_0000, 0xc0_0000],
+        ),
     ]
 }
 

@@ -71,10 +71,14 @@ pub fn read_esp(dir: &Path) -> Result<firmware::NodeImage> {
             } else if ty.is_file() {
                 total += entry.metadata()?.len();
                 if total > MAX_ESP_BYTES {
-                    bail!("ESP_DIR {}: more than {MAX_ESP_BYTES} bytes of files", dir.display());
+                    bail!(
+                        "ESP_DIR {}: more than {MAX_ESP_BYTES} bytes of files",
+                        dir.display()
+                    );
                 }
                 let rel = path.strip_prefix(dir).unwrap_or(&path);
-                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 image.insert(&rel.to_string_lossy(), bytes);
             }
         }
@@ -89,12 +93,15 @@ fn boot(a: &BootArgs) -> Result<ExitCode> {
         Some(dir) => NodeTpm::persistent(dir)?,
         None => NodeTpm::ephemeral()?,
     };
-    let report = firmware::boot(&image, &vars, &mut tpm).with_context(|| format!("--vars {}", a.vars.display()))?;
+    let report = firmware::boot(&image, &vars, &mut tpm)
+        .with_context(|| format!("--vars {}", a.vars.display()))?;
     if let Some(path) = &a.eventlog_out {
-        std::fs::write(path, &report.event_log).with_context(|| format!("--eventlog-out {}", path.display()))?;
+        std::fs::write(path, &report.event_log)
+            .with_context(|| format!("--eventlog-out {}", path.display()))?;
     }
     if let Some(path) = &a.pcrs_out {
-        std::fs::write(path, tpm.pcr_lines()?).with_context(|| format!("--pcrs-out {}", path.display()))?;
+        std::fs::write(path, tpm.pcr_lines()?)
+            .with_context(|| format!("--pcrs-out {}", path.display()))?;
     }
     if a.json {
         let components: Vec<_> = report
@@ -121,10 +128,18 @@ fn boot(a: &BootArgs) -> Result<ExitCode> {
     } else {
         println!(
             "Secure Boot: {}",
-            if report.secure_boot { "enabled" } else { "disabled" }
+            if report.secure_boot {
+                "enabled"
+            } else {
+                "disabled"
+            }
         );
         for c in &report.components {
-            let by = c.authority.as_deref().map(|a| format!("  allowed by {a}")).unwrap_or_default();
+            let by = c
+                .authority
+                .as_deref()
+                .map(|a| format!("  allowed by {a}"))
+                .unwrap_or_default();
             println!("  {:<10} {:<28} sha256:{}{by}", c.name, c.path, c.sha256);
         }
     }

@@ -18,7 +18,7 @@ const TPM_RS_PW: u32 = 0x4000_0009;
 
 enum Backend {
     Engine(Box<tpm::Tpm>),
-    Instance(Instance),
+    Instance(Box<Instance>),
 }
 
 /// The node's TPM, powered on and started.
@@ -29,7 +29,11 @@ pub struct NodeTpm {
 
 fn command(tag: u16, cc: u32, body: &[u8]) -> Vec<u8> {
     let mut out = tag.to_be_bytes().to_vec();
-    out.extend_from_slice(&u32::try_from(10 + body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(10 + body.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(&cc.to_be_bytes());
     out.extend_from_slice(body);
     out
@@ -56,10 +60,11 @@ impl NodeTpm {
     /// machine's power-on does.
     pub fn persistent(dir: &Path) -> Result<NodeTpm> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let state = StateDir::open(dir).with_context(|| format!("opening vTPM state {}", dir.display()))?;
+        let state =
+            StateDir::open(dir).with_context(|| format!("opening vTPM state {}", dir.display()))?;
         let instance = Instance::open(state, Log::stderr(0, None)).context("opening the vTPM")?;
         instance.init().context("_TPM_Init")?;
-        Self::started(Backend::Instance(instance))
+        Self::started(Backend::Instance(Box::new(instance)))
     }
 
     fn started(backend: Backend) -> Result<NodeTpm> {
@@ -105,7 +110,9 @@ impl NodeTpm {
                 .map(|b| u16::from_be_bytes([b[0], b[1]]))
                 .context("short GetCapability response")?;
             let size = usize::from(*r.get(at + 2).context("short GetCapability response")?);
-            let bits = r.get(at + 3..at + 3 + size).context("short GetCapability response")?;
+            let bits = r
+                .get(at + 3..at + 3 + size)
+                .context("short GetCapability response")?;
             if bits.iter().any(|b| *b != 0) {
                 banks.push(AlgorithmId(alg));
             }
@@ -141,7 +148,9 @@ impl NodeTpm {
             .get(at + 4..at + 6)
             .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
             .context("short PCR_Read response")?;
-        Ok(r.get(at + 6..at + 6 + size).context("short PCR_Read response")?.to_vec())
+        Ok(r.get(at + 6..at + 6 + size)
+            .context("short PCR_Read response")?
+            .to_vec())
     }
 
     /// Every PCR of every bank, as `<bank> <pcr> <hex>` lines.
@@ -163,7 +172,11 @@ impl firmware::Pcrs for NodeTpm {
         self.banks.clone()
     }
 
-    fn extend(&mut self, pcr: u32, digests: &[(AlgorithmId, Vec<u8>)]) -> std::result::Result<(), String> {
+    fn extend(
+        &mut self,
+        pcr: u32,
+        digests: &[(AlgorithmId, Vec<u8>)],
+    ) -> std::result::Result<(), String> {
         let mut body = pcr.to_be_bytes().to_vec();
         // A password session with an empty password (PCRs 0-15 have an empty auth value).
         body.extend_from_slice(&9u32.to_be_bytes());
@@ -177,7 +190,9 @@ impl firmware::Pcrs for NodeTpm {
         let r = self.execute(&command(TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND, &body));
         match rc(&r) {
             0 => Ok(()),
-            code => Err(format!("TPM2_PCR_Extend(PCR {pcr}) failed: TPM_RC {code:#x}")),
+            code => Err(format!(
+                "TPM2_PCR_Extend(PCR {pcr}) failed: TPM_RC {code:#x}"
+            )),
         }
     }
 }
