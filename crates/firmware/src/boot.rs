@@ -281,11 +281,52 @@ fn sbat_level_text(shim_image: &[u8], vars: &VariableStore<'_>) -> Option<Vec<u8
     }
 }
 
+/// The built-in module-signing certificates of the kernels booted so far, by the kernel's
+/// SHA-256: inflating a kernel to find them costs far more than a boot, and a host boots
+/// many nodes from one image.
+#[derive(Default)]
+pub struct KernelKeys {
+    by_kernel: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+impl KernelKeys {
+    fn get(&mut self, kernel: &[u8]) -> Result<Vec<openssl::x509::X509>, String> {
+        let id = sha256_hex(kernel);
+        if !self.by_kernel.contains_key(&id) {
+            let vmlinux = crate::kernel::inflate(kernel)?;
+            let ders = module_sig::embedded_certificates(&vmlinux)
+                .iter()
+                .filter_map(|c| c.to_der().ok())
+                .collect();
+            self.by_kernel.insert(id.clone(), ders);
+        }
+        Ok(self
+            .by_kernel
+            .get(&id)
+            .map(|ders| {
+                ders.iter()
+                    .filter_map(|d| openssl::x509::X509::from_der(d).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
 /// Boot `image` with the firmware variables `vars_fd` (an OVMF_VARS image) into `tpm`.
 pub fn boot(
     image: &NodeImage,
     vars_fd: &[u8],
     tpm: &mut dyn Pcrs,
+) -> Result<BootReport, FirmwareError> {
+    boot_with(image, vars_fd, tpm, &mut KernelKeys::default())
+}
+
+/// [`boot`], reusing the kernels' keys found by earlier boots.
+pub fn boot_with(
+    image: &NodeImage,
+    vars_fd: &[u8],
+    tpm: &mut dyn Pcrs,
+    cache: &mut KernelKeys,
 ) -> Result<BootReport, FirmwareError> {
     let vars =
         VariableStore::parse(vars_fd).map_err(|e| FirmwareError::Variables(e.to_string()))?;
@@ -389,6 +430,8 @@ pub fn boot(
         firmware_authorities: Vec::new(),
         shim_authorities: Vec::new(),
         shim: None,
+        kernel: None,
+        cache,
     };
     run.chain()?;
     Ok(BootReport {
@@ -412,6 +455,9 @@ struct Run<'a, 't> {
     firmware_authorities: Vec<Vec<u8>>,
     shim_authorities: Vec<Vec<u8>>,
     shim: Option<ShimPolicy>,
+    /// The kernel grub loaded (its built-in keys verify modules).
+    kernel: Option<Vec<u8>>,
+    cache: &'a mut KernelKeys,
 }
 
 impl Run<'_, '_> {
@@ -664,10 +710,29 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// The kernel's module signature check under Secure Boot lockdown: the keyring is db,
-    /// shim's vendor certificate and the MokList (the platform and machine keyrings).
+    /// The kernel's module signature check under Secure Boot lockdown: the keyring is the
+    /// kernel's built-in keys, db, shim's vendor certificate and the MokList (the platform
+    /// and machine keyrings).
     fn kernel_modules(&mut self) {
+        if self.image.modules().is_empty() {
+            return;
+        }
         let mut keyring = Vec::new();
+        if self.secure_boot {
+            let kernel = self.kernel.clone().unwrap_or_default();
+            match self.cache.get(&kernel) {
+                Ok(keys) => keyring.extend(keys),
+                Err(e) => {
+                    self.stop(
+                        "kernel",
+                        "/vmlinuz",
+                        format!("cannot read the kernel's built-in keys: {e}"),
+                        false,
+                    );
+                    return;
+                }
+            }
+        }
         let mut add_lists = |lists: &[SignatureList]| {
             for l in lists {
                 for (_, _, s) in l.entries() {
@@ -867,6 +932,7 @@ impl GrubHost for GrubMachine<'_, '_, '_> {
             authority,
         });
         self.kernel = Some(path.into());
+        self.run.kernel = Some(image.to_vec());
         Ok(())
     }
 

@@ -12,8 +12,11 @@
 pub mod boot;
 pub mod fat;
 pub mod grub;
+pub mod kernel;
 pub mod measure;
 pub mod platform;
 
-pub use boot::{boot, BootReport, Component, FirmwareError, NodeImage, Stop};
+pub use boot::{
+    boot, boot_with, BootReport, Component, FirmwareError, KernelKeys, NodeImage, Stop,
+};
 pub use measure::{Pcrs, TpmFailure};

@@ -48,9 +48,14 @@ pub struct BootArgs {
 }
 
 pub fn run(cmd: FirmwareCommand) -> Result<ExitCode> {
-    match cmd {
+    let result = match cmd {
         FirmwareCommand::Boot(a) => boot(&a),
-    }
+    };
+    // Usage and I/O errors are exit 2, so that 1 always means "the boot stopped".
+    Ok(result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    }))
 }
 
 /// Read every file under `dir` into a node image (paths relative to `dir`).
