@@ -156,7 +156,10 @@ impl IplString {
 
 /// Printable ASCII/UTF-8 text, trailing NULs removed.
 fn ascii_text(bytes: &[u8]) -> Option<String> {
-    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i.saturating_add(1));
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i.saturating_add(1));
     let s = std::str::from_utf8(bytes.get(..end)?).ok()?;
     let printable = s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t');
     (printable && !s.is_empty()).then(|| s.to_owned())
@@ -164,7 +167,7 @@ fn ascii_text(bytes: &[u8]) -> Option<String> {
 
 /// UTF-16LE text (even length, NUL-terminated or not), if it decodes cleanly.
 fn utf16_text(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(2) || bytes.is_empty() {
         return None;
     }
     let s = utf16_string(bytes);
@@ -247,9 +250,7 @@ impl EventData {
             EventType::EV_EFI_VARIABLE_DRIVER_CONFIG
             | EventType::EV_EFI_VARIABLE_BOOT
             | EventType::EV_EFI_VARIABLE_BOOT2
-            | EventType::EV_EFI_VARIABLE_AUTHORITY => {
-                Self::Variable(UefiVariableData::parse(r)?)
-            }
+            | EventType::EV_EFI_VARIABLE_AUTHORITY => Self::Variable(UefiVariableData::parse(r)?),
             EventType::EV_EFI_BOOT_SERVICES_APPLICATION
             | EventType::EV_EFI_BOOT_SERVICES_DRIVER
             | EventType::EV_EFI_RUNTIME_SERVICES_DRIVER => {
@@ -310,9 +311,7 @@ impl EventData {
                 })
             }
             EventType::EV_IPL => IplString::decode(&event.data).map_or(Self::Raw, Self::Ipl),
-            EventType::EV_S_CRTM_VERSION => {
-                utf16_text(&event.data).map_or(Self::Raw, Self::Text)
-            }
+            EventType::EV_S_CRTM_VERSION => utf16_text(&event.data).map_or(Self::Raw, Self::Text),
             EventType::EV_POST_CODE
             | EventType::EV_S_CRTM_CONTENTS
             | EventType::EV_EFI_HCRTM_EVENT

@@ -95,7 +95,12 @@ impl DevicePath {
 fn utf16(bytes: &[u8]) -> String {
     let units: Vec<u16> = bytes
         .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+        .map(|c| {
+            u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ])
+        })
         .collect();
     let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
     String::from_utf16_lossy(units.get(..end).unwrap_or_default())
@@ -263,7 +268,10 @@ mod tests {
         let mut bytes = vec![2, 1, 12, 0, 0xd0, 0x41, 0x03, 0x0a, 0, 0, 0, 0];
         bytes.extend_from_slice(&[1, 1, 6, 0, 1, 1]);
         bytes.extend_from_slice(&[5, 9, 6, 0, 0xab, 0xcd]);
-        let name: Vec<u8> = "\\EFI\\a\0".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let name: Vec<u8> = "\\EFI\\a\0"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
         bytes.extend_from_slice(&[4, 4, (name.len() + 4) as u8, 0]);
         bytes.extend_from_slice(&name);
         bytes.extend_from_slice(&[0x7f, 0xff, 4, 0]);

@@ -47,8 +47,8 @@ mod spec_id;
 pub use alg::AlgorithmId;
 pub use builder::LogBuilder;
 pub use data::{
-    EventData, FirmwareBlob, GptData, GptPartition, HandoffTables, ImageLoadEvent,
-    IplString, NoActionEvent, UefiVariableData,
+    EventData, FirmwareBlob, GptData, GptPartition, HandoffTables, ImageLoadEvent, IplString,
+    NoActionEvent, UefiVariableData,
 };
 pub use device_path::{DevicePath, DevicePathNode};
 pub use error::{Error, Problem, Rejection};
@@ -57,7 +57,7 @@ pub use guid::Guid;
 pub use log::{Digest, Event, EventLog, LogFormat, MAX_EVENTS, MAX_EVENT_DATA, MAX_LOG_SIZE};
 pub use replay::{Bank, Pcrs};
 pub use secureboot::{
-    validate, Authority, AuthorityKind, BootApplication, BootComponents, BootString,
-    FirmwareMeasurement, SecureBootState, VariableMeasurement,
+    digest_of, validate, Authority, AuthorityKind, BootApplication, BootComponents, BootRole,
+    BootString, FirmwareMeasurement, SecureBootState, VariableMeasurement,
 };
 pub use spec_id::{SpecIdAlgorithm, SpecIdEvent, StartupLocality};

@@ -76,8 +76,15 @@ fn every_prefix_is_an_error_or_a_shorter_log() {
         for cut in cuts.into_iter().filter(|&c| c < bytes.len()) {
             let prefix = &bytes[..cut];
             if let Ok(log) = EventLog::parse(prefix) {
-                assert_eq!(log.to_bytes(), prefix, "{name}: prefix {cut} writes back differently");
-                assert!(log.replay().is_ok(), "{name}: prefix {cut} parses but does not replay");
+                assert_eq!(
+                    log.to_bytes(),
+                    prefix,
+                    "{name}: prefix {cut} writes back differently"
+                );
+                assert!(
+                    log.replay().is_ok(),
+                    "{name}: prefix {cut} parses but does not replay"
+                );
             }
         }
     }
@@ -131,4 +138,83 @@ fn every_corpus_event_payload_decodes() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Corpus logs whose Secure Boot state is refused, and why: each lacks the PCR 0-6
+/// separators (fixtures of one or two events, and go-attestation's trimmed sb_cert log).
+const NO_SECURE_BOOT_STATE: &[&str] = &[
+    "go-attestation/sb_cert_eventlog.bin",
+    "go-attestation/short_no_action_eventlog.bin",
+    "tpm2-tools/event-uefiaction.bin",
+    "tpm2-tools/event-uefiservices.bin",
+    "tpm2-tools/event-uefivar.bin",
+    "tpm2-tools/event.bin",
+];
+
+#[test]
+fn secure_boot_state_of_every_corpus_log() {
+    use eventlog::{Error, Rejection, SecureBootState};
+    let mut enabled = 0;
+    for (name, bytes) in corpus() {
+        let Ok(log) = EventLog::parse(&bytes) else {
+            continue;
+        };
+        let state = SecureBootState::from_log(&log);
+        if NO_SECURE_BOOT_STATE.contains(&name.as_str()) {
+            assert_eq!(
+                state,
+                Err(Error::Rejected(Rejection::MissingSeparator { pcr: 0 })),
+                "{name}"
+            );
+            continue;
+        }
+        let state = state.unwrap_or_else(|e| panic!("{name}: {e}"));
+        for var in ["SecureBoot", "PK", "KEK", "db", "dbx"] {
+            assert!(state.variable(var).is_some(), "{name}: no {var}");
+        }
+        enabled += usize::from(state.enabled);
+    }
+    assert_eq!(enabled, 12, "logs with Secure Boot on");
+}
+
+/// go-attestation's sb_cert log: shim logged its "Shim" certificate with one byte more
+/// than it hashed. With the separators the trimmed log lacks put back, it is accepted and
+/// the certificate is read as shim's raw DER entry.
+#[test]
+fn shim_certificate_quirk_is_accepted_and_read_as_der() {
+    use eventlog::{AuthorityKind, Digest, Event, EventType, SecureBootState};
+    let (_, bytes) = corpus()
+        .into_iter()
+        .find(|(n, _)| n == "go-attestation/sb_cert_eventlog.bin")
+        .unwrap();
+    let mut log = EventLog::parse(&bytes).unwrap();
+    for pcr in 0..7 {
+        let data = vec![0u8; 4];
+        let digests = log
+            .banks()
+            .into_iter()
+            .map(|alg| Digest {
+                alg,
+                bytes: alg.hash(&data).unwrap(),
+            })
+            .collect();
+        log.events.push(Event {
+            pcr,
+            event_type: EventType::EV_SEPARATOR,
+            digests,
+            data,
+            offset: 0,
+        });
+    }
+    let state = SecureBootState::from_log(&log).unwrap();
+    let shim: Vec<_> = state
+        .authorities
+        .iter()
+        .filter_map(|a| match &a.kind {
+            AuthorityKind::ShimCertificate(der) => Some(der),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shim.len(), 2);
+    assert_eq!(&shim[0][..2], &[0x30, 0x82], "DER SEQUENCE");
 }
