@@ -301,13 +301,14 @@ fn authority(event: usize, v: UefiVariableData, digests: Vec<Digest>) -> Authori
     }
 }
 
-/// Which stage of the boot chain an application is.
+/// Which stage of the boot chain an application is: named by its file when the name says
+/// (shim*, grub*, vmlinuz*), else by position: the first application is the first stage
+/// (shim, or what stands in its place), the second the boot loader, later ones the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootRole {
     Shim,
     Grub,
     Kernel,
-    Other,
 }
 
 /// An EFI application measured into PCR 4 (EV_EFI_BOOT_SERVICES_APPLICATION; its digest is
@@ -365,7 +366,6 @@ impl BootComponents {
     pub fn from_log(log: &EventLog) -> Result<Self, Error> {
         validate(log)?;
         let mut out = Self::default();
-        let mut unnamed = 0usize;
         for (index, e) in log.events.iter().enumerate() {
             if !e.is_extended() {
                 continue;
@@ -384,22 +384,20 @@ impl BootComponents {
                         _ => Default::default(),
                     };
                     let name = path.file_path().unwrap_or_default().to_ascii_lowercase();
+                    // By file name where it says; otherwise (removable-media BOOTX64.EFI,
+                    // images loaded from memory) by position in the chain.
                     let role = if name.contains("shim") {
                         BootRole::Shim
                     } else if name.contains("grub") {
                         BootRole::Grub
                     } else if name.contains("vmlinuz") || name.contains("linux") {
                         BootRole::Kernel
-                    } else if name.is_empty() {
-                        // Loaded from memory, no path: the chain's position decides.
-                        unnamed = unnamed.saturating_add(1);
+                    } else {
                         match out.applications.len() {
                             0 => BootRole::Shim,
                             1 => BootRole::Grub,
                             _ => BootRole::Kernel,
                         }
-                    } else {
-                        BootRole::Other
                     };
                     out.applications.push(BootApplication {
                         event: index,

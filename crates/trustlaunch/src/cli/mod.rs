@@ -3,6 +3,7 @@
 mod bench;
 mod bench_density;
 mod bench_keys;
+mod eventlog;
 mod vtpm;
 
 use clap::{Parser, Subcommand};
@@ -24,11 +25,15 @@ enum Command {
     /// Side-by-side benchmarks against peer implementations.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// TCG event logs: show, replay, verified boot components.
+    #[command(subcommand)]
+    Eventlog(eventlog::EventlogCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Vtpm(cmd) => vtpm::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Eventlog(cmd) => eventlog::run(cmd),
     }
 }
