@@ -295,7 +295,10 @@ fn show_prints_every_event_as_json_and_yaml() {
     assert_eq!(events[0]["decoded"]["kind"], "spec_id");
     assert_eq!(events[4]["decoded"]["name"], "SecureBoot");
     let device_path = events[26]["decoded"]["device_path"].as_str().unwrap();
-    assert!(device_path.ends_with("\\EFI\\BOOT\\BOOTX64.EFI"), "{device_path}");
+    assert!(
+        device_path.ends_with("\\EFI\\BOOT\\BOOTX64.EFI"),
+        "{device_path}"
+    );
     let out = trustlaunch(&["eventlog", "show", path.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("type: EV_SEPARATOR"));
