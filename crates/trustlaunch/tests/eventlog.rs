@@ -303,3 +303,32 @@ fn show_prints_every_event_as_json_and_yaml() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("type: EV_SEPARATOR"));
 }
+
+/// `trustlaunch bench eventlog` runs both tools and prints its table (speed is not checked
+/// here: debug build, shared machine).
+#[test]
+fn bench_eventlog_runs_both_tools() {
+    let log = testdata().join("ovmf-debian12/secureboot-shim-grub-linux.bin");
+    let out = trustlaunch(&["bench", "eventlog", "--runs", "3", log.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "tpm2_eventlog ",
+        "trustlaunch ",
+        "ours/tpm2_eventlog: ",
+        "target (ours <= 0.5x",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(row)),
+            "no {row:?} line in\n{text}"
+        );
+    }
+    // A log tpm2_eventlog cannot read fails the bench instead of timing a crash.
+    let bad = testdata().join("uefi-eventlog/thyme-thyme-eventlog.bin");
+    let out = trustlaunch(&["bench", "eventlog", "--runs", "1", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_density;
+mod bench_eventlog;
 mod bench_keys;
 mod eventlog;
 mod vtpm;
