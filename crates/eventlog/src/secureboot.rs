@@ -12,6 +12,10 @@ use crate::{AlgorithmId, EventType, Guid};
 
 /// The PCR of Secure Boot policy (PFP 3.3.4.8).
 const PCR_SECURE_BOOT: u32 = 7;
+/// The PCR grub measures its commands and command lines into.
+const PCR_GRUB_STRINGS: u32 = 8;
+/// grub's EV_IPL string prefixes.
+const GRUB_PREFIXES: [&[u8]; 3] = [b"grub_cmd: ", b"kernel_cmdline: ", b"module_cmdline: "];
 /// Secure Boot variables measured into PCR 7 before the separator (PFP 3.3.4.8), with the
 /// vendor GUID each must have.
 const SECURE_BOOT_VARIABLES: [(&str, Guid); 7] = [
@@ -80,6 +84,20 @@ pub fn validate(log: &EventLog) -> Result<(), Rejection> {
                 }
             }
             continue;
+        }
+
+        // grub's strings in PCR 8 are read only as EV_IPL: the same bytes under another
+        // type would hide a command line from the reader while the replay still matches.
+        if pcr == PCR_GRUB_STRINGS
+            && t != EventType::EV_IPL
+            && GRUB_PREFIXES.iter().any(|p| e.data.starts_with(p))
+        {
+            return Err(Rejection::RetypedEvent {
+                event: index,
+                pcr,
+                event_type: t,
+                why: "carries a grub command or command line",
+            });
         }
 
         if pcr == PCR_SECURE_BOOT {

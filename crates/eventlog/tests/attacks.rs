@@ -181,3 +181,37 @@ fn truncated_log_is_rejected() {
     assert!(matches!(err, Error::Parse { event: 16, .. }), "{err}");
     assert!(err.to_string().starts_with("event 16 at offset"), "{err}");
 }
+
+const KERNEL_CMDLINE: usize = 43;
+
+#[test]
+fn altered_kernel_command_line_is_rejected() {
+    let mut log = ovmf();
+    assert_eq!(
+        log.events[KERNEL_CMDLINE].data,
+        b"kernel_cmdline: /vmlinuz console=ttyS0 panic=-1\0"
+    );
+    log.events[KERNEL_CMDLINE].data = b"kernel_cmdline: /vmlinuz console=ttyS0 panic=-2\0".to_vec();
+    assert_eq!(
+        rejection(&log),
+        Rejection::DigestMismatch {
+            event: KERNEL_CMDLINE,
+            alg: AlgorithmId::SHA1
+        }
+    );
+}
+
+#[test]
+fn retyped_kernel_command_line_is_rejected() {
+    // Retyped, the line would vanish from the components while the replay still matches.
+    let mut log = ovmf();
+    log.events[KERNEL_CMDLINE].event_type = EventType::EV_EVENT_TAG;
+    assert!(matches!(
+        rejection(&log),
+        Rejection::RetypedEvent {
+            event: KERNEL_CMDLINE,
+            pcr: 8,
+            ..
+        }
+    ));
+}
