@@ -14,8 +14,6 @@ use crate::{AlgorithmId, EventType, Guid};
 const PCR_SECURE_BOOT: u32 = 7;
 /// The PCR grub measures its commands and command lines into.
 const PCR_GRUB_STRINGS: u32 = 8;
-/// grub's EV_IPL string prefixes.
-const GRUB_PREFIXES: [&[u8]; 3] = [b"grub_cmd: ", b"kernel_cmdline: ", b"module_cmdline: "];
 /// Secure Boot variables measured into PCR 7 before the separator (PFP 3.3.4.8), with the
 /// vendor GUID each must have.
 const SECURE_BOOT_VARIABLES: [(&str, Guid); 7] = [
@@ -30,11 +28,7 @@ const SECURE_BOOT_VARIABLES: [(&str, Guid); 7] = [
 
 /// Whether the PFP defines this event's digests as the hash of its data, and if so of
 /// which bytes (grub's strings: the command without its prefix and NUL).
-fn measured_bytes<'a>(
-    t: EventType,
-    data: &'a [u8],
-    decoded: Option<&'a EventData>,
-) -> Option<&'a [u8]> {
+fn measured_bytes(t: EventType, data: &[u8]) -> Option<&[u8]> {
     match t {
         EventType::EV_SEPARATOR
         | EventType::EV_ACTION
@@ -42,10 +36,7 @@ fn measured_bytes<'a>(
         | EventType::EV_EFI_VARIABLE_DRIVER_CONFIG
         | EventType::EV_EFI_VARIABLE_BOOT2
         | EventType::EV_EFI_VARIABLE_AUTHORITY => Some(data),
-        EventType::EV_IPL => match decoded {
-            Some(EventData::Ipl(s)) => s.measured_bytes(),
-            _ => None,
-        },
+        EventType::EV_IPL => crate::data::grub_measured_bytes(data),
         _ => None,
     }
 }
@@ -90,7 +81,7 @@ pub fn validate(log: &EventLog) -> Result<(), Rejection> {
         // type would hide a command line from the reader while the replay still matches.
         if pcr == PCR_GRUB_STRINGS
             && t != EventType::EV_IPL
-            && GRUB_PREFIXES.iter().any(|p| e.data.starts_with(p))
+            && crate::data::grub_measured_bytes(&e.data).is_some()
         {
             return Err(Rejection::RetypedEvent {
                 event: index,
@@ -173,7 +164,7 @@ fn check_digests(
     digests: &[Digest],
     decoded: Option<&EventData>,
 ) -> Result<(), Rejection> {
-    let Some(measured) = measured_bytes(t, data, decoded) else {
+    let Some(measured) = measured_bytes(t, data) else {
         return Ok(());
     };
     // shim's "Shim" authority: some shim releases log one byte more than they hash (the
@@ -456,18 +447,38 @@ impl BootComponents {
                 _ => {}
             }
         }
-        out.kernel_file = out.file_named_by("linux");
-        out.initrd = out.file_named_by("initrd");
+        out.kernel_file =
+            out.file_named_by(&["linux", "linuxefi", "linux16"], "grub_linuxefi Kernel");
+        out.initrd =
+            out.file_named_by(&["initrd", "initrdefi", "initrd16"], "grub_linuxefi Initrd");
         Ok(out)
     }
 
-    /// The PCR 9 file named by the last grub command `<command> <path> ...`.
-    fn file_named_by(&self, command: &str) -> Option<BootString> {
+    /// The PCR 9 file named by the last grub command `<command> <path> ...` (paths compared
+    /// without their `(hd0,gpt1)` device part), else the file logged under Red Hat grub's
+    /// `tag` (`grub_linuxefi Kernel`), which logs no path.
+    fn file_named_by(&self, commands: &[&str], tag: &str) -> Option<BootString> {
+        fn without_device(path: &str) -> &str {
+            match path.strip_prefix('(').and_then(|p| p.split_once(')')) {
+                Some((_, rest)) => rest,
+                None => path,
+            }
+        }
         let path = self.grub_commands.iter().rev().find_map(|c| {
             let mut words = c.text.split_whitespace();
-            (words.next()? == command).then(|| words.next().map(str::to_owned))?
-        })?;
-        self.files.iter().rev().find(|f| f.text == path).cloned()
+            let first = words.next()?;
+            commands.contains(&first).then(|| words.next())?
+        });
+        let by_path = path.and_then(|path| {
+            let path = without_device(path);
+            self.files
+                .iter()
+                .rev()
+                .find(|f| without_device(&f.text) == path)
+        });
+        by_path
+            .or_else(|| self.files.iter().rev().find(|f| f.text == tag))
+            .cloned()
     }
 
     /// Applications of a role, in log order.

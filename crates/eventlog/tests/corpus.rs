@@ -218,3 +218,55 @@ fn shim_certificate_quirk_is_accepted_and_read_as_der() {
     assert_eq!(shim.len(), 2);
     assert_eq!(&shim[0][..2], &[0x30, 0x82], "DER SEQUENCE");
 }
+
+fn corpus_log(name: &str) -> EventLog {
+    let (_, bytes) = corpus().into_iter().find(|(n, _)| n == name).unwrap();
+    EventLog::parse(&bytes).unwrap()
+}
+
+/// Upstream grub (Ubuntu) and Red Hat's older grub log their strings differently (prefix,
+/// NUL hashed or not, PCR 9 tags instead of paths); both logs' digests verify under
+/// their form and both boot chains read out.
+#[test]
+fn boot_components_of_upstream_and_red_hat_grub() {
+    use eventlog::{BootComponents, BootRole, Error, Rejection};
+    let ubuntu = BootComponents::from_log(&corpus_log(
+        "uefi-eventlog/ubuntu_qemu-css-flex14vm4-bootlog.bin",
+    ))
+    .unwrap();
+    assert_eq!(
+        ubuntu.kernel_file.unwrap().text,
+        "/boot/vmlinuz-5.4.0-81-generic"
+    );
+    assert_eq!(
+        ubuntu.initrd.unwrap().text,
+        "/boot/initrd.img-5.4.0-81-generic"
+    );
+    assert!(ubuntu
+        .kernel_cmdline
+        .unwrap()
+        .text
+        .contains("root=UUID=68a3fb48"));
+    let roles: Vec<BootRole> = ubuntu.applications.iter().map(|a| a.role).collect();
+    assert_eq!(roles, [BootRole::Shim, BootRole::Grub, BootRole::Kernel]);
+
+    let mut rhcos = corpus_log("uefi-eventlog/rhcos-rhcos.bin");
+    let chain = BootComponents::from_log(&rhcos).unwrap();
+    assert_eq!(chain.grub_commands.len(), 36);
+    assert!(chain
+        .kernel_cmdline
+        .unwrap()
+        .text
+        .starts_with("(hd0,gpt3)/ostree/rhcos-"));
+    assert_eq!(chain.kernel_file.unwrap().text, "grub_linuxefi Kernel");
+    assert_eq!(chain.initrd.unwrap().text, "grub_linuxefi Initrd");
+    // One byte of a Red Hat style command changed: its digest (of the command and its NUL)
+    // no longer matches.
+    let i = chain.grub_commands[0].event;
+    let last = rhcos.events[i].data.len() - 2;
+    rhcos.events[i].data[last] ^= 0x20;
+    assert!(matches!(
+        BootComponents::from_log(&rhcos),
+        Err(Error::Rejected(Rejection::DigestMismatch { event, .. })) if event == i
+    ));
+}
