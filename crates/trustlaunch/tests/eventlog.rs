@@ -332,3 +332,117 @@ fn bench_eventlog_runs_both_tools() {
     let out = trustlaunch(&["bench", "eventlog", "--runs", "1", bad.to_str().unwrap()]);
     assert!(!out.status.success());
 }
+
+// ---------------------------------------------------------------------------------------------
+// A log written with the builder (as the virtual firmware will) against a TPM extended with
+// the same events: the project's TPM 2.0 engine, started at locality 3, is the independent
+// PCR computation (tpm2_eventlog 5.4 cannot serve here: it extends EV_NO_ACTION events and
+// ignores the Startup Locality, against PFP 10.4.5.3).
+// ---------------------------------------------------------------------------------------------
+
+fn tpm_command(tag: u16, code: u32, body: &[u8]) -> Vec<u8> {
+    let mut c = tag.to_be_bytes().to_vec();
+    c.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
+    c.extend_from_slice(&code.to_be_bytes());
+    c.extend_from_slice(body);
+    c
+}
+
+fn tpm_ok(tpm: &mut tpm::Tpm, locality: u8, cmd: &[u8]) -> Vec<u8> {
+    let r = tpm.execute(locality, cmd);
+    assert_eq!(&r[6..10], &[0, 0, 0, 0], "TPM error {:02x?}", &r[6..10]);
+    r
+}
+
+/// TPM2_PCR_Extend (Part 3, 22.2) with a password session.
+fn pcr_extend(tpm: &mut tpm::Tpm, pcr: u32, digests: &[eventlog::Digest]) {
+    let mut body = pcr.to_be_bytes().to_vec();
+    body.extend_from_slice(&9u32.to_be_bytes());
+    body.extend_from_slice(&0x4000_0009u32.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0, 0]);
+    body.extend_from_slice(&(digests.len() as u32).to_be_bytes());
+    for d in digests {
+        body.extend_from_slice(&d.alg.0.to_be_bytes());
+        body.extend_from_slice(&d.bytes);
+    }
+    tpm_ok(tpm, 0, &tpm_command(0x8002, 0x182, &body));
+}
+
+/// TPM2_PCR_Read (Part 3, 22.4) of one PCR in one bank.
+fn pcr_read(tpm: &mut tpm::Tpm, alg: eventlog::AlgorithmId, pcr: u32) -> String {
+    let mut select = [0u8; 3];
+    select[(pcr / 8) as usize] = 1 << (pcr % 8);
+    let mut body = 1u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&alg.0.to_be_bytes());
+    body.push(3);
+    body.extend_from_slice(&select);
+    let r = tpm_ok(tpm, 0, &tpm_command(0x8001, 0x17E, &body));
+    // header 10, pcrUpdateCounter 4, selection 10, count 4, then TPM2B_DIGEST.
+    let size = u16::from_be_bytes([r[28], r[29]]) as usize;
+    hex::encode(&r[30..30 + size])
+}
+
+#[test]
+fn built_log_replays_to_what_a_tpm_extended_with_it_holds() {
+    use eventlog::{AlgorithmId, Digest, EventType, LogBuilder};
+    let banks = [AlgorithmId::SHA1, AlgorithmId::SHA256, AlgorithmId::SHA384];
+    let mut b = LogBuilder::new(&banks, b"").unwrap();
+    let mut events = vec![b.startup_locality(3)];
+    events.push(b.measure(0, EventType::EV_S_CRTM_VERSION, &[0, 0]));
+    let mut blob = 0x82_0000u64.to_le_bytes().to_vec();
+    blob.extend_from_slice(&0xe_0000u64.to_le_bytes());
+    events.push(b.measure_other(
+        0,
+        EventType::EV_EFI_PLATFORM_FIRMWARE_BLOB,
+        b"firmware volume",
+        blob,
+    ));
+    events.push(b.measure(7, EventType::EV_EFI_VARIABLE_DRIVER_CONFIG, b"SecureBoot=1"));
+    for pcr in 0..8 {
+        events.push(b.measure(pcr, EventType::EV_SEPARATOR, &[0; 4]));
+    }
+    let authenticode: Vec<Digest> = banks
+        .iter()
+        .map(|&alg| Digest {
+            alg,
+            bytes: alg.hash(b"shimx64.efi").unwrap(),
+        })
+        .collect();
+    events.push(
+        b.record(
+            4,
+            EventType::EV_EFI_BOOT_SERVICES_APPLICATION,
+            authenticode,
+            vec![0; 32],
+        )
+        .unwrap(),
+    );
+    events.push(b.measure(14, EventType::EV_IPL, b"MokList\0"));
+
+    let mut tpm = tpm::Tpm::manufacture(b"eventlog test entropy, 32 bytes!");
+    tpm.init();
+    tpm_ok(&mut tpm, 3, &tpm_command(0x8001, 0x144, &[0, 0]));
+    for e in events.iter().filter(|e| e.is_extended()) {
+        pcr_extend(&mut tpm, e.pcr, &e.digests);
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("built.bin");
+    std::fs::write(&path, b.to_bytes()).unwrap();
+    let ours = our_replay(&path).unwrap();
+    assert_eq!(ours.len(), 3 * 9, "PCRs 0-7 and 14 in three banks");
+    for (bank, pcr, value) in &ours {
+        let alg = AlgorithmId::from_name(bank).unwrap();
+        assert_eq!(*value, pcr_read(&mut tpm, alg, *pcr), "{bank} {pcr}");
+    }
+    // Without its Startup Locality event the log claims another PCR 0, and only that.
+    let mut log = eventlog::EventLog::parse(&b.to_bytes()).unwrap();
+    assert_eq!(log.events[1].data, b"StartupLocality\0\x03");
+    log.events.remove(1);
+    let pcrs = log.replay().unwrap();
+    for (bank, pcr, value) in &ours {
+        let alg = AlgorithmId::from_name(bank).unwrap();
+        let without = hex::encode(pcrs.get(alg, *pcr).unwrap());
+        assert_eq!(without == *value, *pcr != 0, "{bank} {pcr}");
+    }
+}
