@@ -52,30 +52,19 @@ fn every_corpus_log_parses_and_writes_back_byte_for_byte() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Every prefix of a log is an error or a shorter log that writes back as that prefix; a
-/// panic fails the test. Small logs: every prefix; larger ones: cuts around every event
-/// boundary and 500 spread over the log (every prefix of all logs is quadratic).
+/// Every prefix of every corpus log is an error or a shorter log that writes back as that
+/// prefix (and replays); a panic fails the test. Quadratic in the log sizes: the crate is
+/// built optimised in test builds for it (root Cargo.toml).
 #[test]
 fn every_prefix_is_an_error_or_a_shorter_log() {
+    let mut valid = 0usize;
+    let mut prefixes = 0usize;
     for (name, bytes) in corpus() {
-        let mut cuts: Vec<usize> = if bytes.len() <= 2048 {
-            (0..bytes.len()).collect()
-        } else {
-            let step = bytes.len() / 500 + 1;
-            (0..bytes.len()).step_by(step).collect()
-        };
-        if let Ok(log) = EventLog::parse(&bytes) {
-            for e in &log.events {
-                for d in 0..8 {
-                    cuts.push(e.offset.saturating_sub(4) + d);
-                }
-                cuts.push(e.offset + 12);
-                cuts.push(e.offset + 40);
-            }
-        }
-        for cut in cuts.into_iter().filter(|&c| c < bytes.len()) {
+        for cut in 0..bytes.len() {
             let prefix = &bytes[..cut];
+            prefixes += 1;
             if let Ok(log) = EventLog::parse(prefix) {
+                valid += 1;
                 assert_eq!(
                     log.to_bytes(),
                     prefix,
@@ -88,6 +77,11 @@ fn every_prefix_is_an_error_or_a_shorter_log() {
             }
         }
     }
+    // Only event boundaries (and cuts in zero padding) give logs.
+    assert!(
+        valid > 2000 && valid < prefixes / 100,
+        "{valid} of {prefixes}"
+    );
 }
 
 /// The PCRs the booted kernel read from swtpm (`.pcrs`, an independent record) equal the
