@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Fuzz the TPM 2.0 engine (crates/tpm) with cargo-fuzz: libFuzzer, optionally with ASan.
+# Fuzz the TPM 2.0 engine (crates/tpm) and the event log parser (crates/eventlog) with
+# cargo-fuzz: libFuzzer, optionally with ASan.
 #
 # Targets (fuzz/fuzz_targets, one per input parser):
-#   tpm_execute  command sequences against a started TPM (TPM2 command parsing and execution)
-#   tpm_state    permanent-state blobs for Tpm::restore (the state file parser)
-# Seeds: fuzz/corpus/<target> (real tpm2-tools traffic; see fuzz/corpus/README.md).
+#   tpm_execute     command sequences against a started TPM (TPM2 command parsing and execution)
+#   tpm_state       permanent-state blobs for Tpm::restore (the state file parser)
+#   eventlog_parse  TCG event logs: parse, write back, replay, decode, Secure Boot state
+# Seeds: fuzz/corpus/<target> (real tpm2-tools traffic; see fuzz/corpus/README.md); for
+# eventlog_parse, the real firmware logs of crates/eventlog/testdata.
 #
 # Stable Rust only: cargo-fuzz passes nightly-only rustc flags (-Zsanitizer=address and the
 # sanitizer-coverage options); RUSTC_BOOTSTRAP=1 makes stable rustc accept them. The
@@ -29,7 +32,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TARGETS=(tpm_execute tpm_state)
+TARGETS=(tpm_execute tpm_state eventlog_parse)
 SANITIZER=${FUZZ_SANITIZER:-none}
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
@@ -65,7 +68,28 @@ build() {
 max_len() {
     case $1 in
     tpm_execute) echo 8192 ;; # room for two maximum-size (4096-byte) commands and more
+    eventlog_parse) echo 80000 ;; # the largest real log of the seeds is 72,817 bytes
     *) echo 4096 ;;
+    esac
+}
+
+dict() {
+    case $1 in
+    eventlog_parse) echo fuzz/eventlog.dict ;;
+    *) echo fuzz/tpm.dict ;;
+    esac
+}
+
+# seed TARGET DIR: copy the target's seeds into DIR.
+seed() {
+    case $1 in
+    eventlog_parse)
+        local f
+        for f in crates/eventlog/testdata/*/*.bin; do
+            cp "$f" "$2/$(basename "$(dirname "$f")")-$(basename "$f")"
+        done
+        ;;
+    *) cp fuzz/corpus/"$1"/* "$2"/ ;;
     esac
 }
 
@@ -75,12 +99,12 @@ run() {
     local corpus="$work/corpus-$target" log="$logs/$target.log"
     local artifacts="fuzz/artifacts/$target/"
     mkdir -p "$corpus" "$artifacts"
-    cp fuzz/corpus/"$target"/* "$corpus"/
+    seed "$target" "$corpus"
     echo "==> $target: $seconds s from $(ls "$corpus" | wc -l) seeds (log: $log)"
     local status=0
     cargo fuzz run -s "$SANITIZER" "$target" "$corpus" -- \
         -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
-        -max_len="$(max_len "$target")" -dict=fuzz/tpm.dict \
+        -max_len="$(max_len "$target")" -dict="$(dict "$target")" \
         -artifact_prefix="$artifacts" -print_final_stats=1 >"$log" 2>&1 || status=$?
     # The last status line (#N DONE cov: ft: corp: exec/s: rss:) and the final stats.
     grep -E '^#[0-9]+' "$log" | tail -n 1 || true
@@ -122,7 +146,7 @@ repro)
 esac
 
 for t in "${targets[@]}"; do
-    [[ -d fuzz/corpus/$t ]] || { echo "unknown target: $t" >&2; exit 2; }
+    [[ " ${TARGETS[*]} " == *" $t "* ]] || { echo "unknown target: $t" >&2; exit 2; }
 done
 
 work=$(mktemp -d)

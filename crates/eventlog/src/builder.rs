@@ -22,6 +22,8 @@ use crate::{AlgorithmId, EventType};
 #[derive(Debug, Clone)]
 pub struct LogBuilder {
     log: EventLog,
+    /// Length of the log's bytes so far: the next event's offset.
+    len: usize,
 }
 
 impl LogBuilder {
@@ -67,12 +69,14 @@ impl LogBuilder {
             data: spec.to_bytes(),
             offset: 0,
         };
+        let len = encode_event1(&header).len();
         Ok(Self {
             log: EventLog {
                 format: LogFormat::CryptoAgile(spec),
                 events: vec![header],
                 padding: Vec::new(),
             },
+            len,
         })
     }
 
@@ -84,9 +88,10 @@ impl LogBuilder {
     /// its TPM with).
     fn push(&mut self, event: Event) -> Event {
         let event = Event {
-            offset: self.log.to_bytes_len(),
+            offset: self.len,
             ..event
         };
+        self.len = self.len.saturating_add(encode_event2(&event).len());
         self.log.events.push(event.clone());
         event
     }
@@ -206,19 +211,5 @@ impl LogBuilder {
             out.extend_from_slice(&encode_event2(e));
         }
         out
-    }
-}
-
-impl EventLog {
-    /// Length of [`Self::to_bytes`] without building it.
-    pub(crate) fn to_bytes_len(&self) -> usize {
-        self.events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| match (&self.format, i) {
-                (LogFormat::CryptoAgile(_), 0) | (LogFormat::Sha1, _) => encode_event1(e).len(),
-                _ => encode_event2(e).len(),
-            })
-            .fold(self.padding.len(), usize::saturating_add)
     }
 }

@@ -109,9 +109,9 @@ pub struct NoActionEvent {
 /// What an EV_IPL string is, by its producer's convention.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IplString {
-    /// grub: `grub_cmd: <command>` (PCR 8; the digest is of the command alone).
+    /// grub: `grub_cmd: <command>` or `grub_cmd <command>` (PCR 8), prefix removed.
     GrubCommand(String),
-    /// grub: `kernel_cmdline: <command line>` (PCR 8; the digest is of the line alone).
+    /// grub: `kernel_cmdline: <line>` or `grub_kernel_cmdline <line>` (PCR 8).
     KernelCmdline(String),
     /// grub: `module_cmdline: <line>` (PCR 8).
     ModuleCmdline(String),
@@ -125,32 +125,56 @@ pub enum IplString {
 /// shim's EV_IPL tags (shim's `MokList`, `MokListX`, `MokListTrusted`, `SbatLevel`).
 const SHIM_IPL_TAGS: [&str; 4] = ["MokList", "MokListX", "MokListTrusted", "SbatLevel"];
 
+#[derive(Clone, Copy)]
+enum GrubKind {
+    Command,
+    KernelCmdline,
+    ModuleCmdline,
+}
+
+/// grub's EV_IPL strings in PCR 8: the logged prefix, what follows it, and whether the
+/// digest covers the trailing NUL. Upstream grub (2.04+) logs `grub_cmd: X\0` and hashes X;
+/// Red Hat's older patches log `grub_cmd X\0` and hash X with its NUL, and
+/// `grub_kernel_cmdline X\0` hashing X (seen in the rhcos and rhel logs of testdata/).
+const GRUB_FORMS: [(&[u8], GrubKind, bool); 5] = [
+    (b"grub_cmd: ", GrubKind::Command, false),
+    (b"kernel_cmdline: ", GrubKind::KernelCmdline, false),
+    (b"module_cmdline: ", GrubKind::ModuleCmdline, false),
+    (b"grub_cmd ", GrubKind::Command, true),
+    (b"grub_kernel_cmdline ", GrubKind::KernelCmdline, false),
+];
+
+/// If `data` is one of grub's PCR 8 strings: its kind, its text and the bytes grub hashed.
+fn grub_string(data: &[u8]) -> Option<(GrubKind, &[u8], &[u8])> {
+    let (prefix, kind, nul_hashed) = GRUB_FORMS.iter().find(|(p, _, _)| data.starts_with(p))?;
+    let body = data.get(prefix.len()..)?;
+    let text = body.strip_suffix(&[0]).unwrap_or(body);
+    Some((*kind, text, if *nul_hashed { body } else { text }))
+}
+
+/// The bytes grub hashed for an EV_IPL string it logged (None if it is not grub's).
+pub(crate) fn grub_measured_bytes(data: &[u8]) -> Option<&[u8]> {
+    grub_string(data).map(|(_, _, measured)| measured)
+}
+
 impl IplString {
     fn decode(bytes: &[u8]) -> Option<Self> {
-        let text = ascii_text(bytes).or_else(|| utf16_text(bytes))?;
-        let tagged = |prefix: &str| text.strip_prefix(prefix).map(str::to_owned);
-        Some(if let Some(c) = tagged("grub_cmd: ") {
-            Self::GrubCommand(c)
-        } else if let Some(c) = tagged("kernel_cmdline: ") {
-            Self::KernelCmdline(c)
-        } else if let Some(c) = tagged("module_cmdline: ") {
-            Self::ModuleCmdline(c)
-        } else if SHIM_IPL_TAGS.contains(&text.as_str()) && bytes.ends_with(&[0]) {
-            Self::ShimVariable(text)
-        } else {
-            Self::Text(text)
-        })
-    }
-
-    /// The bytes the producer hashed, where it is known: grub hashes the command or line
-    /// without its prefix and without the NUL.
-    pub fn measured_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Self::GrubCommand(c) | Self::KernelCmdline(c) | Self::ModuleCmdline(c) => {
-                Some(c.as_bytes())
-            }
-            _ => None,
+        if let Some((kind, text, _)) = grub_string(bytes) {
+            let text = String::from_utf8_lossy(text).into_owned();
+            return Some(match kind {
+                GrubKind::Command => Self::GrubCommand(text),
+                GrubKind::KernelCmdline => Self::KernelCmdline(text),
+                GrubKind::ModuleCmdline => Self::ModuleCmdline(text),
+            });
         }
+        let text = ascii_text(bytes).or_else(|| utf16_text(bytes))?;
+        Some(
+            if SHIM_IPL_TAGS.contains(&text.as_str()) && bytes.ends_with(&[0]) {
+                Self::ShimVariable(text)
+            } else {
+                Self::Text(text)
+            },
+        )
     }
 }
 
@@ -167,7 +191,7 @@ fn ascii_text(bytes: &[u8]) -> Option<String> {
 
 /// UTF-16LE text (even length, NUL-terminated or not), if it decodes cleanly.
 fn utf16_text(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(2) || bytes.is_empty() {
         return None;
     }
     let s = utf16_string(bytes);

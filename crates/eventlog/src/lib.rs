@@ -7,7 +7,7 @@
 //! - [`LogBuilder`] writes a new crypto-agile log event by event (for a virtual firmware).
 //! - [`EventLog::replay`] computes the PCR values a log claims, per bank;
 //!   [`EventLog::append_final_events`] merges the EFI Final Events Table.
-//! - [`EventData::decode`] decodes event payloads (UEFI variables, image loads with device
+//! - [`EventLog::decode`] decodes event payloads (UEFI variables, image loads with device
 //!   paths, GPT, actions, IPL strings, firmware blobs, handoff tables, ...).
 //! - [`SecureBootState::from_log`] and [`BootComponents::from_log`] read what a verifier
 //!   needs, after the checks of [`validate`] that resist forged, retyped and extra events.
@@ -57,7 +57,7 @@ pub use guid::Guid;
 pub use log::{Digest, Event, EventLog, LogFormat, MAX_EVENTS, MAX_EVENT_DATA, MAX_LOG_SIZE};
 pub use replay::{Bank, Pcrs};
 pub use secureboot::{
-    validate, Authority, AuthorityKind, BootApplication, BootComponents, BootString,
-    FirmwareMeasurement, SecureBootState, VariableMeasurement,
+    digest_of, validate, Authority, AuthorityKind, BootApplication, BootComponents, BootRole,
+    BootString, FirmwareMeasurement, SecureBootState, VariableMeasurement,
 };
 pub use spec_id::{SpecIdAlgorithm, SpecIdEvent, StartupLocality};

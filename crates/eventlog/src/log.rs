@@ -254,8 +254,14 @@ fn read_pcr_event2(r: &mut Reader<'_>, spec: &SpecIdEvent) -> Result<Event, Erro
     let offset = r.offset();
     let pcr = r.u32("pcrIndex")?;
     let event_type = EventType(r.u32("eventType")?);
+    let count_at = r.clone();
     let count = r.u32("digests.count")?;
-    let count = r.capped(count.into(), MAX_ALGORITHMS.into(), "digests.count")?;
+    let count = count_at.capped(count.into(), MAX_ALGORITHMS.into(), "digests.count")?;
+    // PFP 10.2.2: one digest per active bank, EV_NO_ACTION included (zeros). An event
+    // without any would also be indistinguishable from the zero padding after a log.
+    if count == 0 {
+        return Err(count_at.invalid("digests.count", "is 0"));
+    }
     let mut digests = Vec::new();
     for _ in 0..count {
         let at = r.offset();

@@ -92,7 +92,7 @@ impl SpecIdEvent {
         }))
     }
 
-    /// The event data, as [`Self::parse`] reads it.
+    /// The event data this was parsed from (byte for byte).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = SPEC_ID_EVENT03.to_vec();
         out.extend_from_slice(&self.platform_class.to_le_bytes());

@@ -29,6 +29,8 @@ pub enum BenchCommand {
     /// vTPM density against swtpm: resident memory per idle instance of one `vtpm host`, and
     /// instance create to first answer against an swtpm process start.
     Density(super::bench_density::DensityBench),
+    /// Whole-process `trustlaunch eventlog replay LOG` against `tpm2_eventlog LOG`.
+    Eventlog(super::bench_eventlog::EventlogBench),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +58,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Vtpm(args) => bench_vtpm(&args),
         BenchCommand::Keys(args) => super::bench_keys::bench_keys(&args),
         BenchCommand::Density(args) => super::bench_density::bench_density(&args),
+        BenchCommand::Eventlog(args) => super::bench_eventlog::bench_eventlog(&args),
     }
 }
 

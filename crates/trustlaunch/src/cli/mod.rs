@@ -2,7 +2,9 @@
 
 mod bench;
 mod bench_density;
+mod bench_eventlog;
 mod bench_keys;
+mod eventlog;
 mod firmware;
 mod node_tpm;
 mod secureboot;
@@ -34,6 +36,9 @@ enum Command {
     /// OVMF variable stores.
     #[command(subcommand)]
     Secureboot(secureboot::SecurebootCommand),
+    /// TCG event logs: show, replay, verified boot components.
+    #[command(subcommand)]
+    Eventlog(eventlog::EventlogCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -42,5 +47,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Firmware(cmd) => firmware::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Secureboot(cmd) => secureboot::run(cmd),
+        Command::Eventlog(cmd) => eventlog::run(cmd),
     }
 }
