@@ -19,4 +19,4 @@ pub mod platform;
 pub use boot::{
     boot, boot_with, BootReport, Component, FirmwareError, KernelKeys, NodeImage, Stop,
 };
-pub use measure::{Pcrs, TpmFailure};
+pub use measure::{Pcrs, SoftwarePcrs, TpmFailure};

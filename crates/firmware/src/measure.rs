@@ -105,3 +105,53 @@ impl<'t> Measurer<'t> {
         self.log.to_bytes()
     }
 }
+
+/// PCRs computed in software, as a TPM would hold them after the same extends: for
+/// predicting a node image's measurements without a TPM (reference policies).
+#[derive(Debug, Clone)]
+pub struct SoftwarePcrs {
+    banks: Vec<AlgorithmId>,
+    values: std::collections::BTreeMap<(u16, u32), Vec<u8>>,
+}
+
+impl SoftwarePcrs {
+    /// PCRs of `banks`, all at their reset value (zeros).
+    pub fn new(banks: &[AlgorithmId]) -> Self {
+        SoftwarePcrs {
+            banks: banks.to_vec(),
+            values: Default::default(),
+        }
+    }
+
+    /// The value of `pcr` in `bank` (zeros if never extended; None for a bank not held).
+    pub fn value(&self, bank: AlgorithmId, pcr: u32) -> Option<Vec<u8>> {
+        if !self.banks.contains(&bank) {
+            return None;
+        }
+        Some(
+            self.values
+                .get(&(bank.0, pcr))
+                .cloned()
+                .unwrap_or_else(|| vec![0; bank.known_size().unwrap_or(0)]),
+        )
+    }
+}
+
+impl Pcrs for SoftwarePcrs {
+    fn banks(&self) -> Vec<AlgorithmId> {
+        self.banks.clone()
+    }
+
+    fn extend(&mut self, pcr: u32, digests: &[(AlgorithmId, Vec<u8>)]) -> Result<(), String> {
+        for (bank, digest) in digests {
+            let old = self
+                .value(*bank, pcr)
+                .ok_or_else(|| format!("no {bank:?} bank"))?;
+            let new = bank
+                .hash_parts(&[&old, digest])
+                .ok_or_else(|| format!("cannot hash with {bank:?}"))?;
+            self.values.insert((bank.0, pcr), new);
+        }
+        Ok(())
+    }
+}

@@ -1,5 +1,6 @@
 //! Command-line surface: what was typed, resolved into typed configuration, then run.
 
+mod attest;
 mod bench;
 mod bench_density;
 mod bench_eventlog;
@@ -39,6 +40,9 @@ enum Command {
     /// TCG event logs: show, replay, verified boot components.
     #[command(subcommand)]
     Eventlog(eventlog::EventlogCommand),
+    /// Remote attestation: verify any TPM's evidence, write reference policies.
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -48,5 +52,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Secureboot(cmd) => secureboot::run(cmd),
         Command::Eventlog(cmd) => eventlog::run(cmd),
+        Command::Attest(cmd) => attest::run(cmd),
     }
 }
