@@ -557,6 +557,62 @@ fn compare_virtual_firmware(real: &Boot, esp: &Path, dir: &Path, problems: &mut 
     }
 }
 
+/// `trustlaunch attest policy from-image` for this ESP, predicted without booting it, must
+/// accept what the real OVMF boot measured: its event log (attack checks, components,
+/// Secure Boot state) and the PCRs its kernel read from the TPM.
+fn predicted_policy_accepts(real: &Boot, esp: &Path, problems: &mut Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trustlaunch"))
+        .args(["attest", "policy", "from-image"])
+        .arg(esp.join("esp"))
+        .arg("--vars")
+        .arg("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+        .output()
+        .expect("run trustlaunch attest policy from-image");
+    if !out.status.success() {
+        problems.push(format!(
+            "attest policy from-image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return;
+    }
+    let policy =
+        match attest::policy::ReferencePolicy::from_json(&String::from_utf8_lossy(&out.stdout)) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(format!("the predicted policy does not parse: {e}"));
+                return;
+            }
+        };
+    let mut pcrs = attest::PcrValues::new();
+    for ((bank, pcr), value) in &real.pcrs {
+        let alg = attest::HashAlg::ALL.into_iter().find(|a| a.name() == bank);
+        if let (Some(alg), Ok(v), Ok(p)) = (alg, hex::decode(value), u8::try_from(*pcr)) {
+            let _ = pcrs.insert(alg, p, v);
+        }
+    }
+    let claims = eventlog::EventLog::parse(&real.eventlog)
+        .map_err(|e| e.to_string())
+        .and_then(|log| attest::appraisal::boot_claims(&log).map_err(|f| f.reason));
+    let claims = match claims {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(format!(
+                "the real boot's event log is refused by the verifier: {e}"
+            ));
+            return;
+        }
+    };
+    let mut failures = Vec::new();
+    policy.evaluate(&pcrs, Some(&claims), &mut failures);
+    if failures.is_empty() {
+        eprintln!("the policy predicted from the image accepts the real OVMF boot");
+    } else {
+        problems.push(format!(
+            "the policy predicted from the image refuses the real OVMF boot: {failures:#?}"
+        ));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------------------------
@@ -778,6 +834,7 @@ fn debian_secure_boot_chain_boots_with_our_vtpm_as_with_swtpm() {
     }
     if swtpm.complete {
         compare_virtual_firmware(&swtpm, &esp, &run.path().join("virtual"), &mut problems);
+        predicted_policy_accepts(&swtpm, &esp, &mut problems);
     }
     // Every other line of the guest's report must agree too, e.g. that the firmware took the
     // platform hierarchy (PLATFORM-AUTH): a vTPM that let the guest keep platform authority
