@@ -57,6 +57,18 @@ fn write_atomic(path: &Path, bytes: &[u8]) {
     fs::rename(&tmp, path).expect("rename");
 }
 
+/// The entry of `dir` whose name starts with `prefix`.
+fn entry_starting_with(dir: &Path, prefix: &str) -> PathBuf {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+}
+
 fn lab() -> &'static Lab {
     static LAB: OnceLock<Lab> = OnceLock::new();
     LAB.get_or_init(|| {
@@ -67,22 +79,8 @@ fn lab() -> &'static Lab {
                 .arg(&w),
         );
         let pkgs = w.join("pkgs");
-        let kernel_dir = fs::read_dir(&pkgs)
-            .expect("pkgs")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
-            })
-            .expect("the kernel package");
-        let kernel = fs::read_dir(kernel_dir.join("boot"))
-            .expect("boot")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-            })
-            .expect("vmlinuz");
+        let kernel_dir = entry_starting_with(&pkgs, "linux-image-");
+        let kernel = entry_starting_with(&kernel_dir.join("boot"), "vmlinuz-");
         let module = tool_ok(
             Command::new("find")
                 .arg(&kernel_dir)
