@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Fuzz the TPM 2.0 engine (crates/tpm) with cargo-fuzz: libFuzzer, optionally with ASan.
+# Fuzz the TPM 2.0 engine (crates/tpm) and the Secure Boot parsers (crates/secureboot) with
+# cargo-fuzz: libFuzzer, optionally with ASan.
 #
 # Targets (fuzz/fuzz_targets, one per input parser):
 #   tpm_execute  command sequences against a started TPM (TPM2 command parsing and execution)
 #   tpm_state    permanent-state blobs for Tpm::restore (the state file parser)
+#   secureboot_pe            PE/COFF images: digests, certificate table, .sbat, verify_image
+#   secureboot_authenticode  Authenticode PKCS#7 SignedData, module signature trailers
+#   secureboot_esl           EFI signature lists (re-encoded and compared), .auth, SbatLevel
+#   secureboot_varstore      OVMF variable stores
 # Seeds: fuzz/corpus/<target> (real tpm2-tools traffic; see fuzz/corpus/README.md).
 #
 # Stable Rust only: cargo-fuzz passes nightly-only rustc flags (-Zsanitizer=address and the
@@ -29,7 +34,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TARGETS=(tpm_execute tpm_state)
+TARGETS=(tpm_execute tpm_state secureboot_pe secureboot_authenticode secureboot_esl secureboot_varstore)
 SANITIZER=${FUZZ_SANITIZER:-none}
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
@@ -65,6 +70,7 @@ build() {
 max_len() {
     case $1 in
     tpm_execute) echo 8192 ;; # room for two maximum-size (4096-byte) commands and more
+    secureboot_*) echo 16384 ;; # the seeds (a signed PE, a store holding OVMF's db) are 1.5-4 KiB
     *) echo 4096 ;;
     esac
 }
@@ -74,13 +80,16 @@ run() {
     local target=$1 seconds=$2
     local corpus="$work/corpus-$target" log="$logs/$target.log"
     local artifacts="fuzz/artifacts/$target/"
+    # The dictionary holds TPM command codes and tags: no help to the Secure Boot parsers.
+    local dict=()
+    [[ $target == tpm_* ]] && dict=(-dict=fuzz/tpm.dict)
     mkdir -p "$corpus" "$artifacts"
     cp fuzz/corpus/"$target"/* "$corpus"/
     echo "==> $target: $seconds s from $(ls "$corpus" | wc -l) seeds (log: $log)"
     local status=0
     cargo fuzz run -s "$SANITIZER" "$target" "$corpus" -- \
         -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
-        -max_len="$(max_len "$target")" -dict=fuzz/tpm.dict \
+        -max_len="$(max_len "$target")" "${dict[@]}" \
         -artifact_prefix="$artifacts" -print_final_stats=1 >"$log" 2>&1 || status=$?
     # The last status line (#N DONE cov: ft: corp: exec/s: rss:) and the final stats.
     grep -E '^#[0-9]+' "$log" | tail -n 1 || true
