@@ -29,6 +29,9 @@ pub enum BenchCommand {
     /// vTPM density against swtpm: resident memory per idle instance of one `vtpm host`, and
     /// instance create to first answer against an swtpm process start.
     Density(super::bench_density::DensityBench),
+    /// Secure Boot: one `trustlaunch secureboot verify` process against one `sbverify --cert`
+    /// process on the same signed image.
+    Secureboot(super::bench_secureboot::SecurebootBench),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +59,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Vtpm(args) => bench_vtpm(&args),
         BenchCommand::Keys(args) => super::bench_keys::bench_keys(&args),
         BenchCommand::Density(args) => super::bench_density::bench_density(&args),
+        BenchCommand::Secureboot(args) => super::bench_secureboot::bench_secureboot(&args),
     }
 }
 

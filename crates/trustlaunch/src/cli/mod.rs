@@ -3,6 +3,7 @@
 mod bench;
 mod bench_density;
 mod bench_keys;
+mod bench_secureboot;
 mod secureboot;
 mod vtpm;
 
