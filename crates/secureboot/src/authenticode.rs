@@ -104,10 +104,16 @@ impl<'a> AuthenticodeSignature<'a> {
         })
     }
 
-    /// The algorithm the image must be hashed with for this signature (EDK2 reads it from
-    /// SignedData.digestAlgorithms).
-    pub fn digest_algorithm(&self) -> HashAlgorithm {
+    /// The algorithm the image must be hashed with for this signature: EDK2 reads it from
+    /// SignedData.digestAlgorithms. A well-formed signature names the same one in
+    /// [`Self::digest_algorithm`]; when they differ, no image digest is covered.
+    pub fn image_hash_algorithm(&self) -> HashAlgorithm {
         self.signed_algorithm
+    }
+
+    /// The algorithm of [`Self::digest`] (SpcIndirectDataContent's DigestInfo).
+    pub fn digest_algorithm(&self) -> HashAlgorithm {
+        self.indirect_algorithm
     }
 
     /// The image digest the signer signed.
@@ -252,6 +258,7 @@ mod tests {
     fn debian_grub_signature_carries_pesigns_digest_and_chains_to_debians_ca() {
         let sig = AuthenticodeSignature::parse(GRUB_SIGNATURE, 0).unwrap();
         assert_eq!(sig.digest_algorithm(), HashAlgorithm::Sha256);
+        assert_eq!(sig.image_hash_algorithm(), HashAlgorithm::Sha256);
         assert_eq!(hex::encode(sig.digest()), GRUB_DIGEST);
         assert!(sig.covers(HashAlgorithm::Sha256, &hex::decode(GRUB_DIGEST).unwrap()));
         let ca = X509::from_der(DEBIAN_CA).unwrap();
@@ -279,6 +286,27 @@ mod tests {
         bad[digest_at] ^= 1;
         let sig = AuthenticodeSignature::parse(&bad, 0).unwrap();
         assert!(!sig.verify_chain(&ca));
+    }
+
+    /// Found by the secureboot_authenticode fuzz target: SignedData.digestAlgorithms and the
+    /// DigestInfo may name different algorithms. EDK2 hashes the image with the first, so
+    /// such a signature covers no image.
+    #[test]
+    fn regression_fuzz_mismatched_digest_algorithms_cover_nothing() {
+        let sha256 = HashAlgorithm::Sha256.oid();
+        let at = GRUB_SIGNATURE
+            .windows(sha256.len())
+            .position(|w| w == sha256)
+            .unwrap();
+        let mut odd = GRUB_SIGNATURE.to_vec();
+        odd[at..at + sha256.len()].copy_from_slice(HashAlgorithm::Sha384.oid());
+        let sig = AuthenticodeSignature::parse(&odd, 0).unwrap();
+        assert_eq!(sig.image_hash_algorithm(), HashAlgorithm::Sha384);
+        assert_eq!(sig.digest_algorithm(), HashAlgorithm::Sha256);
+        assert_eq!(sig.digest().len(), sig.digest_algorithm().output_len());
+        let digest = hex::decode(GRUB_DIGEST).unwrap();
+        assert!(!sig.covers(HashAlgorithm::Sha256, &digest));
+        assert!(!sig.covers(HashAlgorithm::Sha384, &digest));
     }
 
     #[test]

@@ -631,3 +631,64 @@ fn usage_and_io_errors_exit_2() {
     ]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn db_files_may_be_esls_and_auth_files_made_by_efitools() {
+    let dir = tempdir();
+    let d = dir.path();
+    let vendor = vendor_certificate(d);
+    let esl = d.join("vendor.esl");
+    tool_ok(
+        Command::new("cert-to-efi-sig-list")
+            .args(["-g", "11111111-2222-3333-4444-555555555555"])
+            .arg(&vendor)
+            .arg(&esl),
+    );
+    self_signed(d, "trustlaunch test KEK", "kek.key", "kek.pem");
+    let auth = d.join("vendor.auth");
+    tool_ok(
+        Command::new("sign-efi-sig-list")
+            .arg("-k")
+            .arg(d.join("kek.key"))
+            .arg("-c")
+            .arg(d.join("kek.pem"))
+            .arg("db")
+            .arg(&esl)
+            .arg(&auth),
+    );
+    for db in [&esl, &auth] {
+        let (code, out) = verify(&lab().grub, &["--db", db.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}: {out}", db.display());
+        assert!(out.contains("Debian Secure Boot CA"), "{out}");
+        // As a dbx, the same file revokes grub by certificate.
+        let (code, out) = verify(
+            &lab().grub,
+            &["--db", db.to_str().unwrap(), "--dbx", db.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("revoked"), "{out}");
+    }
+}
+
+#[test]
+fn bench_secureboot_compares_against_sbverify() {
+    let dir = tempdir();
+    let ms = microsoft_uefi_ca(dir.path());
+    let out = tool_ok(
+        Command::new(env!("CARGO_BIN_EXE_trustlaunch"))
+            .args(["bench", "secureboot", "--rounds", "3", "--image"])
+            .arg(&lab().shim)
+            .arg("--cert")
+            .arg(&ms),
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("wall time per verification"))
+        .unwrap_or_else(|| panic!("no figures in:\n{out}"));
+    let figures: Vec<f64> = row
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches('x').parse().ok())
+        .collect();
+    assert_eq!(figures.len(), 3, "{row}");
+    assert!(figures.iter().all(|f| *f > 0.0), "{row}");
+}
