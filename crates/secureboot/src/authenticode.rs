@@ -26,9 +26,9 @@ pub struct AuthenticodeSignature<'a> {
     /// The DER ContentInfo, without any trailing padding of the WIN_CERTIFICATE.
     der: &'a [u8],
     /// SignedData.digestAlgorithms' first entry: what EDK2 hashes the image with.
-    signed_digest_algorithm: HashAlgorithm,
+    signed_algorithm: HashAlgorithm,
     /// SpcIndirectDataContent.messageDigest.digestAlgorithm.
-    digest_algorithm: HashAlgorithm,
+    indirect_algorithm: HashAlgorithm,
     /// SpcIndirectDataContent.messageDigest.digest: the signed image digest.
     digest: &'a [u8],
     /// The contents octets of SpcIndirectDataContent: what the signer's messageDigest
@@ -66,7 +66,7 @@ impl<'a> AuthenticodeSignature<'a> {
         let first = algs
             .reader(WHAT)
             .expect(der::SEQUENCE, "DigestAlgorithmIdentifier")?;
-        let signed_digest_algorithm = algorithm(first)?;
+        let signed_algorithm = algorithm(first)?;
         let inner = sd.expect(der::SEQUENCE, "SignedData.contentInfo")?;
         let mut inner = inner.reader(WHAT);
         let ct = inner.expect(der::OID, "contentInfo.contentType")?;
@@ -97,17 +97,23 @@ impl<'a> AuthenticodeSignature<'a> {
         }
         Ok(AuthenticodeSignature {
             der: ci.raw,
-            signed_digest_algorithm,
-            digest_algorithm,
+            signed_algorithm,
+            indirect_algorithm: digest_algorithm,
             digest: digest.value,
             content: spc.value,
         })
     }
 
-    /// The algorithm the image must be hashed with for this signature (EDK2 reads it from
-    /// SignedData.digestAlgorithms).
+    /// The algorithm the image must be hashed with for this signature: EDK2 reads it from
+    /// SignedData.digestAlgorithms. A well-formed signature names the same one in
+    /// [`Self::digest_algorithm`]; when they differ, no image digest is covered.
+    pub fn image_hash_algorithm(&self) -> HashAlgorithm {
+        self.signed_algorithm
+    }
+
+    /// The algorithm of [`Self::digest`] (SpcIndirectDataContent's DigestInfo).
     pub fn digest_algorithm(&self) -> HashAlgorithm {
-        self.signed_digest_algorithm
+        self.indirect_algorithm
     }
 
     /// The image digest the signer signed.
@@ -121,7 +127,9 @@ impl<'a> AuthenticodeSignature<'a> {
 
     /// Whether `image_digest` (made with `alg`) is the digest this signature covers.
     pub fn covers(&self, alg: HashAlgorithm, image_digest: &[u8]) -> bool {
-        self.digest_algorithm == alg && self.digest == image_digest
+        self.indirect_algorithm == alg
+            && self.signed_algorithm == alg
+            && self.digest == image_digest
     }
 
     /// Every certificate the SignedData carries, in order (EDK2's `Pkcs7GetSigners` list,
@@ -216,4 +224,101 @@ pub fn common_name(cert: &X509) -> String {
         .next()
         .and_then(|e| e.data().to_string().ok())
         .unwrap_or_else(|| subject(cert))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRUB_SIGNATURE: &[u8] = include_bytes!("../testdata/grub-debian.p7");
+    const DEBIAN_CA: &[u8] = include_bytes!("../testdata/debian-secure-boot-ca.der");
+    /// `pesign -h` of the image this signature came from (testdata/README.md).
+    const GRUB_DIGEST: &str = "a68f6d71ebddaa19751ff8d729f67d11b0df8e4c49400c3e7e90de16119e1265";
+
+    fn self_signed() -> X509 {
+        use openssl::{hash::MessageDigest, pkey::PKey, rsa::Rsa, x509::X509NameBuilder};
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "Debian Secure Boot CA")
+            .unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    #[test]
+    fn debian_grub_signature_carries_pesigns_digest_and_chains_to_debians_ca() {
+        let sig = AuthenticodeSignature::parse(GRUB_SIGNATURE, 0).unwrap();
+        assert_eq!(sig.digest_algorithm(), HashAlgorithm::Sha256);
+        assert_eq!(sig.image_hash_algorithm(), HashAlgorithm::Sha256);
+        assert_eq!(hex::encode(sig.digest()), GRUB_DIGEST);
+        assert!(sig.covers(HashAlgorithm::Sha256, &hex::decode(GRUB_DIGEST).unwrap()));
+        let ca = X509::from_der(DEBIAN_CA).unwrap();
+        assert!(sig.verify_chain(&ca));
+        // Same name, other key: not trusted.
+        assert!(!sig.verify_chain(&self_signed()));
+        let certs = sig.certificates().unwrap();
+        assert_eq!(
+            common_name(&certs[0]),
+            "Debian Secure Boot Signer 2022 - grub2"
+        );
+        // The signer itself in the store is a partial chain EDK2 accepts too.
+        assert!(sig.verify_chain(&certs[0]));
+    }
+
+    #[test]
+    fn a_changed_byte_anywhere_in_the_signed_attributes_breaks_the_signature() {
+        let ca = X509::from_der(DEBIAN_CA).unwrap();
+        let sig = AuthenticodeSignature::parse(GRUB_SIGNATURE, 0).unwrap();
+        let digest_at = GRUB_SIGNATURE
+            .windows(32)
+            .position(|w| w == sig.digest())
+            .unwrap();
+        let mut bad = GRUB_SIGNATURE.to_vec();
+        bad[digest_at] ^= 1;
+        let sig = AuthenticodeSignature::parse(&bad, 0).unwrap();
+        assert!(!sig.verify_chain(&ca));
+    }
+
+    /// Found by the secureboot_authenticode fuzz target: SignedData.digestAlgorithms and the
+    /// DigestInfo may name different algorithms. EDK2 hashes the image with the first, so
+    /// such a signature covers no image.
+    #[test]
+    fn regression_fuzz_mismatched_digest_algorithms_cover_nothing() {
+        let sha256 = HashAlgorithm::Sha256.oid();
+        let at = GRUB_SIGNATURE
+            .windows(sha256.len())
+            .position(|w| w == sha256)
+            .unwrap();
+        let mut odd = GRUB_SIGNATURE.to_vec();
+        odd[at..at + sha256.len()].copy_from_slice(HashAlgorithm::Sha384.oid());
+        let sig = AuthenticodeSignature::parse(&odd, 0).unwrap();
+        assert_eq!(sig.image_hash_algorithm(), HashAlgorithm::Sha384);
+        assert_eq!(sig.digest_algorithm(), HashAlgorithm::Sha256);
+        assert_eq!(sig.digest().len(), sig.digest_algorithm().output_len());
+        let digest = hex::decode(GRUB_DIGEST).unwrap();
+        assert!(!sig.covers(HashAlgorithm::Sha256, &digest));
+        assert!(!sig.covers(HashAlgorithm::Sha384, &digest));
+    }
+
+    #[test]
+    fn every_prefix_of_a_real_signature_is_an_error() {
+        for n in 0..GRUB_SIGNATURE.len() {
+            let r = AuthenticodeSignature::parse(&GRUB_SIGNATURE[..n], 100);
+            let e = r.expect_err("a prefix must not parse");
+            assert!(e.offset().is_some_and(|o| o >= 100), "{e}");
+        }
+        // Trailing padding after the DER, as WIN_CERTIFICATE entries carry, is ignored.
+        let mut padded = GRUB_SIGNATURE.to_vec();
+        padded.extend_from_slice(&[0; 7]);
+        assert!(AuthenticodeSignature::parse(&padded, 0).is_ok());
+    }
 }

@@ -113,7 +113,7 @@ fn fixed_data_size(t: Guid) -> Option<usize> {
         t if t == guid::EFI_CERT_X509_GUID => None,
         t => hash_type(t)
             .map(|a| a.output_len())
-            .or_else(|| x509_hash_type(t).map(|a| a.output_len() + EfiTime::SIZE)),
+            .or_else(|| x509_hash_type(t).map(|a| a.output_len().saturating_add(EfiTime::SIZE))),
     }
 }
 
@@ -227,7 +227,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<SignatureList>> {
                 "SignatureListSize outside the input",
             ));
         }
-        let body_len = list_size - LIST_HEADER;
+        let body_len = list_size.saturating_sub(LIST_HEADER);
         if header_size > body_len {
             return Err(Error::malformed(
                 WHAT,
@@ -239,8 +239,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<SignatureList>> {
             return Err(Error::malformed(WHAT, at, "SignatureSize out of range"));
         }
         let header = r.take(header_size)?.to_vec();
-        let sigs_len = body_len - header_size;
-        if sigs_len % sig_size != 0 {
+        let sigs_len = body_len.saturating_sub(header_size);
+        // sig_size > 16 was checked above, so these divisions cannot fail.
+        if sigs_len.checked_rem(sig_size) != Some(0) {
             return Err(Error::malformed(
                 WHAT,
                 at,
@@ -256,7 +257,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<SignatureList>> {
                 ));
             }
         }
-        let count = sigs_len / sig_size;
+        let count = sigs_len.checked_div(sig_size).unwrap_or(0);
         if count > MAX_SIGNATURES {
             return Err(Error::TooLarge {
                 what: WHAT,
@@ -268,7 +269,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<SignatureList>> {
         let mut signatures = Vec::with_capacity(count);
         for _ in 0..count {
             let owner = Guid(r.array::<16>()?);
-            let data = r.take(sig_size - 16)?.to_vec();
+            let data = r.take(sig_size.saturating_sub(16))?.to_vec();
             signatures.push(SignatureData { owner, data });
         }
         lists.push(SignatureList {

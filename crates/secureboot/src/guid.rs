@@ -7,6 +7,7 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Guid(pub [u8; 16]);
 
+#[allow(clippy::panic, clippy::arithmetic_side_effects)]
 const fn hex_digit(c: u8) -> u8 {
     match c {
         b'0'..=b'9' => c - b'0',

@@ -10,6 +10,8 @@ use crate::{Error, Result};
 const WHAT: &str = "PE/COFF image";
 /// IMAGE_DIRECTORY_ENTRY_SECURITY: index of the Certificate Table data directory (PE 3.4.3).
 const DIRECTORY_ENTRY_SECURITY: u32 = 4;
+/// Its byte offset in the DataDirectory array (8-byte IMAGE_DATA_DIRECTORY entries).
+const SECURITY_ENTRY_OFFSET: usize = 8 * DIRECTORY_ENTRY_SECURITY as usize;
 /// WIN_CERT_TYPE_PKCS_SIGNED_DATA (PE 5.7 / UEFI 2.10 32.2.4).
 pub const WIN_CERT_TYPE_PKCS_SIGNED_DATA: u16 = 0x0002;
 /// WIN_CERT_TYPE_EFI_GUID (UEFI 2.10 32.2.4): WIN_CERTIFICATE_UEFI_GUID.
@@ -122,7 +124,7 @@ impl<'a> PeImage<'a> {
         let opt = add(file_header, 20, WHAT, pe)?;
         let magic = u16_at(bytes, opt, WHAT)?;
         // Offsets of NumberOfRvaAndSizes and DataDirectory in the optional header (PE 3.4).
-        let (rva_count_at, dirs_at) = match magic {
+        let (rva_count_at, dirs_at): (usize, usize) = match magic {
             0x10b => (92, 96),
             0x20b => (108, 112),
             _ => return Err(Error::malformed(WHAT, opt, "unknown optional header magic")),
@@ -134,7 +136,7 @@ impl<'a> PeImage<'a> {
         let (security_entry_offset, security) = if rva_count > DIRECTORY_ENTRY_SECURITY {
             let at = add(
                 opt,
-                dirs_at + 8 * DIRECTORY_ENTRY_SECURITY as usize,
+                dirs_at.saturating_add(SECURITY_ENTRY_OFFSET),
                 WHAT,
                 opt,
             )?;
@@ -308,7 +310,11 @@ impl<'a> PeImage<'a> {
                 if file_len > hashed.saturating_add(cert_size) {
                     h.update(range(b, hashed, file_len)?);
                     let padded = align_up(file_len, 8, WHAT, file_len)?;
-                    h.update(&[0u8; 8][..padded.saturating_sub(file_len).min(8)]);
+                    h.update(
+                        [0u8; 8]
+                            .get(..padded.saturating_sub(file_len))
+                            .unwrap_or_default(),
+                    );
                 }
             }
         }
@@ -399,4 +405,134 @@ fn range(b: &[u8], start: usize, end: usize) -> Result<&[u8]> {
         start,
         "header range out of order or out of the file",
     ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    const CHECKSUM: usize = 0x58 + 64;
+    const SECURITY_ENTRY: usize = 0x58 + 112 + 32;
+
+    /// A minimal PE32+ image: headers to 0x200, section ".b" at 0x400 and ".a" at 0x200 (the
+    /// table lists them out of file order), then five bytes of trailing data.
+    pub(crate) fn unsigned_image() -> Vec<u8> {
+        let mut b = vec![0u8; 0x605];
+        b[0..2].copy_from_slice(b"MZ");
+        b[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        b[0x40..0x44].copy_from_slice(b"PE\0\0");
+        b[0x44..0x46].copy_from_slice(&0x8664u16.to_le_bytes());
+        b[0x46..0x48].copy_from_slice(&2u16.to_le_bytes());
+        b[0x54..0x56].copy_from_slice(&240u16.to_le_bytes());
+        b[0x58..0x5a].copy_from_slice(&0x20bu16.to_le_bytes());
+        b[0x58 + 60..0x58 + 64].copy_from_slice(&0x200u32.to_le_bytes());
+        b[CHECKSUM..CHECKSUM + 4].copy_from_slice(&0xdeadbeefu32.to_le_bytes());
+        b[0x58 + 108..0x58 + 112].copy_from_slice(&16u32.to_le_bytes());
+        for (i, (name, raw)) in [(b".b\0\0\0\0\0\0", 0x400u32), (b".a\0\0\0\0\0\0", 0x200)]
+            .iter()
+            .enumerate()
+        {
+            let s = 0x148 + 40 * i;
+            b[s..s + 8].copy_from_slice(*name);
+            b[s + 8..s + 12].copy_from_slice(&0x200u32.to_le_bytes());
+            b[s + 12..s + 16].copy_from_slice(&raw.to_le_bytes());
+            b[s + 16..s + 20].copy_from_slice(&0x200u32.to_le_bytes());
+            b[s + 20..s + 24].copy_from_slice(&raw.to_le_bytes());
+        }
+        for (i, x) in b[0x200..].iter_mut().enumerate() {
+            *x = (i % 251) as u8;
+        }
+        b
+    }
+
+    /// The same image padded to 8 and given a 16-byte certificate table holding one
+    /// WIN_CERTIFICATE of type `kind` with a 5-byte payload.
+    pub(crate) fn signed_image(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut b = unsigned_image();
+        b.resize(0x608, 0);
+        let len = 8 + payload.len();
+        let table = (len + 7) & !7;
+        b[SECURITY_ENTRY..SECURITY_ENTRY + 4].copy_from_slice(&0x608u32.to_le_bytes());
+        b[SECURITY_ENTRY + 4..SECURITY_ENTRY + 8].copy_from_slice(&(table as u32).to_le_bytes());
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        b.extend_from_slice(&0x0200u16.to_le_bytes());
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(payload);
+        b.resize(0x608 + table, 0);
+        b
+    }
+
+    /// The digest the Authenticode specification's steps give, written out over fixed
+    /// offsets: headers without CheckSum and the security entry, .a (0x200), .b (0x400), the
+    /// trailing data, then `pad` zero bytes.
+    fn by_hand(b: &[u8], end: usize, pad: usize) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(&b[..CHECKSUM]);
+        h.update(&b[CHECKSUM + 4..SECURITY_ENTRY]);
+        h.update(&b[SECURITY_ENTRY + 8..0x200]);
+        h.update(&b[0x200..0x600]);
+        h.update(&b[0x600..end]);
+        h.update(vec![0u8; pad]);
+        h.finalize().to_vec()
+    }
+
+    #[test]
+    fn firmware_and_shim_digests_of_an_unsigned_unaligned_image_differ_by_the_padding() {
+        let b = unsigned_image();
+        let pe = PeImage::parse(&b).unwrap();
+        assert!(!pe.is_signed());
+        let firmware = pe
+            .authenticode_digest(HashAlgorithm::Sha256, DigestFlavor::Firmware)
+            .unwrap();
+        let shim = pe
+            .authenticode_digest(HashAlgorithm::Sha256, DigestFlavor::Shim)
+            .unwrap();
+        assert_eq!(firmware, by_hand(&b, 0x605, 0));
+        assert_eq!(shim, by_hand(&b, 0x605, 3));
+        assert_ne!(firmware, shim);
+        assert_eq!(pe.section_data(b".a").unwrap().unwrap(), &b[0x200..0x400]);
+    }
+
+    #[test]
+    fn signed_image_digests_agree_and_exclude_the_table() {
+        let b = signed_image(WIN_CERT_TYPE_PKCS_SIGNED_DATA, b"\x30\x03abc");
+        let pe = PeImage::parse(&b).unwrap();
+        let expected = by_hand(&b, 0x608, 0);
+        for flavor in [DigestFlavor::Firmware, DigestFlavor::Shim] {
+            assert_eq!(
+                pe.authenticode_digest(HashAlgorithm::Sha256, flavor)
+                    .unwrap(),
+                expected
+            );
+        }
+        let certs = pe.certificates().unwrap();
+        assert_eq!(certs.len(), 1);
+        assert_eq!(certs[0].offset, 0x608);
+        assert_eq!(certs[0].data, b"\x30\x03abc");
+        assert!(certs[0].is_pkcs7());
+    }
+
+    #[test]
+    fn a_table_that_does_not_end_at_its_size_is_malformed() {
+        let mut b = signed_image(WIN_CERT_TYPE_PKCS_SIGNED_DATA, b"\x30\x03abc");
+        // Claim 24 bytes: the walk ends at 16, inside the table.
+        b[SECURITY_ENTRY + 4..SECURITY_ENTRY + 8].copy_from_slice(&24u32.to_le_bytes());
+        b.resize(0x608 + 24, 0);
+        let e = PeImage::parse(&b).unwrap().certificates().unwrap_err();
+        assert!(e.offset().is_some());
+    }
+
+    #[test]
+    fn every_prefix_of_a_signed_image_is_an_error() {
+        let b = signed_image(WIN_CERT_TYPE_PKCS_SIGNED_DATA, b"\x30\x03abc");
+        for n in 0..b.len() {
+            let r = PeImage::parse(&b[..n]).and_then(|pe| {
+                pe.authenticode_digest(HashAlgorithm::Sha1, DigestFlavor::Firmware)?;
+                pe.authenticode_digest(HashAlgorithm::Sha256, DigestFlavor::Shim)?;
+                pe.certificates()
+            });
+            assert!(r.is_err(), "prefix of {n} bytes parsed");
+        }
+    }
 }

@@ -344,7 +344,7 @@ fn firmware(dbs: &Databases, image: &[u8]) -> Result<Verdict> {
     let mut failure: Option<DenyReason> = None;
     for wc in pe.certificates()?.iter().filter(|c| c.is_pkcs7()) {
         let sig = match AuthenticodeSignature::parse(wc.data, wc.offset.saturating_add(8)) {
-            Ok(s) if HashAlgorithm::AUTHENTICODE.contains(&s.digest_algorithm()) => s,
+            Ok(s) if HashAlgorithm::AUTHENTICODE.contains(&s.image_hash_algorithm()) => s,
             // EDK2 skips a signature it cannot hash for (HashPeImageByType fails).
             Ok(_) => continue,
             Err(e) => {
@@ -352,7 +352,7 @@ fn firmware(dbs: &Databases, image: &[u8]) -> Result<Verdict> {
                 continue;
             }
         };
-        let alg = sig.digest_algorithm();
+        let alg = sig.image_hash_algorithm();
         let digest = pe.authenticode_digest(alg, DigestFlavor::Firmware)?;
         let covers = sig.covers(alg, &digest);
         if let Some(reason) = forbidden_by_dbx(&sig, covers, &dbs.dbx)? {

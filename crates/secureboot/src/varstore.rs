@@ -186,7 +186,7 @@ impl<'a> VariableStore<'a> {
 }
 
 fn utf16_name(b: &[u8]) -> Option<String> {
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = b
@@ -203,4 +203,79 @@ fn utf16_name(b: &[u8]) -> Option<String> {
         return None;
     }
     String::from_utf16(name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variable(name: &str, vendor: Guid, state: u8, data: &[u8]) -> Vec<u8> {
+        let name: Vec<u8> = name
+            .encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let mut v = Vec::new();
+        v.extend_from_slice(&VARIABLE_DATA.to_le_bytes());
+        v.extend_from_slice(&[state, 0]);
+        v.extend_from_slice(&0x27u32.to_le_bytes());
+        v.extend_from_slice(&[0; 8 + 16 + 4]);
+        v.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&vendor.0);
+        v.extend_from_slice(&name);
+        v.extend_from_slice(data);
+        while v.len() % 4 != 0 {
+            v.push(0xff);
+        }
+        v
+    }
+
+    /// An OVMF-shaped volume: FV header (72 bytes with its block map), an authenticated
+    /// store, a deleted and a live `db`, then erased flash.
+    fn store() -> Vec<u8> {
+        let mut b = vec![0u8; 72];
+        b[16..32].copy_from_slice(&guid::EFI_SYSTEM_NV_DATA_FV_GUID.0);
+        b[40..44].copy_from_slice(b"_FVH");
+        b[48..50].copy_from_slice(&72u16.to_le_bytes());
+        let mut vars = variable("db", guid::EFI_IMAGE_SECURITY_DATABASE_GUID, 0x3c, b"old");
+        vars.extend(variable(
+            "db",
+            guid::EFI_IMAGE_SECURITY_DATABASE_GUID,
+            VAR_ADDED,
+            b"new!",
+        ));
+        vars.extend(variable("PK", guid::EFI_GLOBAL_VARIABLE, VAR_ADDED, b"pk"));
+        let size = 28 + vars.len() + 64;
+        b.extend_from_slice(&guid::EFI_AUTHENTICATED_VARIABLE_GUID.0);
+        b.extend_from_slice(&(size as u32).to_le_bytes());
+        b.extend_from_slice(&[STORE_FORMATTED, 0xfe, 0, 0, 0, 0, 0, 0]);
+        b.extend(vars);
+        b.resize(72 + size, 0xff);
+        let len = b.len() as u64;
+        b[32..40].copy_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn lists_variables_and_finds_the_live_copy() {
+        let b = store();
+        let s = VariableStore::parse(&b).unwrap();
+        assert!(s.authenticated);
+        assert_eq!(s.variables.len(), 3);
+        assert!(!s.variables[0].is_live());
+        let [pk, kek, db, dbx] = s.secure_boot_variables();
+        assert_eq!(
+            (pk.1, kek.1, db.1, dbx.1),
+            (&b"pk"[..], &b""[..], &b"new!"[..], &b""[..])
+        );
+    }
+
+    #[test]
+    fn every_prefix_is_an_error() {
+        let b = store();
+        for n in 0..b.len() {
+            assert!(VariableStore::parse(&b[..n]).is_err(), "prefix {n}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod bench;
 mod bench_density;
 mod bench_eventlog;
 mod bench_keys;
+mod bench_secureboot;
 mod eventlog;
 mod firmware;
 mod node_tpm;
