@@ -24,6 +24,7 @@ mod commands;
 pub mod credential;
 pub mod crypto;
 mod drbg;
+pub mod ek;
 mod engine;
 pub mod hash;
 pub mod kdf;

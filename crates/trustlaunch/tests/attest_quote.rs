@@ -983,3 +983,98 @@ fn swtpm_evidence_with_a_real_event_log_verifies_with_verify_evidence() {
     assert_eq!(f["pcr"], 4);
     assert!(f["event"].is_u64(), "{v:#}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The node agent's TPM client (crates/agent) against real swtpm and our vTPM
+// ---------------------------------------------------------------------------------------------
+
+/// swtpm's data channel: raw TPM 2.0 commands and responses over TCP.
+struct TcpTransport(TcpStream);
+
+impl agent::Transport for TcpTransport {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, String> {
+        use std::io::{Read, Write};
+        self.0.write_all(command).map_err(|e| e.to_string())?;
+        let mut header = [0u8; 10];
+        self.0.read_exact(&mut header).map_err(|e| e.to_string())?;
+        let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+        let mut rest = vec![0u8; size.saturating_sub(10)];
+        self.0.read_exact(&mut rest).map_err(|e| e.to_string())?;
+        Ok([header.to_vec(), rest].concat())
+    }
+}
+
+/// The agent creates the TCG EK and its AK, activates the registrar's credential through the
+/// EK's PolicySecret session, and quotes; the registrar's checks (attest::enroll) and the
+/// verifier (attest::verify_quote) accept what it produced, on swtpm as on ours.
+fn agent_enrolls_and_quotes(backend: Backend) {
+    let tpm = Tpm::start(backend);
+    // tpm2_createek first: swtpm serves one connection at a time.
+    tpm.ok(&[
+        "tpm2_createek",
+        "-G",
+        "ecc",
+        "-c",
+        "ek-tools.ctx",
+        "-u",
+        "ek-tools.pub",
+    ]);
+    tpm.flush();
+    let tools_ek_public = {
+        use tpm::codec::Unmarshal;
+        tpm::object::TpmtPublic::from_bytes(&tpm.read("ek-tools.pub")[2..]).expect("EK public")
+    };
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, tpm.port)).expect("connect");
+    let mut client = agent::Client::new(TcpTransport(stream));
+    let ek = client.create_ek().expect("EK");
+    assert_eq!(
+        tools_ek_public, ek.public,
+        "[{backend:?}] the agent's EK is tpm2_createek's"
+    );
+
+    let ak = client.create_ak().expect("AK");
+    let ak_public = AkPublic::from_tpmt_public(ak.public.clone()).expect("AK public");
+    attest::enroll::check_ak_attributes(&ak_public).expect("a proper AK");
+    let mut rng = |b: &mut [u8]| b.iter_mut().for_each(|x| *x = random_u64() as u8);
+    let challenge =
+        attest::enroll::make_challenge(&ek.public, &ak.name, &mut rng).expect("challenge");
+    let answer = client
+        .activate_credential(&ak, &ek, &challenge.id_object, &challenge.encrypted_secret)
+        .unwrap_or_else(|e| panic!("[{backend:?}] ActivateCredential: {e}\n{}", tpm.log()));
+    assert!(attest::enroll::check_activation(&challenge, &answer));
+    // A challenge for another AK name does not open.
+    let mut other = ak.name.clone();
+    *other.last_mut().expect("name") ^= 1;
+    let wrong = attest::enroll::make_challenge(&ek.public, &other, &mut rng).expect("challenge");
+    assert!(client
+        .activate_credential(&ak, &ek, &wrong.id_object, &wrong.encrypted_secret)
+        .is_err());
+
+    let nonce = hex::decode(NONCE_HEX).expect("nonce");
+    let selection = vec![(HashAlg::Sha256, vec![0u8, 7])];
+    let quote = client.quote(&ak, &nonce, &selection).expect("quote");
+    let mut pcrs = PcrValues::new();
+    for pcr in [0u8, 7] {
+        pcrs.insert(
+            HashAlg::Sha256,
+            pcr,
+            client.pcr_read(HashAlg::Sha256, pcr).expect("PCR_Read"),
+        )
+        .expect("PCR value");
+    }
+    verify_quote(&ak_public, &quote.attest, &quote.signature, &nonce, &pcrs)
+        .unwrap_or_else(|e| panic!("[{backend:?}] the agent's quote: {e}"));
+    for h in [ak.handle, ek.handle] {
+        client.flush(h).expect("flush");
+    }
+}
+
+#[test]
+fn agent_enrolls_and_quotes_on_swtpm() {
+    agent_enrolls_and_quotes(Backend::Swtpm);
+}
+
+#[test]
+fn agent_enrolls_and_quotes_on_our_vtpm() {
+    agent_enrolls_and_quotes(Backend::Ours);
+}

@@ -32,8 +32,7 @@ use crate::ca::{self, encoding, CaError, ManufacturerCa};
 use p256::pkcs8::EncodePublicKey;
 use std::collections::BTreeMap;
 use tpm::codec::{Marshal, Reader, Unmarshal};
-use tpm::hash::HashAlg;
-use tpm::object::{attr, PublicParms, Scheme, SymDefObject, Tpm2bPublic, TpmtPublic};
+use tpm::object::{PublicParms, Tpm2bPublic, TpmtPublic};
 use tpm::types::{alg, curve, handle, nv_attr, pt, Tpm2bDigest, Tpm2bNvPublic, TpmsNvPublic};
 use tpm::Tpm;
 use x509_cert::certificate::{TbsCertificate, Version};
@@ -47,10 +46,15 @@ use x509_cert::ext::{AsExtension, Extension};
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
-/// NV index of the RSA-2048 EK certificate (TCG EK Credential Profile, 2.2.1.4).
-pub const RSA_EK_CERT_INDEX: u32 = 0x01C0_0002;
-/// NV index of the ECC NIST P-256 EK certificate.
-pub const ECC_EK_CERT_INDEX: u32 = 0x01C0_000A;
+pub use tpm::ek::{EkKind, ECC_EK_CERT_INDEX, EK_POLICY_A_SHA256, RSA_EK_CERT_INDEX};
+
+/// The keyUsage an EK certificate states: RSA EKs decrypt (key transport), ECC EKs agree keys.
+fn key_usage(kind: EkKind) -> KeyUsages {
+    match kind {
+        EkKind::Rsa2048 => KeyUsages::KeyEncipherment,
+        EkKind::EccP256 => KeyUsages::KeyAgreement,
+    }
+}
 
 /// The EK certificate indices' attributes, as real TPMs have them: defined and written by
 /// the platform, readable with platform, owner or (empty) index authorization, no
@@ -62,13 +66,6 @@ pub const EK_CERT_NV_ATTRIBUTES: u32 = nv_attr::PLATFORMCREATE
     | nv_attr::AUTHREAD
     | nv_attr::NO_DA
     | nv_attr::WRITEDEFINE;
-
-/// PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the authPolicy of the low-range EK
-/// templates (EK Credential Profile, B.3.2 "Policy A").
-pub const EK_POLICY_A_SHA256: [u8; 32] = [
-    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xB3, 0xF8, 0x1A, 0x90, 0xCC, 0x8D, 0x46, 0xA5, 0xD7, 0x24,
-    0xFD, 0x52, 0xD7, 0x6E, 0x06, 0x52, 0x0B, 0x64, 0xF2, 0xA1, 0xDA, 0x1B, 0x33, 0x14, 0x69, 0xAA,
-];
 
 /// Largest NV_Write this code sends, whatever TPM_PT_NV_BUFFER_MAX says.
 const MAX_WRITE_CHUNK: usize = 1024;
@@ -104,72 +101,6 @@ pub enum EndorsementError {
     TooLarge { kind: EkKind, len: usize },
     #[error("EK provisioning: {0}")]
     Ca(#[from] CaError),
-}
-
-/// The endorsement keys provisioned: those of the EK Credential Profile's default
-/// low-range templates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EkKind {
-    /// Template L-1: RSA 2048, AES-128-CFB, SHA-256 (`tpm2_createek -G rsa`).
-    Rsa2048,
-    /// Template L-2: ECC NIST P-256, AES-128-CFB, SHA-256 (`tpm2_createek -G ecc`).
-    EccP256,
-}
-
-impl EkKind {
-    /// Both, in provisioning order.
-    pub const ALL: [EkKind; 2] = [EkKind::Rsa2048, EkKind::EccP256];
-
-    /// The NV index holding this EK's certificate.
-    pub fn nv_index(self) -> u32 {
-        match self {
-            EkKind::Rsa2048 => RSA_EK_CERT_INDEX,
-            EkKind::EccP256 => ECC_EK_CERT_INDEX,
-        }
-    }
-
-    /// The EK template (EK Credential Profile, B.3.3 and B.3.4), byte for byte what
-    /// tpm2-tools' `tpm2_createek` sends: restricted decryption key, fixedTPM,
-    /// fixedParent, sensitiveDataOrigin, adminWithPolicy (no userWithAuth), Policy A,
-    /// AES-128-CFB, no scheme, and a zero unique field of the key's size.
-    pub fn template(self) -> TpmtPublic {
-        let attributes = attr::FIXED_TPM
-            | attr::FIXED_PARENT
-            | attr::SENSITIVE_DATA_ORIGIN
-            | attr::ADMIN_WITH_POLICY
-            | attr::RESTRICTED
-            | attr::DECRYPT;
-        let parms = match self {
-            EkKind::Rsa2048 => PublicParms::Rsa {
-                symmetric: SymDefObject::Aes(128),
-                scheme: Scheme::NULL,
-                key_bits: 2048,
-                exponent: 0,
-                modulus: vec![0; 256],
-            },
-            EkKind::EccP256 => PublicParms::Ecc {
-                symmetric: SymDefObject::Aes(128),
-                scheme: Scheme::NULL,
-                curve: curve::NIST_P256,
-                kdf: None,
-                x: vec![0; 32],
-                y: vec![0; 32],
-            },
-        };
-        TpmtPublic {
-            name_alg: HashAlg::Sha256,
-            attributes,
-            auth_policy: EK_POLICY_A_SHA256.to_vec(),
-            parms,
-        }
-    }
-
-    fn key_usage(self) -> KeyUsages {
-        match self {
-            EkKind::Rsa2048 => KeyUsages::KeyEncipherment,
-            EkKind::EccP256 => KeyUsages::KeyAgreement,
-        }
-    }
 }
 
 /// What a TPM reports of itself, as its EK certificates name it.
@@ -323,7 +254,7 @@ pub fn ek_certificate(
             true,
         )?,
         ext(
-            &|| KeyUsage(kind.key_usage().into()).to_extension(&subject, &[]),
+            &|| KeyUsage(key_usage(kind).into()).to_extension(&subject, &[]),
             true,
         )?,
         ext(
