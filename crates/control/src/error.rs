@@ -93,7 +93,7 @@ impl ControlError {
             Self::UnknownVmSize(_) => "InvalidVMSize",
             Self::InvalidParameter(_) => "InvalidParameter",
             Self::InvalidMaxSurge(_) => "InvalidMaxSurge",
-            Self::NotFound { .. } => "NotFound",
+            Self::NotFound { .. } => "ResourceNotFound",
             Self::Conflict(_) => "OperationNotAllowed",
         }
     }

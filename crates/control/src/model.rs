@@ -299,9 +299,61 @@ pub fn node_name(resource_group: &str, cluster: &str, pool: &str, ordinal: u32) 
     format!("aks-{pool}-{:08}-vmss{ordinal:06x}", h % 100_000_000)
 }
 
+/// The pool and ordinal a node name carries (the inverse of [`node_name`]).
+pub fn parse_node_name(name: &str) -> Option<(&str, u32)> {
+    let rest = name.strip_prefix("aks-")?;
+    let (pool, rest) = rest.split_once('-')?;
+    let (_, suffix) = rest.split_once("-vmss")?;
+    Some((pool, u32::from_str_radix(suffix, 16).ok()?))
+}
+
+impl ResourceId {
+    /// Parses `/subscriptions/S/resourceGroups/RG/providers/Microsoft.ContainerService/
+    /// managedClusters/C[/agentPools/P]` (segment names compared without case).
+    pub fn parse(id: &str) -> Option<Self> {
+        let parts: Vec<&str> = id.split('/').collect();
+        let at = |i: usize, name: &str| parts.get(i).is_some_and(|s| s.eq_ignore_ascii_case(name));
+        if !(parts.first() == Some(&"")
+            && at(1, "subscriptions")
+            && at(3, "resourceGroups")
+            && at(5, "providers")
+            && at(6, "Microsoft.ContainerService")
+            && at(7, "managedClusters"))
+        {
+            return None;
+        }
+        let agent_pool = match parts.len() {
+            9 => None,
+            11 if at(9, "agentPools") => Some(parts.get(10)?.to_string()),
+            _ => return None,
+        };
+        Some(Self {
+            resource_group: parts.get(4)?.to_string(),
+            cluster: parts.get(8)?.to_string(),
+            agent_pool,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_and_ids_parse_back() {
+        let n = node_name("rg", "c1", "np", 26);
+        assert_eq!(parse_node_name(&n), Some(("np", 26)));
+        assert_eq!(parse_node_name("node1"), None);
+        for pool in [None, Some("np".to_string())] {
+            let id = ResourceId {
+                resource_group: "rg".into(),
+                cluster: "c1".into(),
+                agent_pool: pool,
+            };
+            assert_eq!(ResourceId::parse(&id.to_string()), Some(id));
+        }
+        assert_eq!(ResourceId::parse("/subscriptions/x"), None);
+    }
 
     #[test]
     fn ids_look_like_arm_ids() {

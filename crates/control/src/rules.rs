@@ -265,6 +265,28 @@ pub fn resolve_pool(
     })
 }
 
+/// Refuses an update that changes what a pool is rather than how it runs (AKS refuses these
+/// too: a new VM size or OS is a new pool).
+pub fn check_update(
+    old: &AgentPoolProperties,
+    new: &AgentPoolProperties,
+) -> Result<(), ControlError> {
+    let fixed = [
+        ("vmSize", old.vm_size != new.vm_size),
+        ("osType", old.os_type != new.os_type),
+        ("osSKU", old.os_sku != new.os_sku),
+        ("type", old.vm_set_type != new.vm_set_type),
+        ("osDiskType", old.os_disk_type != new.os_disk_type),
+        ("mode", old.mode != new.mode),
+    ];
+    match fixed.iter().find(|(_, changed)| *changed) {
+        Some((name, _)) => Err(ControlError::InvalidParameter(format!(
+            "property {name} of an existing agent pool cannot be changed; create a new pool instead"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// True when going from `old` to `new` changes what runs on the nodes, so the pool must be
 /// reimaged rolling (the seed: "an update automatically starts reimaging the nodes").
 pub fn needs_reimage(old: &AgentPoolProperties, new: &AgentPoolProperties) -> bool {
@@ -475,6 +497,12 @@ mod tests {
             .unwrap()
             .properties;
         assert!(!needs_reimage(&after, &same));
+        assert!(check_update(&before, &after).is_ok());
+        let bigger = AgentPoolProperties {
+            vm_size: "Standard_D8s_v3".into(),
+            ..after.clone()
+        };
+        assert!(check_update(&after, &bigger).is_err());
     }
 
     #[test]
