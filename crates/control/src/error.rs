@@ -10,7 +10,7 @@ pub const TRUSTED_LAUNCH_INCOMPATIBLE: &str = "TrustedLaunchIncompatibleWithConf
 /// documented in `docs/ARCHITECTURE.md`; `code()` is the AKS-style error code.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RuleViolation {
-    #[error("Trusted Launch requires Kubernetes 1.25.2 or later, but the cluster runs {version} (rule: kubernetes-version)")]
+    #[error("Trusted Launch requires Kubernetes 1.25.2 or later, but the pool would run {version} (rule: kubernetes-version)")]
     KubernetesVersion { version: String },
     #[error("Trusted Launch supports Generation 2 VMs only, and VM size {vm_size} has no Generation 2 image (rule: generation-2-only)")]
     Generation2Only { vm_size: String },

@@ -73,13 +73,13 @@ pub fn router(state: Shared) -> Router {
             "/subscriptions/{sub}/providers/Microsoft.ContainerService/operations/{id}",
             get(get_operation),
         )
-        .merge(kube::router())
         .fallback(|req: Request| async move {
             ApiError::NoRoute(format!("{} {}", req.method(), req.uri().path()))
         })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(kube::router(state.clone()))
         .merge(arm)
         .layer(DefaultBodyLimit::max(state.max_body))
         .with_state(state)
@@ -533,7 +533,7 @@ async fn credentials(
     let kubeconfig = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": c.name, "cluster": {"server": format!("http://{host}{}", kube::prefix(&rg, &name))}}],
+        "clusters": [{"name": c.name, "cluster": {"server": format!("http://{host}{}", kube::prefix(&s.admin_token, &rg, &name))}}],
         "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": user}}],
         "current-context": c.name,
         "users": [{"name": user, "user": {"token": s.admin_token}}],

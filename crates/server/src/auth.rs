@@ -41,13 +41,32 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> Result<String, ServerError
     Ok(token)
 }
 
+/// The read-only key of one cluster's Kubernetes node API: HMAC-SHA256 of `rg/cluster` under
+/// the admin token, in hex. kubectl sends no bearer token over plain HTTP, so the kubeconfig
+/// that `get-credentials` writes carries this key in the server URL's path instead (a
+/// capability as secret as the kubeconfig itself, valid for that cluster's reads only).
+pub fn cluster_read_key(admin_token: &str, rg: &str, cluster: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(admin_token.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("kubernetes-read/{rg}/{cluster}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Constant-time equality of two strings.
+pub fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// True when `header` is `Bearer <token>` for exactly this token.
 pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
     let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    same(given.trim(), token)
 }
 
 #[cfg(test)]
@@ -70,6 +89,10 @@ mod tests {
         assert!(bearer_matches(Some(&format!("Bearer {t1}")), &t1));
         assert!(!bearer_matches(Some("Bearer nope"), &t1));
         assert!(!bearer_matches(None, &t1));
+        let k = cluster_read_key(&t1, "rg", "c1");
+        assert_eq!(k.len(), 64);
+        assert_ne!(k, cluster_read_key(&t1, "rg", "c2"));
+        assert_ne!(k, cluster_read_key(&t2.replace('a', "b"), "rg", "c1"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -2,10 +2,14 @@
 //! discovery (`/api`, `/apis`, `/api/v1`, `/version`), `GET /api/v1/nodes` with
 //! `labelSelector`, and `GET /api/v1/nodes/{name}`, in the Kubernetes `v1` Node schema, so
 //! that `kubectl get nodes -l …` works through the kubeconfig `get-credentials` writes.
+//! Authorised by the cluster's read key in the path (`/k8s/{rg}/{cluster}/{key}/…`, see
+//! `auth::cluster_read_key`) or by the admin bearer token.
 
 use crate::api::AppState;
+use crate::auth;
 use crate::error::ApiError;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,18 +23,45 @@ use std::sync::Arc;
 type Shared = Arc<AppState>;
 
 /// The path under which a cluster's Kubernetes API is served.
-pub fn prefix(rg: &str, cluster: &str) -> String {
-    format!("/k8s/{rg}/{cluster}")
+pub fn prefix(admin_token: &str, rg: &str, cluster: &str) -> String {
+    format!(
+        "/k8s/{rg}/{cluster}/{}",
+        auth::cluster_read_key(admin_token, rg, cluster)
+    )
 }
 
-pub fn router() -> Router<Shared> {
+pub fn router(state: Shared) -> Router<Shared> {
     Router::new()
-        .route("/k8s/{rg}/{cluster}/version", get(version))
-        .route("/k8s/{rg}/{cluster}/api", get(api_versions))
-        .route("/k8s/{rg}/{cluster}/apis", get(api_groups))
-        .route("/k8s/{rg}/{cluster}/api/v1", get(api_resources))
-        .route("/k8s/{rg}/{cluster}/api/v1/nodes", get(list_nodes))
-        .route("/k8s/{rg}/{cluster}/api/v1/nodes/{name}", get(get_node))
+        .route("/k8s/{rg}/{cluster}/{key}/version", get(version))
+        .route("/k8s/{rg}/{cluster}/{key}/api", get(api_versions))
+        .route("/k8s/{rg}/{cluster}/{key}/apis", get(api_groups))
+        .route("/k8s/{rg}/{cluster}/{key}/api/v1", get(api_resources))
+        .route("/k8s/{rg}/{cluster}/{key}/api/v1/nodes", get(list_nodes))
+        .route(
+            "/k8s/{rg}/{cluster}/{key}/api/v1/nodes/{name}",
+            get(get_node),
+        )
+        .layer(middleware::from_fn_with_state(state, authorise))
+}
+
+/// Admits a request carrying the cluster's read key in its path, or the admin token.
+async fn authorise(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let parts: Vec<&str> = req.uri().path().split('/').collect();
+    let key_ok = match (parts.get(2), parts.get(3), parts.get(4)) {
+        (Some(rg), Some(cluster), Some(key)) => {
+            auth::same(key, &auth::cluster_read_key(&s.admin_token, rg, cluster))
+        }
+        _ => false,
+    };
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if key_ok || auth::bearer_matches(header, &s.admin_token) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
 }
 
 async fn cluster_version(s: &AppState, rg: &str, cluster: &str) -> Result<String, ApiError> {
@@ -45,7 +76,7 @@ async fn cluster_version(s: &AppState, rg: &str, cluster: &str) -> Result<String
 
 async fn version(
     State(s): State<Shared>,
-    Path((rg, cluster)): Path<(String, String)>,
+    Path((rg, cluster, _)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let v = cluster_version(&s, &rg, &cluster).await?;
     let mut parts = v.split('.');
@@ -205,7 +236,7 @@ struct ListQuery {
 
 async fn list_nodes(
     State(s): State<Shared>,
-    Path((rg, cluster)): Path<(String, String)>,
+    Path((rg, cluster, _)): Path<(String, String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let version = cluster_version(&s, &rg, &cluster).await?;
@@ -230,7 +261,7 @@ async fn list_nodes(
 
 async fn get_node(
     State(s): State<Shared>,
-    Path((rg, cluster, name)): Path<(String, String, String)>,
+    Path((rg, cluster, _, name)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let version = cluster_version(&s, &rg, &cluster).await?;
     match s.store.nodes().get(&name).await? {

@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+pub mod backend;
 mod engine;
 mod error;
 mod kube;
