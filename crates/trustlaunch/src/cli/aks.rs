@@ -588,13 +588,14 @@ fn run_command(c: &Client, cmd: AksCommand) -> Result<(), Failure> {
             if let Some(addons) = &a.enable_addons {
                 let mut profiles = Map::new();
                 for addon in addons.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let key =
-                        match addon {
-                            "virtual-node" => control::model::VIRTUAL_NODE_ADDON,
-                            other => return Err(usage(format!(
+                    let key = match addon {
+                        "virtual-node" => control::model::VIRTUAL_NODE_ADDON,
+                        other => {
+                            return Err(usage(format!(
                                 "--enable-addons: unknown add-on {other:?} (known: virtual-node)"
-                            ))),
-                        };
+                            )))
+                        }
+                    };
                     profiles.insert(key.into(), json!({"enabled": true}));
                 }
                 props.insert("addonProfiles".into(), Value::Object(profiles));

@@ -1,0 +1,527 @@
+//! Golden tests of the seed's rules through the real binary against a real `trustlaunch up`:
+//! each rule's exact message and exit code, az's defaults, and the JSON shapes printed.
+
+mod control_plane;
+mod ports;
+
+use control_plane::{failure, Server};
+use serde_json::{json, Value};
+
+const RG: &[&str] = &["-g", "rg", "--cluster-name", "c1"];
+
+fn add(server: &Server, name: &str, flags: &[&str]) -> std::process::Output {
+    let mut args = vec!["nodepool", "add"];
+    args.extend_from_slice(RG);
+    args.extend_from_slice(&["-n", name]);
+    args.extend_from_slice(flags);
+    server.aks(&args)
+}
+
+const TL: &str = "error: (TrustedLaunchIncompatibleWithConfig) ";
+
+#[test]
+fn every_rule_is_refused_with_its_message_and_exit_code_3() {
+    let s = Server::start(None, &[]);
+    s.ok(&["create", "-g", "rg", "-n", "c1", "--node-count", "1"]);
+    let golden: &[(&str, &[&str], String)] = &[
+        ("old", &["-k", "1.25.1", "--enable-vtpm"], format!("{TL}Trusted Launch requires Kubernetes 1.25.2 or later, but the pool would run 1.25.1 (rule: kubernetes-version)")),
+        ("old", &["-k", "1.24", "--enable-secure-boot"], format!("{TL}Trusted Launch requires Kubernetes 1.25.2 or later, but the pool would run 1.24.15 (rule: kubernetes-version)")),
+        ("gen1", &["-s", "Standard_A1_v2", "--enable-secure-boot"], format!("{TL}Trusted Launch supports Generation 2 VMs only, and VM size Standard_A1_v2 has no Generation 2 image (rule: generation-2-only)")),
+        ("win", &["--os-type", "Windows", "--enable-vtpm"], format!("{TL}Trusted Launch does not support node pools running Windows Server (rule: no-windows)")),
+        ("fips", &["--enable-fips-image", "--enable-vtpm"], format!("{TL}Trusted Launch does not support node pools with FIPS enabled (rule: no-fips)")),
+        ("arm", &["-s", "Standard_D4ps_v5", "--enable-vtpm"], format!("{TL}Trusted Launch does not support Arm64 node pools, and VM size Standard_D4ps_v5 is Arm64 (rule: no-arm64)")),
+        ("avset", &["--vm-set-type", "AvailabilitySet", "--enable-secure-boot", "--enable-vtpm"], format!("{TL}Trusted Launch supports virtual machine scale sets only, not availability sets (rule: scale-sets-only)")),
+        ("gpu", &["-s", "Standard_NC6s_v3", "--enable-secure-boot"], format!("{TL}Secure Boot on GPU node pool with VM size Standard_NC6s_v3 requires skipping GPU driver installation (--gpu-driver None or --skip-gpu-driver-install): the GPU driver is not signed (rule: gpu-secure-boot-driver)")),
+        ("gpu", &["-s", "Standard_NC6s_v3", "--enable-secure-boot", "--gpu-driver", "Install"], format!("{TL}Secure Boot on GPU node pool with VM size Standard_NC6s_v3 requires skipping GPU driver installation (--gpu-driver None or --skip-gpu-driver-install): the GPU driver is not signed (rule: gpu-secure-boot-driver)")),
+        ("eph", &["-s", "Standard_D4s_v5", "--node-osdisk-type", "Ephemeral", "--enable-vtpm"], format!("{TL}VM size Standard_D4s_v5 does not support ephemeral OS disks with Trusted Launch; use --node-osdisk-type Managed or another size (rule: ephemeral-os-disk-size)")),
+        ("NodePool", &[], "error: (InvalidAgentPoolName) Agent pool name \"NodePool\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
+        ("1pool", &[], "error: (InvalidAgentPoolName) Agent pool name \"1pool\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
+        ("abcdefghijkl", &[], "error: (InvalidAgentPoolName) Agent pool name \"abcdefghijkl\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
+        ("pool-1", &[], "error: (InvalidAgentPoolName) Agent pool name \"pool-1\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
+        ("size", &["-s", "Standard_Nope"], "error: (InvalidVMSize) VM size \"Standard_Nope\" is not in this server's VM-size catalog".to_string()),
+        ("surge", &["--max-surge", "0"], "error: (InvalidMaxSurge) max surge \"0\" is neither a positive count nor a percentage between 1% and 100%".to_string()),
+    ];
+    for (name, flags, want) in golden {
+        let (code, stderr) = failure(&add(&s, name, flags));
+        assert_eq!(
+            (code, stderr.as_str()),
+            (3, want.as_str()),
+            "nodepool add -n {name} {flags:?}"
+        );
+    }
+    // Nothing refused was stored.
+    let pools = s.ok(&["nodepool", "list", "-g", "rg", "--cluster-name", "c1"]);
+    assert_eq!(pools.as_array().map(Vec::len), Some(1), "{pools:#}");
+
+    // The allowed neighbours of each rule.
+    for (name, flags) in [
+        (
+            "boundary",
+            &["-k", "1.25.2", "--enable-vtpm", "-c", "1"][..],
+        ),
+        ("abcdefghijk", &["-c", "1"]),
+        (
+            "gpunone",
+            &[
+                "-s",
+                "Standard_NC6s_v3",
+                "--enable-secure-boot",
+                "--gpu-driver",
+                "None",
+                "-c",
+                "1",
+            ],
+        ),
+        (
+            "gpuskip",
+            &[
+                "-s",
+                "Standard_NC6s_v3",
+                "--enable-secure-boot",
+                "--skip-gpu-driver-install",
+                "-c",
+                "1",
+            ],
+        ),
+        (
+            "gpuvtpm",
+            &["-s", "Standard_NC6s_v3", "--enable-vtpm", "-c", "1"],
+        ),
+        (
+            "eph",
+            &[
+                "-s",
+                "Standard_D2s_v3",
+                "--node-osdisk-type",
+                "Ephemeral",
+                "--enable-vtpm",
+                "-c",
+                "1",
+            ],
+        ),
+        ("gen1", &["-s", "Standard_A1_v2", "-c", "1"]),
+        ("arm", &["-s", "Standard_D4ps_v5", "-c", "1"]),
+    ] {
+        let mut args = vec!["nodepool", "add"];
+        args.extend_from_slice(RG);
+        args.extend_from_slice(&["-n", name]);
+        args.extend_from_slice(flags);
+        let pool = s.ok(&args);
+        assert_eq!(pool["provisioningState"], "Succeeded", "{name}: {pool:#}");
+    }
+    // Enabling Trusted Launch on an incompatible pool later is refused by the same rules.
+    let (code, stderr) = failure(&s.aks(&[
+        "nodepool",
+        "update",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "gen1",
+        "--enable-vtpm",
+    ]));
+    assert_eq!(code, 3);
+    assert!(stderr.ends_with("(rule: generation-2-only)"), "{stderr}");
+}
+
+#[test]
+fn cluster_rules_virtual_nodes_and_version() {
+    let s = Server::start(None, &[]);
+    let (code, stderr) = failure(&s.aks(&[
+        "create",
+        "-g",
+        "rg",
+        "-n",
+        "vn",
+        "--enable-addons",
+        "virtual-node",
+        "--enable-vtpm",
+    ]));
+    assert_eq!((code, stderr.as_str()), (3, format!("{TL}Trusted Launch does not support virtual nodes (the virtual-node add-on) (rule: no-virtual-nodes)").as_str()));
+    s.ok(&[
+        "create",
+        "-g",
+        "rg",
+        "-n",
+        "vn",
+        "--enable-addons",
+        "virtual-node",
+        "-c",
+        "1",
+    ]);
+    let (code, stderr) = failure(&s.aks(&[
+        "nodepool",
+        "add",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "vn",
+        "-n",
+        "tl",
+        "--enable-secure-boot",
+    ]));
+    assert_eq!(code, 3);
+    assert!(stderr.ends_with("(rule: no-virtual-nodes)"), "{stderr}");
+    let (code, stderr) = failure(&s.aks(&[
+        "create",
+        "-g",
+        "rg",
+        "-n",
+        "old",
+        "-k",
+        "1.24.9",
+        "--enable-secure-boot",
+        "--enable-vtpm",
+    ]));
+    assert_eq!(code, 3);
+    assert!(stderr.ends_with("(rule: kubernetes-version)"), "{stderr}");
+    let (code, _) = failure(&s.aks(&["create", "-g", "rg", "-n", "bad", "-k", "one.two"]));
+    assert_eq!(code, 3);
+    // Creating an existing cluster again is a conflict (exit 5), not a silent overwrite.
+    let (code, stderr) = failure(&s.aks(&["create", "-g", "rg", "-n", "vn"]));
+    assert_eq!(code, 5, "{stderr}");
+}
+
+#[test]
+fn command_line_errors() {
+    let s = Server::start(None, &[]);
+    s.ok(&["create", "-g", "rg", "-n", "c1", "-c", "1"]);
+    s.ok(&[
+        "nodepool",
+        "add",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "np",
+        "-c",
+        "1",
+    ]);
+    for feature in ["secure-boot", "vtpm"] {
+        let (on, off) = (
+            format!("--enable-{feature}"),
+            format!("--disable-{feature}"),
+        );
+        let (code, stderr) = failure(&s.aks(&[
+            "nodepool",
+            "update",
+            "-g",
+            "rg",
+            "--cluster-name",
+            "c1",
+            "-n",
+            "np",
+            &on,
+            &off,
+        ]));
+        assert_eq!(
+            (code, stderr.as_str()),
+            (
+                2,
+                format!("error: Cannot specify \"{on}\" and \"{off}\" at the same time").as_str()
+            )
+        );
+    }
+    let (code, stderr) = failure(&s.aks(&[
+        "nodepool",
+        "add",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "x",
+        "--enable-utcm",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("unexpected argument '--enable-utcm'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tip: a similar argument exists: '--enable-vtpm'"),
+        "{stderr}"
+    );
+    let (code, stderr) = failure(&s.aks(&["show", "-g", "rg", "-n", "nope"]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            4,
+            "error: (ResourceNotFound) managed cluster \"rg/nope\" was not found"
+        )
+    );
+    let (code, stderr) = failure(&s.aks(&[
+        "nodepool",
+        "show",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "nope",
+    ]));
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            4,
+            "error: (ResourceNotFound) agent pool \"rg/c1/nope\" was not found"
+        )
+    );
+    let (code, stderr) = failure(&s.aks(&["show", "-g", "rg", "-n", "c1", "--token", "wrong"]));
+    assert_eq!(code, 7, "{stderr}");
+    assert!(stderr.contains("(Unauthorized)"), "{stderr}");
+    // The last System pool stays.
+    let (code, _) = failure(&s.aks(&[
+        "nodepool",
+        "delete",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "nodepool1",
+    ]));
+    assert_eq!(code, 5);
+    // No server: exit 6 and how to start one.
+    let free = ports::free_port_pair();
+    let (code, stderr) =
+        failure(&s.aks(&["list", "--endpoint", &format!("http://127.0.0.1:{free}")]));
+    assert_eq!(code, 6);
+    assert!(
+        stderr.contains("no trustlaunch server reachable") && stderr.contains("trustlaunch up"),
+        "{stderr}"
+    );
+    let help = std::process::Command::new(control_plane::EXE)
+        .args(["aks", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for line in [
+        "Exit codes:",
+        "  3  the request was refused (HTTP 400)",
+        "  6  no trustlaunch server reachable",
+    ] {
+        assert!(help.contains(line), "{help}");
+    }
+}
+
+/// The keys `nodepool show -o json` prints, and their default values (az's defaults).
+#[test]
+fn defaults_and_json_shapes() {
+    let s = Server::start(None, &[]);
+    let cluster = s.ok(&[
+        "create",
+        "-g",
+        "rg",
+        "-n",
+        "c1",
+        "--node-count",
+        "1",
+        "--enable-secure-boot",
+        "--enable-vtpm",
+        "--generate-ssh-keys",
+    ]);
+    let keys: Vec<&str> = cluster
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "addonProfiles",
+            "agentPoolProfiles",
+            "currentKubernetesVersion",
+            "dnsPrefix",
+            "enableRBAC",
+            "fqdn",
+            "id",
+            "kubernetesVersion",
+            "location",
+            "name",
+            "nodeResourceGroup",
+            "powerState",
+            "provisioningState",
+            "resourceGroup",
+            "type",
+        ]
+    );
+    assert_eq!(cluster["id"], "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c1");
+    assert_eq!(
+        cluster["type"],
+        "Microsoft.ContainerService/ManagedClusters"
+    );
+    assert_eq!(cluster["provisioningState"], "Succeeded");
+    assert_eq!(cluster["agentPoolProfiles"][0]["name"], "nodepool1");
+    assert_eq!(cluster["agentPoolProfiles"][0]["mode"], "System");
+    assert_eq!(cluster["agentPoolProfiles"][0]["count"], 1);
+    assert_eq!(
+        cluster["agentPoolProfiles"][0]["securityProfile"],
+        json!({"enableSecureBoot": true, "enableVTPM": true})
+    );
+
+    let pool = s.ok(&[
+        "nodepool",
+        "add",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "mynodepool",
+    ]);
+    assert_eq!(
+        pool,
+        json!({
+            "count": 3,
+            "currentOrchestratorVersion": "1.30.6",
+            "enableFIPS": false,
+            "gpuProfile": null,
+            "id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c1/agentPools/mynodepool",
+            "mode": "User",
+            "name": "mynodepool",
+            "nodeImageVersion": "AKSUbuntu-2204gen2TLcontainerd-202411.01.0",
+            "orchestratorVersion": "1.30.6",
+            "osDiskType": "Managed",
+            "osSKU": "Ubuntu",
+            "osType": "Linux",
+            "powerState": {"code": "Running"},
+            "provisioningState": "Succeeded",
+            "resourceGroup": "rg",
+            "securityProfile": {"enableSecureBoot": false, "enableVTPM": false},
+            "type": "Microsoft.ContainerService/managedClusters/agentPools",
+            "typePropertiesType": "VirtualMachineScaleSets",
+            "upgradeSettings": {"maxSurge": "1"},
+            "vmSize": "Standard_DS2_v2",
+        })
+    );
+    assert_eq!(
+        s.ok(&[
+            "nodepool",
+            "show",
+            "-g",
+            "rg",
+            "--cluster-name",
+            "c1",
+            "-n",
+            "mynodepool"
+        ]),
+        pool
+    );
+
+    let nodes = s.ok(&[
+        "nodepool",
+        "list-nodes",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "mynodepool",
+    ]);
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let keys: Vec<&str> = nodes[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "attestation",
+            "bootCount",
+            "clusterName",
+            "conditions",
+            "cordoned",
+            "labels",
+            "name",
+            "nodeImageVersion",
+            "ordinal",
+            "poolName",
+            "resourceGroup",
+            "securityProfile",
+            "taints",
+            "vmSize",
+        ]
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(
+            n["attestation"],
+            json!({"status": "Pending"}),
+            "no backend attested: Pending, never invented"
+        );
+        assert_eq!(n["bootCount"], 1);
+        assert_eq!(n["cordoned"], false);
+        assert_eq!(n["ordinal"], i);
+        assert!(n["name"].as_str().unwrap().starts_with("aks-mynodepool-"));
+        assert!(n["name"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("-vmss{i:06x}")));
+    }
+
+    // The other output formats of the same pool.
+    let text = |args: &[&str]| String::from_utf8(s.aks(args).stdout).unwrap();
+    let show = [
+        "nodepool",
+        "show",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "mynodepool",
+    ];
+    let table = text(&[&show[..], &["-o", "table"]].concat());
+    assert_eq!(table, "\
+Name        OsType  KubernetesVersion  VmSize           Count  SecureBoot  VTPM   ProvisioningState  Mode
+----------  ------  -----------------  ---------------  -----  ----------  -----  -----------------  ----
+mynodepool  Linux   1.30.6             Standard_DS2_v2  3      False       False  Succeeded          User
+");
+    let tsv = text(&[&show[..], &["-o", "tsv"]].concat());
+    assert_eq!(tsv, "3\t1.30.6\tFalse\t\t/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c1/agentPools/mynodepool\tUser\tmynodepool\tAKSUbuntu-2204gen2TLcontainerd-202411.01.0\t1.30.6\tManaged\tUbuntu\tLinux\tSucceeded\trg\tMicrosoft.ContainerService/managedClusters/agentPools\tVirtualMachineScaleSets\tStandard_DS2_v2\n");
+    let yaml: Value = serde_yaml::from_str(&text(&[&show[..], &["-o", "yaml"]].concat())).unwrap();
+    assert_eq!(yaml, pool);
+    let jsonc = text(&[&show[..], &["-o", "jsonc"]].concat());
+    assert!(jsonc.contains("\x1b[") && jsonc.contains("mynodepool"));
+
+    // --no-wait prints nothing and returns before the operation ends; the pool gets there.
+    let out = s.aks(&[
+        "nodepool",
+        "add",
+        "-g",
+        "rg",
+        "--cluster-name",
+        "c1",
+        "-n",
+        "later",
+        "--no-wait",
+    ]);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    s.until(
+        &[
+            "nodepool",
+            "show",
+            "-g",
+            "rg",
+            "--cluster-name",
+            "c1",
+            "-n",
+            "later",
+        ],
+        30,
+        |p| p["provisioningState"] == "Succeeded",
+    );
+    let list = s.ok(&["list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        list[0]["agentPoolProfiles"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
