@@ -23,6 +23,19 @@ pub struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        // Drop the per-test PostgreSQL database (best effort).
+        if let (Some(db), Ok(admin)) = (&self.database, std::env::var("TRUSTLAUNCH_TEST_POSTGRES"))
+        {
+            if let Some(name) = db.rsplit('/').next().filter(|n| n.starts_with("tl_cli_")) {
+                let _ = Command::new("psql")
+                    .arg(&admin)
+                    .args([
+                        "-qc",
+                        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    ])
+                    .output();
+            }
+        }
     }
 }
 
