@@ -291,6 +291,20 @@ async fn delete_cluster(
         ))
         .into());
     }
+    if let Some(p) = s
+        .store
+        .agent_pools()
+        .list(&rg, &name)
+        .await?
+        .into_iter()
+        .find(|p| busy(&p.properties.provisioning_state))
+    {
+        return Err(ControlError::Conflict(format!(
+            "agent pool {} is {}: wait for its operation to finish",
+            p.name, p.properties.provisioning_state
+        ))
+        .into());
+    }
     cluster.properties.provisioning_state = "Deleting".into();
     s.store.clusters().put(&cluster).await?;
     let nodes: Vec<String> = s

@@ -9,6 +9,7 @@ use crate::api::AppState;
 use crate::auth;
 use crate::error::ApiError;
 use axum::extract::{Path, Query, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -202,8 +203,11 @@ fn kube_node(n: &Node, kubelet_version: &str) -> Value {
         },
         "spec": {
             "providerID": format!(
-                "azure:///subscriptions/{SUBSCRIPTION}/resourceGroups/MC_{}_{}/providers/Microsoft.Compute/virtualMachineScaleSets/aks-{}-vmss/virtualMachines/{}",
-                n.resource_group, n.cluster_name, n.pool_name, n.ordinal
+                "azure:///subscriptions/{SUBSCRIPTION}/resourceGroups/MC_{}_{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}-vmss/virtualMachines/{}",
+                n.resource_group,
+                n.cluster_name,
+                n.name.rsplit_once("-vmss").map_or(n.name.as_str(), |(set, _)| set),
+                n.ordinal
             ),
             "unschedulable": n.cordoned,
             "taints": taints,
@@ -227,6 +231,51 @@ fn kube_node(n: &Node, kubelet_version: &str) -> Value {
     })
 }
 
+/// kubectl asks for a server-side `Table` (`Accept: application/json;as=Table;…`) to print
+/// its default columns; other clients get the objects.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("as=Table"))
+}
+
+/// `kubectl get nodes` columns: NAME, STATUS, ROLES, AGE, VERSION (age is not recorded yet).
+fn table(nodes: &[&Node], kubelet_version: &str) -> Value {
+    let col = |name: &str, format: &str| json!({"name": name, "type": "string", "format": format, "description": "", "priority": 0});
+    let rows: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            let ready = n
+                .conditions
+                .iter()
+                .any(|c| c.kind == "Ready" && c.status == "True");
+            let mut status = if ready { "Ready" } else { "NotReady" }.to_string();
+            if n.cordoned {
+                status.push_str(",SchedulingDisabled");
+            }
+            json!({
+                "cells": [n.name, status, "<none>", "<unknown>", format!("v{kubelet_version}")],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": {"name": n.name, "uid": n.name, "labels": n.labels},
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "1"},
+        "columnDefinitions": [
+            col("Name", "name"), col("Status", ""), col("Roles", ""), col("Age", ""), col("Version", ""),
+        ],
+        "rows": rows,
+    })
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
@@ -238,18 +287,16 @@ async fn list_nodes(
     State(s): State<Shared>,
     Path((rg, cluster, _)): Path<(String, String, String)>,
     Query(q): Query<ListQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let version = cluster_version(&s, &rg, &cluster).await?;
     let reqs = parse_selector(q.label_selector.as_deref().unwrap_or(""))?;
-    let items: Vec<Value> = s
-        .store
-        .nodes()
-        .list_cluster(&rg, &cluster)
-        .await?
-        .iter()
-        .filter(|n| matches(&n.labels, &reqs))
-        .map(|n| kube_node(n, &version))
-        .collect();
+    let all = s.store.nodes().list_cluster(&rg, &cluster).await?;
+    let selected: Vec<&Node> = all.iter().filter(|n| matches(&n.labels, &reqs)).collect();
+    if wants_table(&headers) {
+        return Ok(Json(table(&selected, &version)).into_response());
+    }
+    let items: Vec<Value> = selected.iter().map(|n| kube_node(n, &version)).collect();
     Ok(Json(json!({
         "kind": "NodeList",
         "apiVersion": "v1",
@@ -262,10 +309,14 @@ async fn list_nodes(
 async fn get_node(
     State(s): State<Shared>,
     Path((rg, cluster, _, name)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let version = cluster_version(&s, &rg, &cluster).await?;
     match s.store.nodes().get(&name).await? {
         Some(n) if n.resource_group == rg && n.cluster_name == cluster => {
+            if wants_table(&headers) {
+                return Ok(Json(table(&[&n], &version)).into_response());
+            }
             Ok(Json(kube_node(&n, &version)).into_response())
         }
         _ => Ok((

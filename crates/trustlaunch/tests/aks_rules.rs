@@ -525,3 +525,139 @@ mynodepool  Linux   1.30.6             Standard_DS2_v2  3      False       False
         Some(3)
     );
 }
+
+/// The REST API itself: ARM's error shape, authentication, the body limit, the async
+/// operation protocol, and the Kubernetes node API's read key.
+#[test]
+fn rest_api_errors_and_operations() {
+    let s = Server::start(None, &["--max-body", "4096"]);
+    let token = std::fs::read_to_string(s.dir.join("admin-token")).unwrap();
+    let token = token.trim();
+    let cluster = format!("{}/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c1", s.url);
+    let auth = format!("Bearer {token}");
+    let err = |r: Result<ureq::Response, ureq::Error>| -> (u16, Value) {
+        match r {
+            Err(ureq::Error::Status(code, resp)) => (code, resp.into_json().unwrap()),
+            other => panic!("expected an HTTP error, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        ureq::get(&format!("{}/healthz", s.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+        "ok\n"
+    );
+    let (code, body) = err(ureq::get(&cluster).call());
+    assert_eq!(code, 401);
+    assert_eq!(body["error"]["code"], "Unauthorized");
+    let (code, body) = err(ureq::get(&cluster)
+        .set("Authorization", "Bearer nope")
+        .call());
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (401, Some("Unauthorized"))
+    );
+    let (code, body) = err(ureq::put(&cluster)
+        .set("Authorization", &auth)
+        .send_string(&"x".repeat(5000)));
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (413, Some("RequestEntityTooLarge"))
+    );
+    let (code, body) = err(ureq::put(&cluster)
+        .set("Authorization", &auth)
+        .send_string("{not json"));
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("InvalidRequestContent"))
+    );
+    let (code, body) = err(ureq::get(&format!("{}/nope", s.url))
+        .set("Authorization", &auth)
+        .call());
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("NotFound"))
+    );
+    let (code, body) = err(ureq::get(&cluster).set("Authorization", &auth).call());
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("ResourceNotFound"))
+    );
+
+    let created = ureq::put(&cluster)
+        .set("Authorization", &auth)
+        .send_json(json!({"location": "westeurope", "properties": {"agentPoolProfiles": [{"name": "sys", "count": 2, "securityProfile": {"enableVTPM": true}}]}}))
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let op_url = created.header("azure-asyncoperation").unwrap().to_string();
+    assert!(op_url.starts_with(&format!("{}/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.ContainerService/operations/", s.url)), "{op_url}");
+    let body: Value = created.into_json().unwrap();
+    assert_eq!(body["properties"]["provisioningState"], "Creating");
+    assert_eq!(body["location"], "westeurope");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let op = loop {
+        let op: Value = ureq::get(&op_url)
+            .set("Authorization", &auth)
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        if op["status"] != "InProgress" {
+            break op;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(op["status"], "Succeeded");
+    assert_eq!(op["percentComplete"], 100.0);
+    assert_eq!(op["kind"], "CreateCluster");
+    assert_eq!(op["stepsTotal"], 4, "create + attest for each of 2 nodes");
+    assert_eq!(op["stepsDone"], 4);
+    assert_eq!(op["name"], op["id"]);
+    let rule = ureq::put(&format!("{cluster}/agentPools/gen1"))
+        .set("Authorization", &auth)
+        .send_json(json!({"properties": {"vmSize": "Standard_A1_v2", "securityProfile": {"enableSecureBoot": true}}}));
+    let (code, body) = err(rule);
+    assert_eq!(code, 400);
+    assert_eq!(body["error"]["code"], "TrustedLaunchIncompatibleWithConfig");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("(rule: generation-2-only)"));
+
+    // The Kubernetes node API: the kubeconfig's URL carries the cluster's read key.
+    let creds: Value = ureq::post(&format!("{cluster}/listClusterUserCredential"))
+        .set("Authorization", &auth)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    use base64::Engine as _;
+    let kubeconfig: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(creds["kubeconfigs"][0]["value"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let server = kubeconfig["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap();
+    let list: Value = ureq::get(&format!(
+        "{server}/api/v1/nodes?labelSelector=kubernetes.azure.com/trusted-launch%3Dtrue"
+    ))
+    .call()
+    .unwrap()
+    .into_json()
+    .unwrap();
+    assert_eq!(list["kind"], "NodeList");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+    let (code, _) = err(ureq::get(&format!(
+        "{}/k8s/rg/c1/{}/api/v1/nodes",
+        s.url,
+        "0".repeat(64)
+    ))
+    .call());
+    assert_eq!(code, 401);
+}
