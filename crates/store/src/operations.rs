@@ -112,14 +112,16 @@ impl Operations<'_> {
         rows.iter().map(decode).collect()
     }
 
-    /// The operations on one resource (or its children), oldest first.
+    /// The operations on one resource (or its children), oldest first. A prefix comparison,
+    /// not LIKE: `_` is common in resource names and a wildcard in LIKE.
     pub async fn list_for_resource(&self, resource_id: &str) -> Result<Vec<Operation>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM operations WHERE resource_id = $1 OR resource_id LIKE $2
+            "SELECT {COLUMNS} FROM operations
+             WHERE resource_id = $1 OR substr(resource_id, 1, length($2)) = $2
              ORDER BY start_time, id"
         ))
         .bind(resource_id.to_string())
-        .bind(format!("{resource_id}/%"))
+        .bind(format!("{resource_id}/"))
         .fetch_all(self.pool)
         .await?;
         rows.iter().map(decode).collect()

@@ -7,17 +7,13 @@
 mod control_plane;
 mod ports;
 
-use control_plane::{labels, Server};
+use control_plane::{labels, sh, Server};
 use serde_json::Value;
 use std::process::Command;
 
 const TL: &str = "kubernetes.azure.com/trusted-launch";
 const SB: &str = "kubernetes.azure.com/secure-boot";
 const ST: &str = "kubernetes.azure.com/security-type";
-
-fn sh(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
 
 fn nodes(s: &Server, pool: &str) -> Vec<Value> {
     let v = s.ok(&sh(&format!(
@@ -153,6 +149,26 @@ fn lifecycle(s: Server) {
         kubectl_names(&kubeconfig, &format!("!{SB}")),
         names(&vtpm_only)
     );
+
+    // Scaling adds nodes at new ordinals (with the pool's labels) and removes the highest
+    // ones; the others are not touched.
+    s.ok(&sh(
+        "nodepool scale -g rg --cluster-name c1 -n mynodepool --node-count 5",
+    ));
+    let five = nodes(&s, "mynodepool");
+    let ordinals: Vec<u64> = five.iter().filter_map(|n| n["ordinal"].as_u64()).collect();
+    assert_eq!(ordinals, [0, 1, 2, 3, 4]);
+    assert!(five.iter().take(3).all(|n| n["bootCount"] == 3));
+    assert!(five
+        .iter()
+        .skip(3)
+        .all(|n| n["bootCount"] == 1 && labels(n)[TL] == "true" && !labels(n).contains_key(SB)));
+    let pool = s.ok(&sh(
+        "nodepool scale -g rg --cluster-name c1 -n mynodepool --node-count 2",
+    ));
+    assert_eq!(pool["count"], 2);
+    let two = nodes(&s, "mynodepool");
+    assert_eq!(names(&two), names(&five[..2]));
 
     s.ok(&sh("nodepool delete -g rg --cluster-name c1 -n mynodepool"));
     let gone = s.aks(&sh(

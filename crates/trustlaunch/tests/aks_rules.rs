@@ -4,7 +4,7 @@
 mod control_plane;
 mod ports;
 
-use control_plane::{failure, Server};
+use control_plane::{failure, sh, Server};
 use serde_json::{json, Value};
 
 const RG: &[&str] = &["-g", "rg", "--cluster-name", "c1"];
@@ -22,7 +22,7 @@ const TL: &str = "error: (TrustedLaunchIncompatibleWithConfig) ";
 #[test]
 fn every_rule_is_refused_with_its_message_and_exit_code_3() {
     let s = Server::start(None, &[]);
-    s.ok(&["create", "-g", "rg", "-n", "c1", "--node-count", "1"]);
+    s.ok(&sh("create -g rg -n c1 --node-count 1"));
     let golden: &[(&str, &[&str], String)] = &[
         ("old", &["-k", "1.25.1", "--enable-vtpm"], format!("{TL}Trusted Launch requires Kubernetes 1.25.2 or later, but the pool would run 1.25.1 (rule: kubernetes-version)")),
         ("old", &["-k", "1.24", "--enable-secure-boot"], format!("{TL}Trusted Launch requires Kubernetes 1.25.2 or later, but the pool would run 1.24.15 (rule: kubernetes-version)")),
@@ -30,10 +30,10 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         ("win", &["--os-type", "Windows", "--enable-vtpm"], format!("{TL}Trusted Launch does not support node pools running Windows Server (rule: no-windows)")),
         ("fips", &["--enable-fips-image", "--enable-vtpm"], format!("{TL}Trusted Launch does not support node pools with FIPS enabled (rule: no-fips)")),
         ("arm", &["-s", "Standard_D4ps_v5", "--enable-vtpm"], format!("{TL}Trusted Launch does not support Arm64 node pools, and VM size Standard_D4ps_v5 is Arm64 (rule: no-arm64)")),
-        ("avset", &["--vm-set-type", "AvailabilitySet", "--enable-secure-boot", "--enable-vtpm"], format!("{TL}Trusted Launch supports virtual machine scale sets only, not availability sets (rule: scale-sets-only)")),
+        ("avset", &sh("--vm-set-type AvailabilitySet --enable-secure-boot --enable-vtpm"), format!("{TL}Trusted Launch supports virtual machine scale sets only, not availability sets (rule: scale-sets-only)")),
         ("gpu", &["-s", "Standard_NC6s_v3", "--enable-secure-boot"], format!("{TL}Secure Boot on GPU node pool with VM size Standard_NC6s_v3 requires skipping GPU driver installation (--gpu-driver None or --skip-gpu-driver-install): the GPU driver is not signed (rule: gpu-secure-boot-driver)")),
-        ("gpu", &["-s", "Standard_NC6s_v3", "--enable-secure-boot", "--gpu-driver", "Install"], format!("{TL}Secure Boot on GPU node pool with VM size Standard_NC6s_v3 requires skipping GPU driver installation (--gpu-driver None or --skip-gpu-driver-install): the GPU driver is not signed (rule: gpu-secure-boot-driver)")),
-        ("eph", &["-s", "Standard_D4s_v5", "--node-osdisk-type", "Ephemeral", "--enable-vtpm"], format!("{TL}VM size Standard_D4s_v5 does not support ephemeral OS disks with Trusted Launch; use --node-osdisk-type Managed or another size (rule: ephemeral-os-disk-size)")),
+        ("gpu", &sh("-s Standard_NC6s_v3 --enable-secure-boot --gpu-driver Install"), format!("{TL}Secure Boot on GPU node pool with VM size Standard_NC6s_v3 requires skipping GPU driver installation (--gpu-driver None or --skip-gpu-driver-install): the GPU driver is not signed (rule: gpu-secure-boot-driver)")),
+        ("eph", &sh("-s Standard_D4s_v5 --node-osdisk-type Ephemeral --enable-vtpm"), format!("{TL}VM size Standard_D4s_v5 does not support ephemeral OS disks with Trusted Launch; use --node-osdisk-type Managed or another size (rule: ephemeral-os-disk-size)")),
         ("NodePool", &[], "error: (InvalidAgentPoolName) Agent pool name \"NodePool\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
         ("1pool", &[], "error: (InvalidAgentPoolName) Agent pool name \"1pool\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
         ("abcdefghijkl", &[], "error: (InvalidAgentPoolName) Agent pool name \"abcdefghijkl\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
@@ -50,57 +50,28 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         );
     }
     // Nothing refused was stored.
-    let pools = s.ok(&["nodepool", "list", "-g", "rg", "--cluster-name", "c1"]);
+    let pools = s.ok(&sh("nodepool list -g rg --cluster-name c1"));
     assert_eq!(pools.as_array().map(Vec::len), Some(1), "{pools:#}");
 
     // The allowed neighbours of each rule.
     for (name, flags) in [
-        (
-            "boundary",
-            &["-k", "1.25.2", "--enable-vtpm", "-c", "1"][..],
-        ),
+        ("boundary", &sh("-k 1.25.2 --enable-vtpm -c 1")[..]),
         ("abcdefghijk", &["-c", "1"]),
         (
             "gpunone",
-            &[
-                "-s",
-                "Standard_NC6s_v3",
-                "--enable-secure-boot",
-                "--gpu-driver",
-                "None",
-                "-c",
-                "1",
-            ],
+            &sh("-s Standard_NC6s_v3 --enable-secure-boot --gpu-driver None -c 1"),
         ),
         (
             "gpuskip",
-            &[
-                "-s",
-                "Standard_NC6s_v3",
-                "--enable-secure-boot",
-                "--skip-gpu-driver-install",
-                "-c",
-                "1",
-            ],
+            &sh("-s Standard_NC6s_v3 --enable-secure-boot --skip-gpu-driver-install -c 1"),
         ),
-        (
-            "gpuvtpm",
-            &["-s", "Standard_NC6s_v3", "--enable-vtpm", "-c", "1"],
-        ),
+        ("gpuvtpm", &sh("-s Standard_NC6s_v3 --enable-vtpm -c 1")),
         (
             "eph",
-            &[
-                "-s",
-                "Standard_D2s_v3",
-                "--node-osdisk-type",
-                "Ephemeral",
-                "--enable-vtpm",
-                "-c",
-                "1",
-            ],
+            &sh("-s Standard_D2s_v3 --node-osdisk-type Ephemeral --enable-vtpm -c 1"),
         ),
-        ("gen1", &["-s", "Standard_A1_v2", "-c", "1"]),
-        ("arm", &["-s", "Standard_D4ps_v5", "-c", "1"]),
+        ("gen1", &sh("-s Standard_A1_v2 -c 1")),
+        ("arm", &sh("-s Standard_D4ps_v5 -c 1")),
     ] {
         let mut args = vec!["nodepool", "add"];
         args.extend_from_slice(RG);
@@ -110,17 +81,9 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         assert_eq!(pool["provisioningState"], "Succeeded", "{name}: {pool:#}");
     }
     // Enabling Trusted Launch on an incompatible pool later is refused by the same rules.
-    let (code, stderr) = failure(&s.aks(&[
-        "nodepool",
-        "update",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "gen1",
-        "--enable-vtpm",
-    ]));
+    let (code, stderr) = failure(&s.aks(&sh(
+        "nodepool update -g rg --cluster-name c1 -n gen1 --enable-vtpm",
+    )));
     assert_eq!(code, 3);
     assert!(stderr.ends_with("(rule: generation-2-only)"), "{stderr}");
 }
@@ -128,77 +91,33 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
 #[test]
 fn cluster_rules_virtual_nodes_and_version() {
     let s = Server::start(None, &[]);
-    let (code, stderr) = failure(&s.aks(&[
-        "create",
-        "-g",
-        "rg",
-        "-n",
-        "vn",
-        "--enable-addons",
-        "virtual-node",
-        "--enable-vtpm",
-    ]));
+    let (code, stderr) = failure(&s.aks(&sh(
+        "create -g rg -n vn --enable-addons virtual-node --enable-vtpm",
+    )));
     assert_eq!((code, stderr.as_str()), (3, format!("{TL}Trusted Launch does not support virtual nodes (the virtual-node add-on) (rule: no-virtual-nodes)").as_str()));
-    s.ok(&[
-        "create",
-        "-g",
-        "rg",
-        "-n",
-        "vn",
-        "--enable-addons",
-        "virtual-node",
-        "-c",
-        "1",
-    ]);
-    let (code, stderr) = failure(&s.aks(&[
-        "nodepool",
-        "add",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "vn",
-        "-n",
-        "tl",
-        "--enable-secure-boot",
-    ]));
+    s.ok(&sh("create -g rg -n vn --enable-addons virtual-node -c 1"));
+    let (code, stderr) = failure(&s.aks(&sh(
+        "nodepool add -g rg --cluster-name vn -n tl --enable-secure-boot",
+    )));
     assert_eq!(code, 3);
     assert!(stderr.ends_with("(rule: no-virtual-nodes)"), "{stderr}");
-    let (code, stderr) = failure(&s.aks(&[
-        "create",
-        "-g",
-        "rg",
-        "-n",
-        "old",
-        "-k",
-        "1.24.9",
-        "--enable-secure-boot",
-        "--enable-vtpm",
-    ]));
+    let (code, stderr) = failure(&s.aks(&sh(
+        "create -g rg -n old -k 1.24.9 --enable-secure-boot --enable-vtpm",
+    )));
     assert_eq!(code, 3);
     assert!(stderr.ends_with("(rule: kubernetes-version)"), "{stderr}");
-    let (code, _) = failure(&s.aks(&["create", "-g", "rg", "-n", "bad", "-k", "one.two"]));
+    let (code, _) = failure(&s.aks(&sh("create -g rg -n bad -k one.two")));
     assert_eq!(code, 3);
     // Creating an existing cluster again is a conflict (exit 5), not a silent overwrite.
-    let (code, stderr) = failure(&s.aks(&["create", "-g", "rg", "-n", "vn"]));
+    let (code, stderr) = failure(&s.aks(&sh("create -g rg -n vn")));
     assert_eq!(code, 5, "{stderr}");
 }
 
 #[test]
 fn command_line_errors() {
     let s = Server::start(None, &[]);
-    s.ok(&["create", "-g", "rg", "-n", "c1", "-c", "1"]);
-    s.ok(&[
-        "nodepool",
-        "add",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "np",
-        "-c",
-        "1",
-    ]);
+    s.ok(&sh("create -g rg -n c1 -c 1"));
+    s.ok(&sh("nodepool add -g rg --cluster-name c1 -n np -c 1"));
     for feature in ["secure-boot", "vtpm"] {
         let (on, off) = (
             format!("--enable-{feature}"),
@@ -224,17 +143,9 @@ fn command_line_errors() {
             )
         );
     }
-    let (code, stderr) = failure(&s.aks(&[
-        "nodepool",
-        "add",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "x",
-        "--enable-utcm",
-    ]));
+    let (code, stderr) = failure(&s.aks(&sh(
+        "nodepool add -g rg --cluster-name c1 -n x --enable-utcm",
+    )));
     assert_eq!(code, 2);
     assert!(
         stderr.contains("unexpected argument '--enable-utcm'"),
@@ -244,7 +155,7 @@ fn command_line_errors() {
         stderr.contains("tip: a similar argument exists: '--enable-vtpm'"),
         "{stderr}"
     );
-    let (code, stderr) = failure(&s.aks(&["show", "-g", "rg", "-n", "nope"]));
+    let (code, stderr) = failure(&s.aks(&sh("show -g rg -n nope")));
     assert_eq!(
         (code, stderr.as_str()),
         (
@@ -252,16 +163,7 @@ fn command_line_errors() {
             "error: (ResourceNotFound) managed cluster \"rg/nope\" was not found"
         )
     );
-    let (code, stderr) = failure(&s.aks(&[
-        "nodepool",
-        "show",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "nope",
-    ]));
+    let (code, stderr) = failure(&s.aks(&sh("nodepool show -g rg --cluster-name c1 -n nope")));
     assert_eq!(
         (code, stderr.as_str()),
         (
@@ -269,20 +171,11 @@ fn command_line_errors() {
             "error: (ResourceNotFound) agent pool \"rg/c1/nope\" was not found"
         )
     );
-    let (code, stderr) = failure(&s.aks(&["show", "-g", "rg", "-n", "c1", "--token", "wrong"]));
+    let (code, stderr) = failure(&s.aks(&sh("show -g rg -n c1 --token wrong")));
     assert_eq!(code, 7, "{stderr}");
     assert!(stderr.contains("(Unauthorized)"), "{stderr}");
     // The last System pool stays.
-    let (code, _) = failure(&s.aks(&[
-        "nodepool",
-        "delete",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "nodepool1",
-    ]));
+    let (code, _) = failure(&s.aks(&sh("nodepool delete -g rg --cluster-name c1 -n nodepool1")));
     assert_eq!(code, 5);
     // No server: exit 6 and how to start one.
     let free = ports::free_port_pair();
@@ -311,18 +204,9 @@ fn command_line_errors() {
 #[test]
 fn defaults_and_json_shapes() {
     let s = Server::start(None, &[]);
-    let cluster = s.ok(&[
-        "create",
-        "-g",
-        "rg",
-        "-n",
-        "c1",
-        "--node-count",
-        "1",
-        "--enable-secure-boot",
-        "--enable-vtpm",
-        "--generate-ssh-keys",
-    ]);
+    let cluster = s.ok(&sh(
+        "create -g rg -n c1 --node-count 1 --enable-secure-boot --enable-vtpm --generate-ssh-keys",
+    ));
     let keys: Vec<&str> = cluster
         .as_object()
         .unwrap()
@@ -363,16 +247,7 @@ fn defaults_and_json_shapes() {
         json!({"enableSecureBoot": true, "enableVTPM": true})
     );
 
-    let pool = s.ok(&[
-        "nodepool",
-        "add",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "mynodepool",
-    ]);
+    let pool = s.ok(&sh("nodepool add -g rg --cluster-name c1 -n mynodepool"));
     assert_eq!(
         pool,
         json!({
@@ -399,29 +274,13 @@ fn defaults_and_json_shapes() {
         })
     );
     assert_eq!(
-        s.ok(&[
-            "nodepool",
-            "show",
-            "-g",
-            "rg",
-            "--cluster-name",
-            "c1",
-            "-n",
-            "mynodepool"
-        ]),
+        s.ok(&sh("nodepool show -g rg --cluster-name c1 -n mynodepool")),
         pool
     );
 
-    let nodes = s.ok(&[
-        "nodepool",
-        "list-nodes",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "mynodepool",
-    ]);
+    let nodes = s.ok(&sh(
+        "nodepool list-nodes -g rg --cluster-name c1 -n mynodepool",
+    ));
     let nodes = nodes.as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     let keys: Vec<&str> = nodes[0]
@@ -491,30 +350,13 @@ mynodepool  Linux   1.30.6             Standard_DS2_v2  3      False       False
     assert!(jsonc.contains("\x1b[") && jsonc.contains("mynodepool"));
 
     // --no-wait prints nothing and returns before the operation ends; the pool gets there.
-    let out = s.aks(&[
-        "nodepool",
-        "add",
-        "-g",
-        "rg",
-        "--cluster-name",
-        "c1",
-        "-n",
-        "later",
-        "--no-wait",
-    ]);
+    let out = s.aks(&sh(
+        "nodepool add -g rg --cluster-name c1 -n later --no-wait",
+    ));
     assert!(out.status.success());
     assert!(out.stdout.is_empty());
     s.until(
-        &[
-            "nodepool",
-            "show",
-            "-g",
-            "rg",
-            "--cluster-name",
-            "c1",
-            "-n",
-            "later",
-        ],
+        &sh("nodepool show -g rg --cluster-name c1 -n later"),
         30,
         |p| p["provisioningState"] == "Succeeded",
     );

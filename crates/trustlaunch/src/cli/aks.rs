@@ -189,6 +189,8 @@ enum NodepoolCommand {
     Add(NodepoolAddArgs),
     /// Update a node pool: enable or disable Secure Boot and the vTPM (reimages the nodes, rolling).
     Update(NodepoolUpdateArgs),
+    /// Change a node pool's node count (nodes are added or removed, others untouched).
+    Scale(NodepoolScaleArgs),
     /// Show a node pool.
     Show(PoolRef),
     /// List a cluster's node pools.
@@ -254,6 +256,18 @@ struct NodepoolUpdateArgs {
     /// Extra nodes (or percentage of the pool) reimaged at once.
     #[arg(long)]
     max_surge: Option<String>,
+    /// Do not wait for the long-running operation to finish.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+struct NodepoolScaleArgs {
+    #[command(flatten)]
+    pool_ref: PoolRef,
+    /// Number of nodes.
+    #[arg(short = 'c', long, default_value_t = 3)]
+    node_count: u32,
     /// Do not wait for the long-running operation to finish.
     #[arg(long)]
     no_wait: bool,
@@ -696,6 +710,18 @@ fn run_nodepool(c: &Client, cmd: NodepoolCommand) -> Result<(), Failure> {
                 &path,
                 Some(json!({"properties": props})),
                 u.no_wait,
+                Some(Kind::AgentPool),
+            )
+        }
+        NodepoolCommand::Scale(a) => {
+            let path = pool_path(&a.pool_ref);
+            let body = json!({"properties": {"count": a.node_count}});
+            mutate(
+                c,
+                "PUT",
+                &path,
+                Some(body),
+                a.no_wait,
                 Some(Kind::AgentPool),
             )
         }

@@ -170,6 +170,11 @@ impl Server {
     }
 }
 
+/// A command line's words (for arguments without spaces).
+pub fn sh(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Exit code and stderr of a failed command.
 pub fn failure(out: &Output) -> (i32, String) {
     assert!(
