@@ -58,9 +58,32 @@ impl Engine {
         Ok(())
     }
 
-    /// Restarts every operation the store holds as unfinished; returns how many.
+    /// Restarts every operation the store holds as unfinished; returns how many. A resource
+    /// left in a transitional state with no operation behind it (the server stopped between
+    /// writing the resource and recording its operation) is marked `Failed`, so that it can
+    /// be updated or deleted again instead of staying busy forever.
     pub async fn resume_unfinished(&self) -> Result<usize, StoreError> {
         let ops = self.store.operations().list_unfinished().await?;
+        let covered = |id: &str| {
+            ops.iter()
+                .any(|o| id == o.resource_id || id.starts_with(&format!("{}/", o.resource_id)))
+        };
+        for mut cluster in self.store.clusters().list(None).await? {
+            let rg = cluster.resource_group();
+            for mut pool in self.store.agent_pools().list(&rg, &cluster.name).await? {
+                if transitional(&pool.properties.provisioning_state) && !covered(&pool.id) {
+                    pool.properties.provisioning_state = "Failed".into();
+                    self.store
+                        .agent_pools()
+                        .put(&rg, &cluster.name, &pool)
+                        .await?;
+                }
+            }
+            if transitional(&cluster.properties.provisioning_state) && !covered(&cluster.id) {
+                cluster.properties.provisioning_state = "Failed".into();
+                self.store.clusters().put(&cluster).await?;
+            }
+        }
         let n = ops.len();
         for op in ops {
             self.spawn(op);
@@ -325,6 +348,11 @@ impl Engine {
     }
 }
 
+/// A provisioning state that only an operation in progress should leave behind.
+fn transitional(state: &str) -> bool {
+    matches!(state, "Creating" | "Updating" | "Deleting")
+}
+
 fn set_condition(node: &mut Node, kind: &str, status: &str, reason: &str, message: String) {
     node.conditions.retain(|c| c.kind != kind);
     node.conditions.push(NodeCondition {
@@ -428,6 +456,38 @@ mod tests {
             cordoned: false,
             attestation: Attestation::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_busy_resource_without_an_operation_is_failed_on_start() {
+        let dir = std::env::temp_dir().join(format!("tl-engine-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}/db", dir.display()))
+            .await
+            .unwrap();
+        let (mut cluster, mut pools) =
+            control::rules::resolve_cluster("rg", "c1", &Default::default()).unwrap();
+        cluster.properties.provisioning_state = "Creating".into();
+        store.clusters().put(&cluster).await.unwrap();
+        pools[0].properties.provisioning_state = "Updating".into();
+        store
+            .agent_pools()
+            .put("rg", "c1", &pools[0])
+            .await
+            .unwrap();
+        let engine = Engine::new(store.clone(), Arc::new(control::RecordsOnly));
+        assert_eq!(engine.resume_unfinished().await.unwrap(), 0);
+        let c = store.clusters().get("rg", "c1").await.unwrap().unwrap();
+        assert_eq!(c.properties.provisioning_state, "Failed");
+        let p = store
+            .agent_pools()
+            .get("rg", "c1", "nodepool1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.properties.provisioning_state, "Failed");
+        store.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
