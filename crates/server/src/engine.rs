@@ -490,6 +490,128 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A backend whose creates boot and attest Unhealthy (naming the kernel) and whose
+    /// reimages fail to boot, as Secure Boot refusing an unsigned component would.
+    struct Refusing;
+
+    impl NodeBackend for Refusing {
+        fn name(&self) -> &'static str {
+            "refusing"
+        }
+        fn create(&self, _: &NodeSpec) -> Result<BootReport, control::BackendError> {
+            Ok(BootReport {
+                booted: true,
+                failure: None,
+                attestation: Some(AttestationStatus::Unhealthy),
+                evidence: Some(serde_json::json!({"failedComponents": ["kernel"]})),
+            })
+        }
+        fn reimage(&self, _: &NodeSpec) -> Result<BootReport, control::BackendError> {
+            Ok(BootReport {
+                booted: false,
+                failure: Some("Secure Boot: grubx64.efi is not signed by a trusted key".into()),
+                attestation: None,
+                evidence: None,
+            })
+        }
+        fn delete(&self, _: &str) -> Result<(), control::BackendError> {
+            Ok(())
+        }
+    }
+
+    async fn wait_done(store: &Store, id: &str) -> Operation {
+        for _ in 0..500 {
+            let op = store.operations().get(id).await.unwrap().unwrap();
+            if op.status.is_terminal() {
+                return op;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("operation {id} never ended");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backend_verdicts_reach_nodes_and_boot_failures_fail_the_operation() {
+        use control::{MaxSurge, OperationStatus, ReimagePlan};
+        let dir = std::env::temp_dir().join(format!("tl-engine-b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}/db", dir.display()))
+            .await
+            .unwrap();
+        let (cluster, pools) =
+            control::rules::resolve_cluster("rg", "c1", &Default::default()).unwrap();
+        store.clusters().put(&cluster).await.unwrap();
+        store
+            .agent_pools()
+            .put("rg", "c1", &pools[0])
+            .await
+            .unwrap();
+        let engine = Engine::new(store.clone(), Arc::new(Refusing));
+        let names: Vec<String> = (0..2)
+            .map(|i| control::model::node_name("rg", "c1", "nodepool1", i))
+            .collect();
+        let create = Operation::new(
+            "op-create".into(),
+            OperationKind::CreateAgentPool,
+            pools[0].id.clone(),
+            ReimagePlan::create(&names, MaxSurge::Count(2)),
+            time::now(),
+        );
+        engine.start(create).await.unwrap();
+        assert_eq!(
+            wait_done(&store, "op-create").await.status,
+            OperationStatus::Succeeded
+        );
+        for name in &names {
+            let n = store.nodes().get(name).await.unwrap().unwrap();
+            assert_eq!(n.attestation.status, AttestationStatus::Unhealthy);
+            assert!(n
+                .taints
+                .iter()
+                .any(|t| t.key == ATTESTATION_TAINT && t.effect == "NoSchedule"));
+            let cond = n
+                .conditions
+                .iter()
+                .find(|c| c.kind == ATTESTATION_CONDITION)
+                .unwrap();
+            assert_eq!(cond.status, "False");
+            assert!(cond.message.contains("kernel"), "{cond:?}");
+        }
+        let reimage = Operation::new(
+            "op-reimage".into(),
+            OperationKind::UpdateAgentPool,
+            pools[0].id.clone(),
+            ReimagePlan::rolling_reimage(&names, MaxSurge::Count(1)),
+            time::now(),
+        );
+        engine.start(reimage).await.unwrap();
+        let op = wait_done(&store, "op-reimage").await;
+        assert_eq!(op.status, OperationStatus::Failed);
+        let err = op.error.unwrap();
+        assert_eq!(err.code, "NodeBootFailed");
+        assert!(
+            err.message.contains(&names[0]) && err.message.contains("grubx64.efi"),
+            "{err:?}"
+        );
+        assert_eq!(
+            op.steps_done, 2,
+            "cordon and drain of the first batch were recorded"
+        );
+        let first = store.nodes().get(&names[0]).await.unwrap().unwrap();
+        assert!(first.cordoned, "a node that did not boot stays cordoned");
+        let second = store.nodes().get(&names[1]).await.unwrap().unwrap();
+        assert!(!second.cordoned, "the next batch was never touched");
+        let pool = store
+            .agent_pools()
+            .get("rg", "c1", "nodepool1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(pool.properties.provisioning_state, "Failed");
+        store.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn unattested_boots_stay_pending() {
         let mut n = node();
