@@ -17,10 +17,14 @@ missing=()
 # sbsigntool, pesign, efitools, binutils, xz-utils: the peers of tests/secureboot.rs
 # (sbverify/sbsign/sbattach, pesign -h, sig-list-to-certs/hash-to-efi-sig-list, objcopy, and xz
 # for the kernel's built-in keys).
+# postgresql: the store's second backend (crates/store/tests run on SQLite and PostgreSQL).
 for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl libssl-dev pkg-config qemu-system-x86 ovmf cpio \
-    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils; do
+    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils postgresql; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# kubectl: the Kubernetes node API is checked with the real client (Debian's kubernetes-client,
+# unless a kubectl is already installed from elsewhere).
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if ((${#missing[@]})); then
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -31,6 +35,24 @@ if ((${#missing[@]})); then
 else
     echo "all present"
 fi
+
+# --- PostgreSQL for the store tests -------------------------------------------------------
+# The store's tests run every repository on SQLite and on PostgreSQL; without a server they
+# fail (never skip). Start Debian's cluster, make a role that may create the per-test
+# databases, and hand its URL to the tests.
+step "PostgreSQL for the store tests"
+as_postgres() { if [[ $(id -u) -eq 0 ]]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+pg_version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
+if ! pg_lsclusters -h | awk '{print $4}' | grep -q online; then
+    pg_lsclusters -h | grep -q . || as_postgres "pg_createcluster $pg_version main" >/dev/null
+    if [[ $(id -u) -eq 0 ]]; then pg_ctlcluster "$pg_version" main start; else sudo pg_ctlcluster "$pg_version" main start; fi
+fi
+as_postgres "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='trustlaunch'\" | grep -q 1 \
+    || psql -qc \"CREATE ROLE trustlaunch LOGIN CREATEDB PASSWORD 'trustlaunch'\""
+as_postgres "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='trustlaunch'\" | grep -q 1 \
+    || createdb -O trustlaunch trustlaunch"
+export TRUSTLAUNCH_TEST_POSTGRES=${TRUSTLAUNCH_TEST_POSTGRES:-postgres://trustlaunch:trustlaunch@127.0.0.1:5432/trustlaunch}
+echo "TRUSTLAUNCH_TEST_POSTGRES=${TRUSTLAUNCH_TEST_POSTGRES//:trustlaunch@/:***@}"
 
 # --- Static checks ------------------------------------------------------------------------
 step "cargo fmt --all --check"

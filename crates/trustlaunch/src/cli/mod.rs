@@ -1,5 +1,7 @@
 //! Command-line surface: what was typed, resolved into typed configuration, then run.
 
+mod aks;
+mod aks_output;
 mod attest;
 mod bench;
 mod bench_density;
@@ -10,6 +12,7 @@ mod eventlog;
 mod firmware;
 mod node_tpm;
 mod secureboot;
+mod up;
 mod vtpm;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +47,10 @@ enum Command {
     /// Remote attestation: verify any TPM's evidence, write reference policies.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
+    /// Run the control plane: the AKS-shaped API, operations, the Kubernetes node API.
+    Up(Box<up::UpArgs>),
+    /// Managed clusters and node pools, as `az aks` (needs a `trustlaunch up` server).
+    Aks(Box<aks::AksArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -54,5 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secureboot(cmd) => secureboot::run(cmd),
         Command::Eventlog(cmd) => eventlog::run(cmd),
         Command::Attest(cmd) => attest::run(cmd),
+        Command::Up(args) => up::run(*args),
+        Command::Aks(args) => aks::run(*args),
     }
 }
