@@ -1,9 +1,9 @@
 //! `trustlaunch firmware boot`: boot a node image with the virtual Generation 2 firmware
 //! into a vTPM, and report what ran, what Secure Boot decided, and the PCRs and event log.
 
-use super::node_tpm::NodeTpm;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use nodehost::NodeTpm;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -95,7 +95,7 @@ fn boot(a: &BootArgs) -> Result<ExitCode> {
     let image = read_esp(&a.esp)?;
     let vars = std::fs::read(&a.vars).with_context(|| format!("--vars {}", a.vars.display()))?;
     let mut tpm = match &a.vtpm_state {
-        Some(dir) => NodeTpm::persistent(dir)?,
+        Some(dir) => NodeTpm::persistent(dir, &vtpm::Endorsement::None)?,
         None => NodeTpm::ephemeral()?,
     };
     let report = firmware::boot(&image, &vars, &mut tpm)

@@ -10,7 +10,6 @@ mod bench_keys;
 mod bench_secureboot;
 mod eventlog;
 mod firmware;
-mod node_tpm;
 mod secureboot;
 mod up;
 mod vtpm;
