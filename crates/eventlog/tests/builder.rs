@@ -90,16 +90,7 @@ fn final_events_table_completes_the_log_the_os_read() {
     os_copy.events.truncate(read_at);
     let os_bytes = os_copy.to_bytes();
     // ... then ExitBootServices is measured.
-    b.measure(
-        5,
-        EventType::EV_EFI_ACTION,
-        b"Exit Boot Services Invocation",
-    );
-    b.measure(
-        5,
-        EventType::EV_EFI_ACTION,
-        b"Exit Boot Services Returned with Success",
-    );
+    b.exit_boot_services();
     let full = EventLog::parse(&b.to_bytes()).unwrap();
 
     // The table holds everything from the 4th event on: the first 2 are in the OS copy.

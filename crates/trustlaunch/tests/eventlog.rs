@@ -462,16 +462,7 @@ fn replay_with_the_final_events_table() {
     }
     let early = b.to_bytes();
     let read_at = b.log().events.len();
-    b.measure(
-        5,
-        EventType::EV_EFI_ACTION,
-        b"Exit Boot Services Invocation",
-    );
-    b.measure(
-        5,
-        EventType::EV_EFI_ACTION,
-        b"Exit Boot Services Returned with Success",
-    );
+    b.exit_boot_services();
     let tmp = tempfile::tempdir().unwrap();
     let (log, table, full) = (
         tmp.path().join("log"),
