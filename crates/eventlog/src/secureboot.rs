@@ -54,6 +54,20 @@ pub fn validate(log: &EventLog) -> Result<(), Rejection> {
     let mut seen_variables: Vec<&str> = Vec::new();
     for (index, e) in log.events.iter().enumerate() {
         if !e.is_extended() {
+            // PFP 10.4.5: EV_NO_ACTION digests are zero. Non-zero ones in a PCR mean a
+            // measured event retyped so that readers (and replays) skip it. (Windows logs
+            // its own EV_NO_ACTION events with digests under pcrIndex 0xFFFFFFFF; a retype
+            // that also moves the event there still changes the replay of its PCR, which
+            // the verifier compares with the quote.)
+            let in_a_pcr = e.pcr < crate::replay::PCR_COUNT;
+            if in_a_pcr && e.digests.iter().any(|d| d.bytes.iter().any(|&b| b != 0)) {
+                return Err(Rejection::RetypedEvent {
+                    event: index,
+                    pcr: e.pcr,
+                    event_type: e.event_type,
+                    why: "EV_NO_ACTION with a non-zero digest",
+                });
+            }
             continue;
         }
         let decoded = log.decode(index).ok();
