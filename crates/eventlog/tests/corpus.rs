@@ -264,3 +264,37 @@ fn boot_components_of_upstream_and_red_hat_grub() {
         Err(Error::Rejected(Rejection::DigestMismatch { event, .. })) if event == i
     ));
 }
+
+/// Decoded payloads encode back to the logged bytes: UEFI variables, image loads with
+/// their device paths, firmware blobs and handoff tables of every corpus log, byte for byte
+/// (bytes some firmware and shim log after a payload are kept as `extra`).
+#[test]
+fn decoded_payloads_encode_back_to_the_logged_bytes() {
+    use eventlog::EventData;
+    let mut checked = 0;
+    let mut differ = Vec::new();
+    for (name, bytes) in corpus() {
+        let Ok(log) = EventLog::parse(&bytes) else {
+            continue;
+        };
+        // The 64-bit UINTN encoders apply to logs that say UINTN is 64-bit.
+        if log.spec_id().is_some_and(|s| s.uintn_size != 2) {
+            continue;
+        }
+        for (i, e) in log.events.iter().enumerate() {
+            let encoded = match log.decode(i) {
+                Ok(EventData::Variable(v)) => v.to_bytes(),
+                Ok(EventData::ImageLoad(l)) => l.to_bytes(),
+                Ok(EventData::FirmwareBlob(b)) => b.to_bytes(),
+                Ok(EventData::HandoffTables(h)) => h.to_bytes(),
+                _ => continue,
+            };
+            checked += 1;
+            if encoded != e.data {
+                differ.push(format!("{name} {i} {}", e.event_type));
+            }
+        }
+    }
+    assert!(checked > 400, "{checked}");
+    assert!(differ.is_empty(), "{differ:#?}");
+}
