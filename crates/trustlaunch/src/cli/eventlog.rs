@@ -216,7 +216,8 @@ fn show(a: &ShowArgs) -> Outcome {
 
 /// Decoded data: an object whose `kind` names the payload (`spec_id`, `startup_locality`,
 /// `no_action`, `separator`, `action`, `variable`, `image_load`, `gpt`, `firmware_blob`,
-/// `handoff_tables`, `ipl`, `text`).
+/// `handoff_tables`, `ipl`, `text`). `extra` (variables, image loads): hex of bytes the event
+/// holds after the structure (usually empty).
 fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
     use serde_json::json;
     Some(match d {
@@ -240,6 +241,7 @@ fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
             "vendor_guid": v.vendor_guid.to_string(),
             "name": v.name,
             "data": hex(&v.data),
+            "extra": hex(&v.extra),
         }),
         EventData::ImageLoad(i) => json!({
             "kind": "image_load",
@@ -247,6 +249,7 @@ fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
             "length_in_memory": i.length_in_memory,
             "link_time_address": i.link_time_address,
             "device_path": i.device_path.to_string(),
+            "extra": hex(&i.extra),
         }),
         EventData::Gpt(g) => json!({
             "kind": "gpt",
