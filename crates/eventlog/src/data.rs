@@ -42,6 +42,8 @@ pub enum EventData {
     Ipl(IplString),
     /// A text payload: EV_S_CRTM_VERSION (UTF-16), EV_POST_CODE strings, ...
     Text(String),
+    /// EV_S_CRTM_VERSION given as a GUID.
+    Guid(Guid),
     /// A payload this crate does not interpret (the event's data is the value).
     Raw,
 }
@@ -195,9 +197,9 @@ fn ascii_text(bytes: &[u8]) -> Option<String> {
     (printable && !s.is_empty()).then(|| s.to_owned())
 }
 
-/// UTF-16LE text (even length, NUL-terminated or not), if it decodes cleanly.
+/// NUL-terminated UTF-16LE text (CHAR16 strings, UEFI 2.10 2.3.1), if it decodes cleanly.
 fn utf16_text(bytes: &[u8]) -> Option<String> {
-    if !bytes.len().is_multiple_of(2) || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(2) || !bytes.ends_with(&[0, 0]) {
         return None;
     }
     let s = utf16_string(bytes);
@@ -393,7 +395,12 @@ impl EventData {
                 })
             }
             EventType::EV_IPL => IplString::decode(&event.data).map_or(Self::Raw, Self::Ipl),
-            EventType::EV_S_CRTM_VERSION => utf16_text(&event.data).map_or(Self::Raw, Self::Text),
+            // PFP 10.4.1: the S-CRTM version is a CHAR16 string or a GUID.
+            EventType::EV_S_CRTM_VERSION => match utf16_text(&event.data) {
+                Some(text) => Self::Text(text),
+                None if event.data.len() == 16 => Self::Guid(Guid(r.array("S-CRTM GUID")?)),
+                None => Self::Raw,
+            },
             EventType::EV_POST_CODE
             | EventType::EV_S_CRTM_CONTENTS
             | EventType::EV_EFI_HCRTM_EVENT

@@ -515,6 +515,7 @@ fn describe(d: Option<&EventData>) -> String {
             format!("{desc}base 0x{:x} length 0x{:x}", b.base, b.length)
         }
         Some(EventData::Text(t)) => t.clone(),
+        Some(EventData::Guid(g)) => g.to_string(),
         Some(EventData::ImageLoad(i)) => i.device_path.to_string(),
         _ => String::new(),
     }

@@ -298,3 +298,19 @@ fn decoded_payloads_encode_back_to_the_logged_bytes() {
     assert!(checked > 400, "{checked}");
     assert!(differ.is_empty(), "{differ:#?}");
 }
+
+/// PFP 10.4.1: an S-CRTM version is a CHAR16 string or a GUID; both forms are in the corpus.
+#[test]
+fn s_crtm_version_as_text_or_guid() {
+    use eventlog::EventData;
+    let sha1 = corpus_log("tpm2-tools/event-uefi-sha1-log.bin");
+    let EventData::Guid(g) = sha1.decode(0).unwrap() else {
+        panic!("not a GUID")
+    };
+    assert_eq!(g.to_string(), "546bfb1e-1d0c-4055-a4ad-4ef4bf17b83a");
+    let ideapad = corpus_log("uefi-eventlog/ideapad-ideapad1.bin");
+    assert_eq!(
+        ideapad.decode(1).unwrap(),
+        EventData::Text("AVCN22WW(V1.12)".into())
+    );
+}

@@ -216,7 +216,7 @@ fn show(a: &ShowArgs) -> Outcome {
 
 /// Decoded data: an object whose `kind` names the payload (`spec_id`, `startup_locality`,
 /// `no_action`, `separator`, `action`, `variable`, `image_load`, `gpt`, `firmware_blob`,
-/// `handoff_tables`, `ipl`, `text`). `extra` (variables, image loads): hex of bytes the event
+/// `handoff_tables`, `ipl`, `text`, `guid`). `extra` (variables, image loads): hex of bytes the event
 /// holds after the structure (usually empty).
 fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
     use serde_json::json;
@@ -285,6 +285,7 @@ fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
             json!({"kind": "ipl", "ipl_kind": kind, "text": text})
         }
         EventData::Text(t) => json!({"kind": "text", "text": t}),
+        EventData::Guid(g) => json!({"kind": "guid", "guid": g.to_string()}),
         EventData::Raw => return None,
     })
 }
