@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Fuzz the TPM 2.0 engine (crates/tpm) and the event log parser (crates/eventlog) with
-# cargo-fuzz: libFuzzer, optionally with ASan.
+# Fuzz the TPM 2.0 engine (crates/tpm), the event log parser (crates/eventlog) and the Secure
+# Boot parsers (crates/secureboot) with cargo-fuzz: libFuzzer, optionally with ASan.
 #
 # Targets (fuzz/fuzz_targets, one per input parser):
-#   tpm_execute     command sequences against a started TPM (TPM2 command parsing and execution)
-#   tpm_state       permanent-state blobs for Tpm::restore (the state file parser)
-#   eventlog_parse  TCG event logs: parse, write back, replay, decode, Secure Boot state
+#   tpm_execute  command sequences against a started TPM (TPM2 command parsing and execution)
+#   tpm_state    permanent-state blobs for Tpm::restore (the state file parser)
+#   eventlog_parse           TCG event logs: parse, write back, replay, decode, Secure Boot state
+#   secureboot_pe            PE/COFF images: digests, certificate table, .sbat, verify_image
+#   secureboot_authenticode  Authenticode PKCS#7 SignedData, module signature trailers
+#   secureboot_esl           EFI signature lists (re-encoded and compared), .auth, SbatLevel
+#   secureboot_varstore      OVMF variable stores
 # Seeds: fuzz/corpus/<target> (real tpm2-tools traffic; see fuzz/corpus/README.md); for
 # eventlog_parse, the real firmware logs of crates/eventlog/testdata.
 #
@@ -32,7 +36,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TARGETS=(tpm_execute tpm_state eventlog_parse)
+TARGETS=(tpm_execute tpm_state eventlog_parse secureboot_pe secureboot_authenticode secureboot_esl secureboot_varstore)
 SANITIZER=${FUZZ_SANITIZER:-none}
 export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
@@ -69,14 +73,17 @@ max_len() {
     case $1 in
     tpm_execute) echo 8192 ;; # room for two maximum-size (4096-byte) commands and more
     eventlog_parse) echo 80000 ;; # the largest real log of the seeds is 72,817 bytes
+    secureboot_*) echo 16384 ;; # the seeds (a signed PE, a store holding OVMF's db) are 1.5-4 KiB
     *) echo 4096 ;;
     esac
 }
 
+# dict TARGET: the libFuzzer dictionary arguments for TARGET (TPM command codes and tags for
+# the TPM targets, event types and markers for the event log; none helps the PE parsers).
 dict() {
     case $1 in
-    eventlog_parse) echo fuzz/eventlog.dict ;;
-    *) echo fuzz/tpm.dict ;;
+    eventlog_parse) echo -dict=fuzz/eventlog.dict ;;
+    tpm_*) echo -dict=fuzz/tpm.dict ;;
     esac
 }
 
@@ -98,13 +105,15 @@ run() {
     local target=$1 seconds=$2
     local corpus="$work/corpus-$target" log="$logs/$target.log"
     local artifacts="fuzz/artifacts/$target/"
+    local dict
+    read -ra dict <<<"$(dict "$target")"
     mkdir -p "$corpus" "$artifacts"
     seed "$target" "$corpus"
     echo "==> $target: $seconds s from $(ls "$corpus" | wc -l) seeds (log: $log)"
     local status=0
     cargo fuzz run -s "$SANITIZER" "$target" "$corpus" -- \
         -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
-        -max_len="$(max_len "$target")" -dict="$(dict "$target")" \
+        -max_len="$(max_len "$target")" "${dict[@]}" \
         -artifact_prefix="$artifacts" -print_final_stats=1 >"$log" 2>&1 || status=$?
     # The last status line (#N DONE cov: ft: corp: exec/s: rss:) and the final stats.
     grep -E '^#[0-9]+' "$log" | tail -n 1 || true

@@ -13,7 +13,12 @@ step() { printf '\n==> %s  [%ds]\n' "$*" "$((SECONDS - started))"; }
 step "Debian packages the tests need"
 missing=()
 # qemu-system-x86, ovmf, cpio: the Secure Boot lab (lab/, tests/qemu_boot.rs).
-for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl libssl-dev pkg-config qemu-system-x86 ovmf cpio; do
+# python3-jwt (PyJWT over python3-cryptography): the independent JWT verifier for health tokens.
+# sbsigntool, pesign, efitools, binutils, xz-utils: the peers of tests/secureboot.rs
+# (sbverify/sbsign/sbattach, pesign -h, sig-list-to-certs/hash-to-efi-sig-list, objcopy, and xz
+# for the kernel's built-in keys).
+for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl libssl-dev pkg-config qemu-system-x86 ovmf cpio \
+    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -108,6 +108,25 @@ pub enum Error {
         /// The quote's pcrDigest.
         observed: Vec<u8>,
     },
+
+    /// A certificate input does not parse.
+    #[error("{what}: {reason}")]
+    Certificate { what: &'static str, reason: String },
+
+    /// The EK certificate does not chain to a trusted vTPM manufacturer CA.
+    #[error("EK certificate from an unknown CA (issuer {issuer}): {reason}")]
+    EkCertificateUntrusted { issuer: String, reason: String },
+
+    /// The EK certificate is trusted but certifies another key than the TPM's EK.
+    #[error("the EK certificate (serial {serial}) does not certify this TPM's endorsement key")]
+    EkNotCertified { subject: String, serial: String },
+
+    /// The attestation key's attributes do not make it an attestation key.
+    #[error("not an attestation key (objectAttributes {attributes:#010x}): {}", .problems.join(", "))]
+    AkAttributes {
+        attributes: u32,
+        problems: Vec<String>,
+    },
 }
 
 /// The error of [`crate::verify_quote`]: the crate's one error type under the name the

@@ -34,9 +34,13 @@
 )]
 
 mod ak;
+pub mod appraisal;
+pub mod enroll;
 mod error;
 mod pcrs;
+pub mod policy;
 mod quote;
+pub mod token;
 mod wire;
 
 pub use ak::AkPublic;

@@ -21,6 +21,7 @@
 
 pub mod codec;
 mod commands;
+pub mod credential;
 pub mod crypto;
 mod drbg;
 mod engine;

@@ -157,6 +157,10 @@ impl Tpm {
         self.dir.path().join(name)
     }
 
+    fn write_file(&self, name: &str, bytes: &[u8]) {
+        fs::write(self.path(name), bytes).unwrap_or_else(|e| panic!("write {name}: {e}"));
+    }
+
     fn read(&self, name: &str) -> Vec<u8> {
         fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
     }
@@ -286,6 +290,28 @@ impl AkKind {
             AkKind::Rsassa | AkKind::Rsapss => "RSA-2048",
         }
     }
+}
+
+/// `tpm2_quote` with ak.ctx over `selection`, the test nonce and `hash`, into q.msg, q.sig
+/// and q.pcrs.
+fn quote_args<'a>(selection: &'a str, hash: &'a str) -> Vec<&'a str> {
+    vec![
+        "tpm2_quote",
+        "-c",
+        "ak.ctx",
+        "-l",
+        selection,
+        "-q",
+        NONCE_HEX,
+        "-g",
+        hash,
+        "-m",
+        "q.msg",
+        "-s",
+        "q.sig",
+        "-o",
+        "q.pcrs",
+    ]
 }
 
 /// Make an EK and an AK of `kind` on `tpm`: ak.pub (TPM2B_PUBLIC), ak.pem, ak.name, ak.ctx.
@@ -490,23 +516,7 @@ fn quote_and_verify(backend: Backend, kind: AkKind) {
         &format!("7:sha256={}", padded(PCR7_EVENT, 32)),
     ]);
     let selection = "sha256:0,1,7+sha1:0";
-    let mut args = vec![
-        "tpm2_quote",
-        "-c",
-        "ak.ctx",
-        "-l",
-        selection,
-        "-q",
-        NONCE_HEX,
-        "-g",
-        kind.hash(),
-        "-m",
-        "q.msg",
-        "-s",
-        "q.sig",
-        "-o",
-        "q.pcrs",
-    ];
+    let mut args = quote_args(selection, kind.hash());
     if kind == AkKind::Rsapss {
         args.extend(["--scheme", "rsapss"]);
     }
@@ -770,4 +780,206 @@ fn vtpm_rsassa_quote() {
 #[test]
 fn vtpm_rsapss_quote() {
     quote_and_verify(Backend::Ours, AkKind::Rsapss);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stateless verification of a whole boot's evidence: `trustlaunch attest verify-evidence`
+// ---------------------------------------------------------------------------------------------
+
+/// The real OVMF + shim + grub + Debian kernel boot recorded in the corpus.
+fn corpus_log() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../eventlog/testdata/ovmf-debian12/secureboot-shim-grub-linux.bin")
+}
+
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `trustlaunch attest verify-evidence` with these inputs: (exit code, JSON output).
+fn verify_evidence(dir: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut all = vec![
+        env!("CARGO_BIN_EXE_trustlaunch"),
+        "attest",
+        "verify-evidence",
+    ];
+    all.extend_from_slice(args);
+    let out = run(dir, &all, &[]);
+    let json = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify-evidence printed no JSON ({e}):\n{}{}",
+            out.stdout, out.stderr
+        )
+    });
+    (out.code, json)
+}
+
+fn reasons(v: &serde_json::Value) -> Vec<String> {
+    v["failures"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|x| x["reason"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Evidence from real swtpm: its sha256 PCRs extended with the digests of a real boot's
+/// event log (tpm2_pcrextend, one call per event), an ECC AK from tpm2_createak and a quote
+/// from tpm2_quote. verify-evidence must accept it with that log, and refuse it, naming the
+/// reason, when the nonce, the AK or one event digest changes; a policy learned from the log
+/// accepts it and a changed baseline names the kernel.
+#[test]
+fn swtpm_evidence_with_a_real_event_log_verifies_with_verify_evidence() {
+    let tpm = Tpm::start(Backend::Swtpm);
+    let log_bytes = fs::read(corpus_log()).expect("corpus log");
+    let log = eventlog::EventLog::parse(&log_bytes).expect("corpus log parses");
+    for e in log.events.iter().skip(1) {
+        if e.event_type == eventlog::EventType::EV_NO_ACTION {
+            continue;
+        }
+        let Some(d) = e
+            .digests
+            .iter()
+            .find(|d| d.alg == eventlog::AlgorithmId::SHA256)
+        else {
+            continue;
+        };
+        tpm.ok(&[
+            "tpm2_pcrextend",
+            &format!("{}:sha256=0x{}", e.pcr, hex::encode(&d.bytes)),
+        ]);
+    }
+    make_ak(&tpm, AkKind::EcdsaP256);
+    tpm.ok(&quote_args("sha256:0,1,2,3,4,5,6,7,8,9,14", "sha256"));
+    let dir = tpm.dir.path();
+    let log_path = corpus_log().display().to_string();
+    let base = |nonce: &str, ak: &str, log: &str| -> Vec<String> {
+        [
+            "--ak-pub",
+            ak,
+            "--quote",
+            "q.msg",
+            "--signature",
+            "q.sig",
+            "--pcrs",
+            "q.pcrs",
+            "--nonce",
+            nonce,
+            "--eventlog",
+            log,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+
+    let args = base(NONCE_HEX, "ak.pem", &log_path);
+    let (code, v) = verify_evidence(dir, &as_refs(&args));
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["boot"]["secure_boot"], true, "{v:#}");
+
+    // Another nonce: a replayed quote.
+    let args = base("00112233445566778899", "ak.pem", &log_path);
+    let (code, v) = verify_evidence(dir, &as_refs(&args));
+    assert_eq!(code, Some(1), "{v:#}");
+    assert!(
+        reasons(&v).contains(&"nonce mismatch: possible replay".to_string()),
+        "{v:#}"
+    );
+
+    // Another TPM's AK (a second AK of this TPM is another key just the same).
+    tpm.ok(&[
+        "tpm2_createak",
+        "-C",
+        "ek.ctx",
+        "-G",
+        "ecc",
+        "-s",
+        "ecdsa",
+        "-g",
+        "sha256",
+        "-c",
+        "ak2.ctx",
+        "-u",
+        "ak2.pub",
+    ]);
+    tpm.flush();
+    let args = base(NONCE_HEX, "ak2.pub", &log_path);
+    let (code, v) = verify_evidence(dir, &as_refs(&args));
+    assert_eq!(code, Some(1), "{v:#}");
+    assert!(
+        reasons(&v)
+            .iter()
+            .any(|r| r.starts_with("quote signature invalid")),
+        "{v:#}"
+    );
+
+    // One event digest changed: the kernel's (the first PCR 4 event with no device path).
+    let kernel = log
+        .events
+        .iter()
+        .position(|e| {
+            e.pcr == 4
+                && e.event_type == eventlog::EventType::EV_EFI_BOOT_SERVICES_APPLICATION
+                && e.data.len() == 32
+        })
+        .expect("a kernel event");
+    let mut changed = log.clone();
+    if let Some(d) = changed.events[kernel]
+        .digests
+        .iter_mut()
+        .find(|d| d.alg == eventlog::AlgorithmId::SHA256)
+    {
+        d.bytes[0] ^= 1;
+    }
+    tpm.write_file("changed.bin", &changed.to_bytes());
+    let args = base(NONCE_HEX, "ak.pem", "changed.bin");
+    let (code, v) = verify_evidence(dir, &as_refs(&args));
+    assert_eq!(code, Some(1), "{v:#}");
+    let f = &v["failures"][0];
+    assert_eq!(
+        f["reason"], "event log does not replay to the quoted PCRs",
+        "{v:#}"
+    );
+    assert_eq!(f["pcr"], 4, "{v:#}");
+
+    // A policy learned from the log accepts the evidence; a baseline with another kernel
+    // names the kernel, with both digests and the event.
+    let out = run(
+        dir,
+        &[
+            env!("CARGO_BIN_EXE_trustlaunch"),
+            "attest",
+            "policy",
+            "from-eventlog",
+            &log_path,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    tpm.write_file("policy.json", out.stdout.as_bytes());
+    let mut args = base(NONCE_HEX, "ak.pem", &log_path);
+    args.extend(["--policy".to_string(), "policy.json".to_string()]);
+    let (code, v) = verify_evidence(dir, &as_refs(&args));
+    assert_eq!(code, Some(0), "{v:#}");
+    let mut policy: serde_json::Value = serde_json::from_str(&out.stdout).expect("policy JSON");
+    let good = policy["components"]["kernel"][0]
+        .as_str()
+        .expect("kernel digest")
+        .to_string();
+    policy["components"]["kernel"] = serde_json::json!(["00".repeat(32)]);
+    tpm.write_file("other-kernel.json", policy.to_string().as_bytes());
+    let last = args.len() - 1;
+    args[last] = "other-kernel.json".into();
+    let (code, v) = verify_evidence(dir, &as_refs(&args));
+    assert_eq!(code, Some(1), "{v:#}");
+    let f = &v["failures"][0];
+    assert_eq!(f["reason"], "kernel digest not in baseline", "{v:#}");
+    assert_eq!(f["component"], "kernel");
+    assert_eq!(f["observed"], good.as_str());
+    assert_eq!(f["pcr"], 4);
+    assert!(f["event"].is_u64(), "{v:#}");
 }

@@ -6,6 +6,10 @@
 //! working /dev/tpm0 in both boots, and what it reads from the TPM must be byte-identical: the
 //! PCRs (sha1, sha256, sha384; 0-9 and 14) and the firmware event log.
 //!
+//! The same boot also checks the virtual firmware (issue "measured boot"): `trustlaunch
+//! firmware boot` on the same ESP and variable store must leave the PCRs 1-9 and 14 the real
+//! OVMF + shim + grub left, with the same events, for this chain and this grub.cfg.
+//!
 //! Both TPMs get the same PCR banks, sha1+sha256+sha384 (our vTPM's allocation; swtpm is
 //! provisioned with `swtpm_setup --pcr-banks`): the firmware logs one digest per active bank,
 //! so two TPMs with different banks give different logs however right each one is.
@@ -445,6 +449,170 @@ fn replay(events: &[Event]) -> BTreeMap<(String, u32), String> {
         .collect()
 }
 
+const EV_EFI_PLATFORM_FIRMWARE_BLOB: u32 = 0x8000_0008;
+const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
+
+/// The virtual firmware (`trustlaunch firmware boot`) on the same ESP and the same pristine
+/// OVMF_VARS_4M.ms.fd must measure what real OVMF + shim + grub measured in the QEMU boot:
+/// the same PCRs 1-9 and 14 in every bank, and the same events (type, PCR, digests, data)
+/// except OVMF's own firmware volumes in PCR 0 and the in-memory address of loaded images.
+fn compare_virtual_firmware(real: &Boot, esp: &Path, dir: &Path, problems: &mut Vec<String>) {
+    fs::create_dir_all(dir).expect("virtual firmware dir");
+    let (log_path, pcrs_path) = (dir.join("virtual.eventlog"), dir.join("virtual.pcrs"));
+    let out = Command::new(env!("CARGO_BIN_EXE_trustlaunch"))
+        .args(["firmware", "boot"])
+        .arg(esp.join("esp"))
+        .arg("--vars")
+        .arg("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+        .arg("--eventlog-out")
+        .arg(&log_path)
+        .arg("--pcrs-out")
+        .arg(&pcrs_path)
+        .output()
+        .expect("run trustlaunch firmware boot");
+    if !out.status.success() {
+        problems.push(format!(
+            "trustlaunch firmware boot failed ({}):
+{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return;
+    }
+    let mut pcrs = BTreeMap::new();
+    for line in fs::read_to_string(&pcrs_path).unwrap_or_default().lines() {
+        if let [bank, index, value] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            if let Ok(i) = index.parse::<u32>() {
+                pcrs.insert((bank.to_string(), i), value.to_uppercase());
+            }
+        }
+    }
+    for bank in BANKS {
+        for pcr in PCRS.iter().filter(|p| **p != 0) {
+            let key = (bank.to_string(), *pcr);
+            let (r, v) = (real.pcrs.get(&key), pcrs.get(&key));
+            if r != v {
+                problems.push(format!(
+                    "virtual firmware: {bank} PCR {pcr} is {v:?}, the real OVMF boot's is {r:?}"
+                ));
+            }
+        }
+    }
+    let ours = match parse_eventlog(&fs::read(&log_path).unwrap_or_default()) {
+        Ok(l) => l,
+        Err(e) => {
+            problems.push(format!(
+                "virtual firmware: its event log does not parse: {e}"
+            ));
+            return;
+        }
+    };
+    let theirs = match parse_eventlog(&real.eventlog) {
+        Ok(l) => l,
+        Err(e) => {
+            problems.push(format!("the real boot's event log does not parse: {e}"));
+            return;
+        }
+    };
+    // The virtual firmware's log replays to its own PCRs (PCR 0 included).
+    for ((bank, pcr), value) in replay(&ours.events) {
+        if pcrs.get(&(bank.clone(), pcr)) != Some(&value) {
+            problems.push(format!("virtual firmware: its log replays {bank} PCR {pcr} to {value}, the vTPM holds {:?}", pcrs.get(&(bank.clone(), pcr))));
+        }
+    }
+    eprintln!(
+        "virtual firmware: {} events and {} PCR values compared with the real boot's",
+        ours.events.len(),
+        pcrs.len()
+    );
+    if ours.events.len() != theirs.events.len() {
+        problems.push(format!(
+            "virtual firmware: {} events, the real boot {}",
+            ours.events.len(),
+            theirs.events.len()
+        ));
+    }
+    for (i, (a, b)) in ours.events.iter().zip(&theirs.events).enumerate().skip(1) {
+        if a.kind == EV_EFI_PLATFORM_FIRMWARE_BLOB && b.kind == a.kind && a.pcr == 0 {
+            continue;
+        }
+        // EFI_IMAGE_LOAD_EVENT: ImageLocationInMemory (8 bytes) is where OVMF put the image.
+        let data = |e: &Event| -> Vec<u8> {
+            if e.kind == EV_EFI_BOOT_SERVICES_APPLICATION {
+                e.data.get(8..).unwrap_or_default().to_vec()
+            } else {
+                e.data.clone()
+            }
+        };
+        if a.pcr != b.pcr || a.kind != b.kind || a.digests != b.digests || data(a) != data(b) {
+            problems.push(format!(
+                "virtual firmware: event {i} differs from the real boot's
+  ours: {}
+  real: {}",
+                describe_event(i, a),
+                describe_event(i, b)
+            ));
+        }
+    }
+}
+
+/// `trustlaunch attest policy from-image` for this ESP, predicted without booting it, must
+/// accept what the real OVMF boot measured: its event log (attack checks, components,
+/// Secure Boot state) and the PCRs its kernel read from the TPM.
+fn predicted_policy_accepts(real: &Boot, esp: &Path, problems: &mut Vec<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trustlaunch"))
+        .args(["attest", "policy", "from-image"])
+        .arg(esp.join("esp"))
+        .arg("--vars")
+        .arg("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+        .output()
+        .expect("run trustlaunch attest policy from-image");
+    if !out.status.success() {
+        problems.push(format!(
+            "attest policy from-image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return;
+    }
+    let policy =
+        match attest::policy::ReferencePolicy::from_json(&String::from_utf8_lossy(&out.stdout)) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(format!("the predicted policy does not parse: {e}"));
+                return;
+            }
+        };
+    let mut pcrs = attest::PcrValues::new();
+    for ((bank, pcr), value) in &real.pcrs {
+        let alg = attest::HashAlg::ALL.into_iter().find(|a| a.name() == bank);
+        if let (Some(alg), Ok(v), Ok(p)) = (alg, hex::decode(value), u8::try_from(*pcr)) {
+            let _ = pcrs.insert(alg, p, v);
+        }
+    }
+    let claims = eventlog::EventLog::parse(&real.eventlog)
+        .map_err(|e| e.to_string())
+        .and_then(|log| attest::appraisal::boot_claims(&log).map_err(|f| f.reason));
+    let claims = match claims {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(format!(
+                "the real boot's event log is refused by the verifier: {e}"
+            ));
+            return;
+        }
+    };
+    let mut failures = Vec::new();
+    policy.evaluate(&pcrs, Some(&claims), &mut failures);
+    if failures.is_empty() {
+        eprintln!("the policy predicted from the image accepts the real OVMF boot");
+    } else {
+        problems.push(format!(
+            "the policy predicted from the image refuses the real OVMF boot: {failures:#?}"
+        ));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------------------------
@@ -663,6 +831,10 @@ fn debian_secure_boot_chain_boots_with_our_vtpm_as_with_swtpm() {
         for p in problems.iter_mut().skip(before) {
             *p = format!("(ours behind tpm-tis) {p}");
         }
+    }
+    if swtpm.complete {
+        compare_virtual_firmware(&swtpm, &esp, &run.path().join("virtual"), &mut problems);
+        predicted_policy_accepts(&swtpm, &esp, &mut problems);
     }
     // Every other line of the guest's report must agree too, e.g. that the firmware took the
     // platform hierarchy (PLATFORM-AUTH): a vTPM that let the guest keep platform authority

@@ -33,7 +33,7 @@ use wait_timeout::ChildExt;
 
 /// Longest any single tool invocation may take (RSA key generation in a debug build included).
 mod ports;
-use ports::free_port_pair;
+use ports::{free_port_pair, random_u64};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest a server may take to accept connections after being spawned.
@@ -695,14 +695,8 @@ mod steps {
         let secret = test_data("credential secret", 32);
         tpm.write("secret.bin", &secret);
 
-        let activate = |label: &str, name: &[u8]| -> Run {
-            tpm.step(
-                &format!("tpm2_makecredential -T none ({label})"),
-                &format!(
-                    "tpm2_makecredential -T none -e ek.pub -s secret.bin -n {} -o {label}.cred",
-                    hex::encode(name)
-                ),
-            );
+        // tpm2_activatecredential of LABEL.cred with a PolicySecret(endorsement) session.
+        let activate_file = |label: &str| -> Run {
             tpm.step(
                 &format!("tpm2_startauthsession --policy-session ({label})"),
                 &format!("tpm2_startauthsession --policy-session -S {label}.session.ctx"),
@@ -717,6 +711,16 @@ mod steps {
             ));
             tpm.flush_transient("tpm2_activatecredential");
             run
+        };
+        let activate = |label: &str, name: &[u8]| -> Run {
+            tpm.step(
+                &format!("tpm2_makecredential -T none ({label})"),
+                &format!(
+                    "tpm2_makecredential -T none -e ek.pub -s secret.bin -n {} -o {label}.cred",
+                    hex::encode(name)
+                ),
+            );
+            activate_file(label)
         };
 
         let run = activate("right", &name);
@@ -741,6 +745,51 @@ mod steps {
                 &run,
             )
         });
+
+        // The registrar's own challenge (attest::enroll, no TPM) opens on the TPM exactly as
+        // tpm2_makecredential's does, and only for the AK it names.
+        let ek = tpm2b_public(&tpm.read("ek.pub"));
+        let ak = attest::AkPublic::from_tpm2b_public(&tpm.read("ak.pub")).expect("AK public");
+        attest::enroll::check_ak_attributes(&ak).expect("tpm2_createak makes a proper AK");
+        let mut rng = |b: &mut [u8]| b.iter_mut().for_each(|x| *x = random_u64() as u8);
+        for (label, for_name, opens) in [
+            ("registrar", &name, true),
+            ("registrar-other", &other, false),
+        ] {
+            let challenge =
+                attest::enroll::make_challenge(&ek, for_name, &mut rng).expect("challenge");
+            tpm.write(
+                &format!("{label}.cred"),
+                &attest::enroll::tpm2_tools_credential_file(&challenge),
+            );
+            let run = activate_file(label);
+            if opens {
+                assert_eq!(run.code, Some(0), "{}", tpm.explain(label, &run));
+                assert!(
+                    attest::enroll::check_activation(
+                        &challenge,
+                        &tpm.read(&format!("{label}.out"))
+                    ),
+                    "[{backend:?}] the TPM returns the registrar's secret"
+                );
+            } else {
+                assert_refused(RC_INTEGRITY_PARAM1, &run, || tpm.explain(label, &run));
+            }
+        }
+
+        // A signing key that is not restricted is no attestation key.
+        tpm.step(
+            "tpm2_createprimary -C o (parent of a plain signing key)",
+            "tpm2_createprimary -C o -g sha256 -G ecc -c plain-parent.ctx",
+        );
+        tpm.step(
+            "tpm2_create an unrestricted signing key",
+            "tpm2_create -C plain-parent.ctx -G ecc256 -u plain.pub -r plain.priv",
+        );
+        tpm.flush_transient("tpm2_create");
+        let plain = attest::AkPublic::from_tpm2b_public(&tpm.read("plain.pub")).expect("key");
+        let err = attest::enroll::check_ak_attributes(&plain).expect_err("not an AK");
+        assert!(err.to_string().contains("lacks restricted"), "{err}");
     }
 
     /// Item 4a: tpm2_createprimary / tpm2_create / tpm2_load / tpm2_readpublic /
@@ -1401,6 +1450,46 @@ fn ek_certificate(alg: &str, nv_index: u32) {
         "openssl verify -partial_chain -CAfile other.pem ekcert.pem",
         "error",
     );
+
+    // The registrar agrees with openssl verify, and checks the certificate names this EK.
+    tpm.step(
+        "tpm2_readpublic -c ek.ctx -o ek.pub",
+        "tpm2_readpublic -c ek.ctx -o ek.pub",
+    );
+    let ek = tpm2b_public(&tpm.read("ek.pub"));
+    let der = tpm.read("ekcert.der");
+    let mut trusted = attest::enroll::TrustedRoots::new();
+    trusted.add(&tpm.read("ca.pem")).expect("CA certificate");
+    let verified = attest::enroll::verify_ek_certificate(&der, &[], &trusted)
+        .unwrap_or_else(|e| panic!("[Ours] registrar refuses the {alg} EK certificate: {e}"));
+    verified.check_certifies(&ek).expect("certifies the EK");
+    let mut other_ek = ek.clone();
+    match &mut other_ek.parms {
+        tpm::object::PublicParms::Rsa { modulus, .. } => modulus[10] ^= 1,
+        tpm::object::PublicParms::Ecc { x, .. } => x[10] ^= 1,
+        _ => unreachable!("an EK is RSA or ECC"),
+    }
+    assert!(
+        !verified.certifies(&other_ek),
+        "another key is not certified"
+    );
+    let mut unrelated = attest::enroll::TrustedRoots::new();
+    unrelated
+        .add(&tpm.read("other.pem"))
+        .expect("CA certificate");
+    let err = attest::enroll::verify_ek_certificate(&der, &[], &unrelated)
+        .expect_err("an unrelated CA does not vouch for the EK");
+    assert!(
+        err.to_string()
+            .starts_with("EK certificate from an unknown CA"),
+        "{err}"
+    );
+}
+
+/// A TPM2B_PUBLIC file (tpm2-tools' default `-u`/`-o` format) as a TPMT_PUBLIC.
+fn tpm2b_public(bytes: &[u8]) -> tpm::object::TpmtPublic {
+    use tpm::codec::Unmarshal;
+    tpm::object::TpmtPublic::from_bytes(bytes.get(2..).expect("TPM2B size")).expect("TPMT_PUBLIC")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 use super::nv::nv_name;
 use super::Ctx;
 use crate::codec::{put_sized, Marshal, Reader, Unmarshal};
+use crate::credential::{self, CredentialError};
 use crate::crypto::ecc::{self, Curve, EccPublic};
 use crate::engine::Tpm;
 use crate::hash::HashAlg;
@@ -356,44 +357,25 @@ pub(crate) fn verify_signature(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc>
     Ok(())
 }
 
-/// The symmetric key and HMAC key a credential or duplication seed yields for `name`.
-fn seed_keys(
-    public: &crate::object::TpmtPublic,
-    seed: &[u8],
-    name: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>, HashAlg), Rc> {
-    let bits = match public.symmetric() {
-        SymDefObject::Aes(bits) => bits,
-        SymDefObject::Null => return Err(Rc::TYPE),
-    };
-    let alg = public.name_alg;
-    Ok((
-        kdfa(alg, seed, b"STORAGE", name, &[], u32::from(bits)),
-        kdfa(alg, seed, b"INTEGRITY", &[], &[], (alg.size() * 8) as u32),
-        alg,
-    ))
-}
-
 /// TPM2_MakeCredential (Part 3, 12.6): done with the public key only (Part 1, 24).
 pub(crate) fn make_credential(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), Rc> {
     let credential: Tpm2bDigest = c.param()?;
     let object_name: Tpm2bName = c.param()?;
     c.end_params()?;
     let key = tpm.key_object(c.handle(0)).map_err(|rc| rc.handle(1))?;
-    if !key.public.is_storage() {
-        return Err(Rc::TYPE.handle(1));
-    }
     let mut rng = |b: &mut [u8]| tpm.random(b);
-    let (seed, secret) = keys::encrypt_secret(&key, keys::label::IDENTITY, &mut rng)?;
-    let (sym, hmac_key, alg) =
-        seed_keys(&key.public, &seed, object_name.as_slice()).map_err(|rc| rc.handle(1))?;
-    let mut enc = Vec::new();
-    credential.marshal(&mut enc);
-    aes_cfb(&sym, &[0u8; 16], &mut enc, true);
-    let integrity = alg.hmac(&hmac_key, &[&enc, object_name.as_slice()]);
-    let mut blob = Vec::new();
-    put_sized(&mut blob, &integrity);
-    blob.extend_from_slice(&enc);
+    let (blob, secret) = credential::make(
+        &key,
+        credential.as_slice(),
+        object_name.as_slice(),
+        &mut rng,
+    )
+    .map_err(|e| match e {
+        CredentialError::Credential(rc) => rc.param(1),
+        CredentialError::Key(rc) | CredentialError::Secret(rc) | CredentialError::Integrity(rc) => {
+            rc.handle(1)
+        }
+    })?;
     c.put(&Tpm2bIdObject(blob));
     c.put(&Tpm2bEncryptedSecret(secret));
     Ok(())
@@ -406,22 +388,13 @@ pub(crate) fn activate_credential(tpm: &mut Tpm, c: &mut Ctx<'_>) -> Result<(), 
     c.end_params()?;
     let object = tpm.key_object(c.handle(0)).map_err(|rc| rc.handle(1))?;
     let key = tpm.key_object(c.handle(1)).map_err(|rc| rc.handle(2))?;
-    if !key.public.is_storage() || key.sensitive.is_none() {
-        return Err(Rc::TYPE.handle(2));
-    }
-    let seed = keys::decrypt_secret(&key, keys::label::IDENTITY, secret.as_slice())
-        .map_err(|rc| rc.param(2))?;
-    let (sym, hmac_key, alg) =
-        seed_keys(&key.public, &seed, &object.name).map_err(|rc| rc.handle(2))?;
-    let mut r = Reader::new(blob.as_slice());
-    let integrity = r.sized(64).map_err(|_| Rc::SIZE.param(1))?;
-    let mut enc = r.rest().to_vec();
-    if alg.hmac(&hmac_key, &[&enc, &object.name]) != integrity {
-        return Err(Rc::INTEGRITY.param(1));
-    }
-    aes_cfb(&sym, &[0u8; 16], &mut enc, false);
-    let credential = Tpm2bDigest::from_bytes(&enc).map_err(|_| Rc::SIZE.param(1))?;
-    c.put(&credential);
+    let value = credential::activate(&key, blob.as_slice(), secret.as_slice(), &object.name)
+        .map_err(|e| match e {
+            CredentialError::Key(rc) => rc.handle(2),
+            CredentialError::Secret(rc) => rc.param(2),
+            CredentialError::Integrity(rc) | CredentialError::Credential(rc) => rc.param(1),
+        })?;
+    c.put(&Tpm2bDigest(value));
     Ok(())
 }
 

@@ -31,6 +31,9 @@ pub enum BenchCommand {
     Density(super::bench_density::DensityBench),
     /// Whole-process `trustlaunch eventlog replay LOG` against `tpm2_eventlog LOG`.
     Eventlog(super::bench_eventlog::EventlogBench),
+    /// Secure Boot: one `trustlaunch secureboot verify` process against one `sbverify --cert`
+    /// process on the same signed image.
+    Secureboot(super::bench_secureboot::SecurebootBench),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +62,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Keys(args) => super::bench_keys::bench_keys(&args),
         BenchCommand::Density(args) => super::bench_density::bench_density(&args),
         BenchCommand::Eventlog(args) => super::bench_eventlog::bench_eventlog(&args),
+        BenchCommand::Secureboot(args) => super::bench_secureboot::bench_secureboot(&args),
     }
 }
 

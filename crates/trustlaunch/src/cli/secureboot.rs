@@ -1,0 +1,302 @@
+//! `trustlaunch secureboot`: Secure Boot verdicts, Authenticode digests and OVMF variable
+//! stores from the command line, through the `secureboot` crate. Reads files; decides nothing
+//! itself (every verdict comes from `secureboot::verify_image` or `module_sig::verify`).
+//!
+//! Exit status of `verify`: 0 allowed, 1 denied, 2 usage or I/O error.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use secureboot::esl::{self, SignatureList};
+use secureboot::guid::{self, Guid};
+use secureboot::module_sig::{self, ModuleVerdict};
+use secureboot::pe::{DigestFlavor, PeImage};
+use secureboot::sbat::SbatLevel;
+use secureboot::varstore::VariableStore;
+use secureboot::{Databases, HashAlgorithm, Loader, ShimPolicy, Verdict};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The owner GUID of signature entries this command makes from bare certificates.
+const OWNER: Guid = Guid::parse("5472bd7e-5c1d-4b8e-9a44-7472757374ff");
+
+#[derive(Debug, Subcommand)]
+pub enum SecurebootCommand {
+    /// Decide whether IMAGE may run, as OVMF's firmware (EDK2) or, with --shim, as that shim
+    /// decides. IMAGE may be a PE/COFF image (shim, grub, a kernel) or a kernel module (.ko,
+    /// detected by its ELF header): a module is checked against a keyring made of the db
+    /// certificates, shim's vendor certificate, --mok lists, --key certificates and the
+    /// certificates built into --kernel-keys. Exit status: 0 allowed (prints the authority),
+    /// 1 denied (prints the reason), 2 usage or I/O error.
+    Verify(VerifyArgs),
+    /// Print IMAGE's Authenticode digest in lowercase hex (EDK2's computation; with
+    /// --shim-unsigned, shim's, which pads an unsigned image to a multiple of 8 bytes).
+    Hash(HashArgs),
+    /// List the variables of an OVMF_VARS image; --extract DIR writes PK, KEK, db and dbx as
+    /// ESL files (DIR/PK.esl ...).
+    Vars(VarsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The image (PE/COFF) or kernel module (ELF) to check.
+    image: PathBuf,
+    /// Take db and dbx from this OVMF_VARS image.
+    #[arg(long, conflicts_with = "db", required_unless_present = "db")]
+    vars: Option<PathBuf>,
+    /// Allowed signatures: a PEM or DER certificate, an ESL, or an .auth file (repeatable).
+    #[arg(long, num_args = 1..)]
+    db: Vec<PathBuf>,
+    /// Forbidden signatures, in the same forms as --db (repeatable; adds to --vars' dbx).
+    #[arg(long, num_args = 1..)]
+    dbx: Vec<PathBuf>,
+    /// Verify IMAGE as loaded by this shim binary (its vendor certificate, vendor dbx and
+    /// built-in SbatLevel) on top of the firmware databases.
+    #[arg(long)]
+    shim: Option<PathBuf>,
+    /// With --shim: the SbatLevel in force (text: `sbat,1,DATE` then `component,generation`
+    /// lines) instead of shim's built-in automatic level.
+    #[arg(long, requires = "shim")]
+    sbat_level: Option<PathBuf>,
+    /// With --shim: MokList entries, in the same forms as --db (repeatable).
+    #[arg(long, requires = "shim", num_args = 1..)]
+    mok: Vec<PathBuf>,
+    /// With --shim: MokListX entries (repeatable).
+    #[arg(long, requires = "shim", num_args = 1..)]
+    mokx: Vec<PathBuf>,
+    /// With --shim: IMAGE is verified through shim's lock protocol (grub checking a kernel),
+    /// where an image without .sbat is accepted.
+    #[arg(long, requires = "shim")]
+    shim_protocol: bool,
+    /// Modules: extra keyring certificates (PEM, DER or ESL; repeatable).
+    #[arg(long, num_args = 1..)]
+    key: Vec<PathBuf>,
+    /// Modules: an uncompressed kernel image (vmlinux, e.g. from extract-vmlinux) whose
+    /// built-in certificates join the keyring.
+    #[arg(long)]
+    kernel_keys: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    image: PathBuf,
+    /// sha1, sha256, sha384 or sha512.
+    #[arg(long, default_value = "sha256")]
+    alg: String,
+    /// shim's computation (zero padding of an unsigned image to 8 bytes) instead of EDK2's.
+    #[arg(long)]
+    shim_unsigned: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VarsArgs {
+    vars: PathBuf,
+    /// Write PK.esl, KEK.esl, db.esl and dbx.esl into this directory.
+    #[arg(long)]
+    extract: Option<PathBuf>,
+}
+
+pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
+    let result = match cmd {
+        SecurebootCommand::Verify(a) => verify(&a),
+        SecurebootCommand::Hash(a) => hash(&a),
+        SecurebootCommand::Vars(a) => vars(&a),
+    };
+    // Usage and I/O errors are exit 2 here, so that 1 always means "denied".
+    Ok(result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    }))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A --db/--dbx/--mok file: PEM certificates, an .auth file, a DER certificate or an ESL.
+fn signature_lists(path: &Path) -> Result<Vec<SignatureList>> {
+    let bytes = read(path)?;
+    let certs = if bytes.starts_with(b"-----BEGIN") {
+        openssl::x509::X509::stack_from_pem(&bytes)
+            .with_context(|| format!("{}: PEM certificates", path.display()))?
+            .iter()
+            .map(|c| c.to_der())
+            .collect::<Result<Vec<_>, _>>()?
+    } else if let Some(inner) = esl::strip_authentication_2(&bytes)? {
+        return esl::parse(inner).with_context(|| format!("{}: .auth payload", path.display()));
+    } else if openssl::x509::X509::from_der(&bytes).is_ok() {
+        vec![bytes]
+    } else {
+        return esl::parse(&bytes).with_context(|| {
+            format!(
+                "{}: neither a certificate nor a signature list",
+                path.display()
+            )
+        });
+    };
+    certs
+        .into_iter()
+        .map(|der| {
+            Ok(SignatureList::new(
+                guid::EFI_CERT_X509_GUID,
+                OWNER,
+                vec![der],
+            )?)
+        })
+        .collect()
+}
+
+fn lists(paths: &[PathBuf]) -> Result<Vec<SignatureList>> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend(signature_lists(p)?);
+    }
+    Ok(out)
+}
+
+fn databases(a: &VerifyArgs) -> Result<Databases> {
+    let mut dbs = Databases::default();
+    if let Some(vars) = &a.vars {
+        let bytes = read(vars)?;
+        let store = VariableStore::parse(&bytes)
+            .with_context(|| format!("{}: variable store", vars.display()))?;
+        let [_, _, (_, db), (_, dbx)] = store.secure_boot_variables();
+        dbs.db = esl::parse(db).context("db variable")?;
+        dbs.dbx = esl::parse(dbx).context("dbx variable")?;
+    }
+    dbs.db.extend(lists(&a.db)?);
+    dbs.dbx.extend(lists(&a.dbx)?);
+    Ok(dbs)
+}
+
+fn shim_policy(a: &VerifyArgs) -> Result<Option<ShimPolicy>> {
+    let Some(shim) = &a.shim else {
+        return Ok(None);
+    };
+    let mut policy = ShimPolicy::from_shim_image(&read(shim)?)
+        .with_context(|| format!("{}: shim's built-in policy", shim.display()))?;
+    if let Some(level) = &a.sbat_level {
+        policy.sbat_level = Some(
+            SbatLevel::parse(&read(level)?)
+                .with_context(|| format!("{}: SbatLevel", level.display()))?,
+        );
+    }
+    policy.mok_list = lists(&a.mok)?;
+    policy.mok_list_x = lists(&a.mokx)?;
+    policy.via_protocol = a.shim_protocol;
+    Ok(Some(policy))
+}
+
+fn verify(a: &VerifyArgs) -> Result<ExitCode> {
+    let image = read(&a.image)?;
+    let dbs = databases(a)?;
+    let shim = shim_policy(a)?;
+    if image.starts_with(b"\x7fELF") {
+        return verify_module(a, &image, &dbs, shim.as_ref());
+    }
+    let loader = match shim {
+        Some(p) => Loader::Shim(Box::new(p)),
+        None => Loader::Firmware,
+    };
+    Ok(match secureboot::verify_image(&dbs, &image, &loader) {
+        Verdict::Allowed { authority } => {
+            println!("allowed: {authority}");
+            ExitCode::SUCCESS
+        }
+        Verdict::Denied { reason } => {
+            println!("denied: {reason}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// The kernel's module keyring as far as files can give it: db, shim's vendor certificate and
+/// MokList (the platform keyring), --key and the kernel's built-in keys.
+fn verify_module(
+    a: &VerifyArgs,
+    module: &[u8],
+    dbs: &Databases,
+    shim: Option<&ShimPolicy>,
+) -> Result<ExitCode> {
+    let mut sources: Vec<&SignatureList> = dbs.db.iter().collect();
+    let extra = lists(&a.key)?;
+    sources.extend(extra.iter());
+    let mut keyring = Vec::new();
+    if let Some(p) = shim {
+        sources.extend(p.mok_list.iter());
+        if let Some(c) = &p.vendor_cert {
+            keyring.push(openssl::x509::X509::from_der(c)?);
+        }
+    }
+    for l in sources {
+        for (_, _, s) in l.entries() {
+            if let esl::Signature::X509(der) = s {
+                keyring.push(openssl::x509::X509::from_der(der)?);
+            }
+        }
+    }
+    if let Some(k) = &a.kernel_keys {
+        let kernel = read(k)?;
+        let found = module_sig::embedded_certificates(&kernel);
+        if found.is_empty() {
+            bail!("{}: no certificates found in the kernel image", k.display());
+        }
+        keyring.extend(found);
+    }
+    Ok(match module_sig::verify(module, &keyring) {
+        ModuleVerdict::Allowed { authority } => {
+            println!("allowed: module signed by {authority}");
+            ExitCode::SUCCESS
+        }
+        ModuleVerdict::Unsigned => {
+            println!("denied: unsigned module");
+            ExitCode::from(1)
+        }
+        ModuleVerdict::NotTrusted => {
+            println!("denied: signer not trusted: no keyring certificate vouches for the module signature");
+            ExitCode::from(1)
+        }
+        ModuleVerdict::Malformed(e) => {
+            println!("denied: malformed: {e}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn hash(a: &HashArgs) -> Result<ExitCode> {
+    let alg = HashAlgorithm::from_name(&a.alg)
+        .filter(|alg| HashAlgorithm::AUTHENTICODE.contains(alg))
+        .ok_or_else(|| anyhow!("--alg {}: expected sha1, sha256, sha384 or sha512", a.alg))?;
+    let bytes = read(&a.image)?;
+    let pe = PeImage::parse(&bytes).with_context(|| format!("{}", a.image.display()))?;
+    let flavor = if a.shim_unsigned {
+        DigestFlavor::Shim
+    } else {
+        DigestFlavor::Firmware
+    };
+    println!("{}", hex::encode(pe.authenticode_digest(alg, flavor)?));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vars(a: &VarsArgs) -> Result<ExitCode> {
+    let bytes = read(&a.vars)?;
+    let store = VariableStore::parse(&bytes)
+        .with_context(|| format!("{}: variable store", a.vars.display()))?;
+    for v in store.variables.iter() {
+        println!(
+            "{}{} {} attributes={:#x} size={}",
+            v.name,
+            if v.is_live() { "" } else { " (deleted)" },
+            v.vendor,
+            v.attributes,
+            v.data.len()
+        );
+    }
+    if let Some(dir) = &a.extract {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, data) in store.secure_boot_variables() {
+            let path = dir.join(format!("{name}.esl"));
+            std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

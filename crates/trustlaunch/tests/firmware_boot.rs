@@ -1,0 +1,344 @@
+//! The virtual firmware (`trustlaunch firmware boot`) on the node images that
+//! `lab/build-node-image.sh` builds from Debian's packages:
+//!
+//! - its event log, read by `tpm2_eventlog` (tpm2-tools), replays to the PCRs its vTPM holds;
+//! - against the real OVMF + shim + grub boot recorded in the corpus
+//!   (`crates/eventlog/testdata/ovmf-debian12`), event for event: the only events that may
+//!   differ are OVMF's firmware volumes (PCR 0: the platform) and the events of files whose
+//!   bytes are not the recorded ones (the initrd: `../shared/lab` builds it unreproducibly),
+//!   and those must carry the digest of our file (checked with sha256sum);
+//! - denials name the component, its path and the reason: a tampered kernel, an unsigned
+//!   module; Secure Boot off boots anything and says so.
+//!
+//! The real QEMU/OVMF boot of the same ESP is compared in `tests/qemu_boot.rs`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trustlaunch");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// `lab/build-node-image.sh` once per test process (it caches across runs and locks).
+fn images() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let w = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache");
+        let out = Command::new("bash")
+            .arg(repo().join("lab/build-node-image.sh"))
+            .arg(&w)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lab/build-node-image.sh");
+        assert!(
+            out.status.success(),
+            "lab/build-node-image.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w
+    })
+}
+
+fn image(name: &str) -> (PathBuf, PathBuf) {
+    let d = images().join("images").join(name);
+    (d.join("esp"), d.join("vars.fd"))
+}
+
+struct Booted {
+    out: Output,
+    pcrs: BTreeMap<(String, u32), String>,
+    dir: tempfile::TempDir,
+}
+
+fn boot(esp: &Path, vars: &Path) -> Booted {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, pcrs) = (dir.path().join("log.bin"), dir.path().join("pcrs"));
+    let out = Command::new(BIN)
+        .args(["firmware", "boot"])
+        .arg(esp)
+        .arg("--vars")
+        .arg(vars)
+        .arg("--eventlog-out")
+        .arg(&log)
+        .arg("--pcrs-out")
+        .arg(&pcrs)
+        .output()
+        .expect("run trustlaunch firmware boot");
+    let mut values = BTreeMap::new();
+    for line in fs::read_to_string(&pcrs).unwrap_or_default().lines() {
+        if let [bank, pcr, hex] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            values.insert(
+                (bank.to_string(), pcr.parse().expect("PCR")),
+                hex.to_string(),
+            );
+        }
+    }
+    Booted {
+        out,
+        pcrs: values,
+        dir,
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `tpm2_eventlog FILE`'s YAML (tpm2-tools' own parser and replay).
+fn tpm2_eventlog(log: &Path) -> String {
+    let out = Command::new("tpm2_eventlog")
+        .arg(log)
+        .output()
+        .expect("run tpm2_eventlog (tpm2-tools)");
+    assert!(out.status.success(), "tpm2_eventlog: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `pcrs:` section of `tpm2_eventlog FILE`: (bank, pcr) → lowercase hex.
+fn tpm2_eventlog_pcrs(log: &Path) -> BTreeMap<(String, u32), String> {
+    let yaml = tpm2_eventlog(log);
+    let mut pcrs = BTreeMap::new();
+    let mut bank = String::new();
+    let mut in_pcrs = false;
+    for line in yaml.lines() {
+        if line.starts_with("pcrs:") {
+            in_pcrs = true;
+            continue;
+        }
+        if !in_pcrs {
+            continue;
+        }
+        let t = line.trim();
+        if let Some(b) = t.strip_suffix(':') {
+            bank = b.to_string();
+        } else if let Some((pcr, value)) = t.split_once(':') {
+            if let Ok(pcr) = pcr.trim().parse::<u32>() {
+                let v = value.trim().trim_start_matches("0x").to_lowercase();
+                pcrs.insert((bank.clone(), pcr), v);
+            }
+        }
+    }
+    pcrs
+}
+
+#[test]
+fn default_image_boots_and_tpm2_eventlog_replays_its_log_to_its_pcrs() {
+    let (esp, vars) = image("default");
+    let b = boot(&esp, &vars);
+    assert!(b.out.status.success(), "{}", text(&b.out));
+    let out = text(&b.out);
+    assert!(out.contains("Secure Boot: enabled"), "{out}");
+    for (component, authority) in [
+        ("shim", "Microsoft Corporation UEFI CA 2011"),
+        ("grub", "Debian Secure Boot CA"),
+        ("kernel", "Debian Secure Boot CA"),
+        ("module vfat.ko", "Build time autogenerated kernel key"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(component) && l.contains(authority)),
+            "{component} allowed by {authority}:\n{out}"
+        );
+    }
+    let log = b.dir.path().join("log.bin");
+    let replayed = tpm2_eventlog_pcrs(&log);
+    assert!(!replayed.is_empty(), "tpm2_eventlog printed no PCRs");
+    for bank in ["sha1", "sha256", "sha384"] {
+        for pcr in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14] {
+            let key = (bank.to_string(), pcr);
+            assert_eq!(
+                replayed.get(&key),
+                b.pcrs.get(&key),
+                "{bank} PCR {pcr}: tpm2_eventlog's replay vs the vTPM"
+            );
+        }
+    }
+}
+
+/// One event as tpm2_eventlog prints it: PCR, type, sha256 digest, and the file an IPL event
+/// names (grub's PCR 9 events).
+fn events(log: &Path) -> Vec<(u32, String, String, String)> {
+    let yaml = tpm2_eventlog(log);
+    let mut list = Vec::new();
+    for chunk in yaml.split("\n- EventNum: ").skip(1) {
+        let field = |name: &str| {
+            chunk
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap_or_default()
+        };
+        let sha256 = chunk
+            .split("AlgorithmId: sha256")
+            .nth(1)
+            .and_then(|r| r.lines().nth(1))
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches("Digest: ")
+                    .trim_matches('"')
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let string = chunk
+            .split("String: |-")
+            .nth(1)
+            .and_then(|r| r.lines().nth(1))
+            .map(|l| {
+                l.trim()
+                    .trim_matches('"')
+                    .trim_end_matches("\\0")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        list.push((
+            field("PCRIndex:").parse().unwrap_or(u32::MAX),
+            field("EventType:"),
+            sha256,
+            string,
+        ));
+    }
+    list
+}
+
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn matches_the_recorded_ovmf_boot_event_for_event() {
+    let (esp, vars) = image("default");
+    let b = boot(&esp, &vars);
+    assert!(b.out.status.success(), "{}", text(&b.out));
+    let recorded =
+        repo().join("crates/eventlog/testdata/ovmf-debian12/secureboot-shim-grub-linux.bin");
+    let theirs = events(&recorded);
+    let ours = events(&b.dir.path().join("log.bin"));
+    // The recording has a SHA-512 bank too; the events, their order and their other
+    // digests are the same in any bank.
+    assert_eq!(ours.len(), theirs.len(), "number of events");
+    let mut explained = Vec::new();
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!((o.0, &o.1), (t.0, &t.1), "event {i}: PCR and type");
+        if o.2 == t.2 {
+            continue;
+        }
+        if o.0 == 0 && o.1 == "EV_EFI_PLATFORM_FIRMWARE_BLOB" {
+            explained.push(format!("event {i}: OVMF's firmware volume (platform)"));
+            continue;
+        }
+        // A grub-loaded file whose bytes differ from the recording's: our digest must be
+        // the file's.
+        assert!(
+            o.0 == 9 && !o.3.is_empty(),
+            "event {i} ({} PCR {}) differs from the real boot's: {} vs {}",
+            o.1,
+            o.0,
+            o.2,
+            t.2
+        );
+        let file = esp.join(o.3.trim_start_matches('/'));
+        assert_eq!(
+            sha256sum(&file),
+            o.2,
+            "event {i}: the digest of {}",
+            file.display()
+        );
+        explained.push(format!("event {i}: {} is not the recorded file", o.3));
+    }
+    eprintln!(
+        "{} events; differing, explained: {explained:#?}",
+        ours.len()
+    );
+    assert!(explained.len() <= 3, "{explained:#?}");
+}
+
+/// Boot `image`: it must stop with exit 1 and `message` on stderr.
+fn assert_denied(image_name: &str, message: &str) {
+    let (esp, vars) = image(image_name);
+    let b = boot(&esp, &vars);
+    assert_eq!(b.out.status.code(), Some(1), "{}", text(&b.out));
+    let err = String::from_utf8_lossy(&b.out.stderr);
+    assert!(err.contains(message), "{image_name}: {err}");
+}
+
+#[test]
+fn tampered_kernel_is_denied_naming_the_kernel() {
+    assert_denied(
+        "tampered-kernel",
+        "Secure Boot denied kernel (/vmlinuz): digest mismatch",
+    );
+}
+
+#[test]
+fn unsigned_gpu_driver_is_denied_naming_the_module() {
+    assert_denied(
+        "gpu",
+        "Secure Boot denied module gpu-driver.ko (/modules/gpu-driver.ko): unsigned module",
+    );
+}
+
+#[test]
+fn secure_boot_off_boots_everything_and_measures_it_off() {
+    let (esp, vars) = image("secure-boot-off");
+    let off = boot(&esp, &vars);
+    assert!(off.out.status.success(), "{}", text(&off.out));
+    assert!(text(&off.out).contains("Secure Boot: disabled"));
+    let (esp, vars) = image("default");
+    let on = boot(&esp, &vars);
+    let pcr = |b: &Booted, n: u32| b.pcrs.get(&("sha256".to_string(), n)).cloned();
+    assert_ne!(
+        pcr(&off, 7),
+        pcr(&on, 7),
+        "PCR 7 records the Secure Boot state"
+    );
+    assert_eq!(pcr(&off, 8), pcr(&on, 8), "grub ran the same commands");
+    // The tampered kernel and the unsigned module boot when nothing checks them.
+    let (esp, _) = image("tampered-kernel");
+    let b = boot(&esp, &vars_off());
+    assert!(b.out.status.success(), "{}", text(&b.out));
+    let (esp, _) = image("gpu");
+    let b = boot(&esp, &vars_off());
+    assert!(b.out.status.success(), "{}", text(&b.out));
+}
+
+fn vars_off() -> PathBuf {
+    image("secure-boot-off").1
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let (esp, _) = image("default");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.fd");
+    fs::write(&junk, b"not a firmware volume").expect("write");
+    let b = boot(&esp, &junk);
+    assert_eq!(b.out.status.code(), Some(2), "{}", text(&b.out));
+    assert!(text(&b.out).contains("variable store"), "{}", text(&b.out));
+    let b = boot(dir.path(), &image("default").1);
+    assert_eq!(b.out.status.code(), Some(1), "{}", text(&b.out));
+    assert!(
+        String::from_utf8_lossy(&b.out.stderr)
+            .contains("boot failed at shim (/EFI/BOOT/BOOTX64.EFI)"),
+        "{}",
+        text(&b.out)
+    );
+}

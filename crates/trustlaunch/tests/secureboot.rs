@@ -1,0 +1,694 @@
+//! `trustlaunch secureboot` against Debian's real Secure Boot chain (Microsoft-signed shim,
+//! Debian-signed grub, kernel and modules; built by `lab/build-esp.sh`, cached in
+//! `$CARGO_TARGET_TMPDIR/lab-cache`) and OVMF's Microsoft variable store, with independent
+//! tools as the truth for every expectation:
+//! - `pesign -h` for Authenticode digests, `openssl asn1parse` for the digest a signature
+//!   carries, `sbsign` for how signing pads an image (shim's digest of unsigned images);
+//! - `sbverify --cert` for every verdict it can express (chains to one certificate);
+//! - efitools' `sig-list-to-certs` / `hash-to-efi-sig-list` for what db holds and for dbx
+//!   entries; `objcopy` for shim's vendor certificate and the images' `.sbat`;
+//! - the kernel's own module signature format, with `openssl smime` as the PKCS#7 peer.
+//!
+//! Packages: sbsigntool, pesign, efitools, binutils, xz-utils (scripts/test.sh installs them).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+const VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+
+struct Lab {
+    shim: PathBuf,
+    grub: PathBuf,
+    kernel: PathBuf,
+    module: PathBuf,
+    vmlinux: PathBuf,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tool(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test.sh installs the tools)"));
+    out
+}
+
+fn tool_ok(cmd: &mut Command) -> String {
+    let out = tool(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes `bytes` to `path` through a rename, so that concurrent test processes never read a
+/// half-written file.
+fn write_atomic(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    fs::write(&tmp, bytes).expect("write");
+    fs::rename(&tmp, path).expect("rename");
+}
+
+/// The entry of `dir` whose name starts with `prefix`.
+fn entry_starting_with(dir: &Path, prefix: &str) -> PathBuf {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+}
+
+fn lab() -> &'static Lab {
+    static LAB: OnceLock<Lab> = OnceLock::new();
+    LAB.get_or_init(|| {
+        let w = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache");
+        tool_ok(
+            Command::new("bash")
+                .arg(repo().join("lab/build-esp.sh"))
+                .arg(&w),
+        );
+        let pkgs = w.join("pkgs");
+        let kernel_dir = entry_starting_with(&pkgs, "linux-image-");
+        let kernel = entry_starting_with(&kernel_dir.join("boot"), "vmlinuz-");
+        let module = tool_ok(
+            Command::new("find")
+                .arg(&kernel_dir)
+                .args(["-name", "efivarfs.ko"]),
+        );
+        let module = PathBuf::from(module.lines().next().expect("efivarfs.ko").trim());
+        // The kernel's built-in keys live in the uncompressed kernel: the bzImage payload
+        // (boot protocol: setup_sects at 0x1f1, payload_offset/length at 0x248) through xz.
+        let vmlinux = w.join("vmlinux");
+        if !vmlinux.exists() {
+            let bz = fs::read(&kernel).expect("read vmlinuz");
+            let setup = (usize::from(bz[0x1f1]) + 1) * 512;
+            let off = u32::from_le_bytes(bz[0x248..0x24c].try_into().unwrap()) as usize;
+            let len = u32::from_le_bytes(bz[0x24c..0x250].try_into().unwrap()) as usize;
+            let payload = w.join("payload.xz");
+            write_atomic(&payload, &bz[setup + off..setup + off + len]);
+            let out = tool(
+                Command::new("xz")
+                    .args(["-dc", "--single-stream"])
+                    .arg(&payload),
+            );
+            assert!(
+                out.stdout.starts_with(b"\x7fELF"),
+                "the kernel payload is not xz-compressed ELF"
+            );
+            write_atomic(&vmlinux, &out.stdout);
+        }
+        Lab {
+            shim: pkgs.join("shim-signed/usr/lib/shim/shimx64.efi.signed"),
+            grub: pkgs
+                .join("grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
+            kernel,
+            module,
+            vmlinux,
+        }
+    })
+}
+
+/// `trustlaunch ARGS`: exit code and stdout.
+fn trustlaunch(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = tool(Command::new(env!("CARGO_BIN_EXE_trustlaunch")).args(args));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = out.status.code().expect("exit code");
+    assert!(
+        code == 0 || code == 1,
+        "trustlaunch {args:?}: exit {code}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, text)
+}
+
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*] };
+}
+
+fn verify(image: &Path, extra: &[&str]) -> (i32, String) {
+    let mut a = vec![
+        std::ffi::OsStr::new("secureboot"),
+        "verify".as_ref(),
+        image.as_os_str(),
+    ];
+    a.extend(extra.iter().map(std::ffi::OsStr::new));
+    trustlaunch(&a)
+}
+
+fn sbverify(cert: &Path, image: &Path) -> bool {
+    tool(Command::new("sbverify").arg("--cert").arg(cert).arg(image))
+        .status
+        .success()
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("trustlaunch-secureboot-")
+        .tempdir()
+        .expect("temporary directory")
+}
+
+/// The db certificates of OVMF's Microsoft store, as efitools decodes the ESL our `vars
+/// --extract` wrote: (subject, PEM path).
+fn db_certificates(dir: &Path) -> Vec<(String, PathBuf)> {
+    trustlaunch(args!["secureboot", "vars", VARS, "--extract", dir]);
+    tool_ok(
+        Command::new("sig-list-to-certs")
+            .arg(dir.join("db.esl"))
+            .arg(dir.join("db")),
+    );
+    let mut out = Vec::new();
+    for i in 0.. {
+        let der = dir.join(format!("db-{i}.der"));
+        if !der.exists() {
+            break;
+        }
+        let pem = dir.join(format!("db-{i}.pem"));
+        tool_ok(
+            Command::new("openssl")
+                .args(["x509", "-inform", "der", "-in"])
+                .arg(&der)
+                .arg("-out")
+                .arg(&pem),
+        );
+        let subject = tool_ok(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-subject", "-in"])
+                .arg(&pem),
+        );
+        out.push((subject.trim().to_string(), pem));
+    }
+    assert!(!out.is_empty(), "db holds no certificates");
+    out
+}
+
+fn microsoft_uefi_ca(dir: &Path) -> PathBuf {
+    db_certificates(dir)
+        .into_iter()
+        .find(|(s, _)| s.contains("Microsoft Corporation UEFI CA 2011"))
+        .expect("OVMF's db holds the Microsoft UEFI CA 2011")
+        .1
+}
+
+/// shim's vendor certificate, cut out of its `.vendor_cert` section with objcopy (shim's
+/// cert_table: authorized size, deauthorized size, authorized offset, deauthorized offset).
+fn vendor_certificate(dir: &Path) -> PathBuf {
+    let raw = dir.join("vendor_cert.bin");
+    tool_ok(
+        Command::new("objcopy")
+            .args(["-O", "binary", "--only-section=.vendor_cert"])
+            .arg(&lab().shim)
+            .arg(&raw),
+    );
+    let t = fs::read(&raw).expect("section");
+    let word = |i: usize| u32::from_le_bytes(t[i..i + 4].try_into().unwrap()) as usize;
+    let der = dir.join("vendor.der");
+    fs::write(&der, &t[word(8)..word(8) + word(0)]).expect("write");
+    let pem = dir.join("vendor.pem");
+    tool_ok(
+        Command::new("openssl")
+            .args(["x509", "-inform", "der", "-in"])
+            .arg(&der)
+            .arg("-out")
+            .arg(&pem),
+    );
+    pem
+}
+
+/// The digest a signed image's own signature carries: the first 32-byte OCTET STRING of the
+/// SpcIndirectDataContent, as `openssl asn1parse` prints it.
+fn signed_digest(image: &Path, dir: &Path) -> String {
+    let sig = dir.join(format!(
+        "{}.p7",
+        image.file_name().unwrap().to_string_lossy()
+    ));
+    tool_ok(
+        Command::new("sbattach")
+            .arg("--detach")
+            .arg(&sig)
+            .arg(image),
+    );
+    let text = tool_ok(
+        Command::new("openssl")
+            .args(["asn1parse", "-inform", "der", "-in"])
+            .arg(&sig),
+    );
+    text.lines()
+        .filter(|l| l.contains("OCTET STRING") && l.contains("[HEX DUMP]:"))
+        .map(|l| l.rsplit(':').next().unwrap().to_lowercase())
+        .find(|h| h.len() == 64)
+        .expect("a SHA-256 digest in the signature")
+}
+
+#[test]
+fn authenticode_digests_equal_pesign_and_the_signed_digest() {
+    let dir = tempdir();
+    let l = lab();
+    for image in [&l.shim, &l.grub, &l.kernel] {
+        let (code, ours) = trustlaunch(args!["secureboot", "hash", image]);
+        assert_eq!(code, 0);
+        let pesign = tool_ok(Command::new("pesign").arg("-h").arg("-i").arg(image));
+        let pesign = pesign.trim().rsplit(' ').next().unwrap().to_string();
+        assert_eq!(ours.trim(), pesign, "{}", image.display());
+        assert_eq!(
+            ours.trim(),
+            signed_digest(image, dir.path()),
+            "{}",
+            image.display()
+        );
+        // Both flavours agree on signed images whose table is last.
+        let (_, shim) = trustlaunch(args!["secureboot", "hash", image, "--shim-unsigned"]);
+        assert_eq!(shim, ours);
+    }
+}
+
+#[test]
+fn shim_digest_of_an_unsigned_unaligned_image_is_what_sbsign_signs_and_firmware_differs() {
+    let dir = tempdir();
+    let d = dir.path();
+    let unsigned = d.join("grub-unsigned.efi");
+    fs::copy(&lab().grub, &unsigned).expect("copy");
+    tool_ok(Command::new("sbattach").arg("--remove").arg(&unsigned));
+    // Three bytes of trailing data: the image is no longer a multiple of 8 long.
+    let mut bytes = fs::read(&unsigned).unwrap();
+    bytes.extend_from_slice(b"abc");
+    fs::write(&unsigned, &bytes).unwrap();
+    let (_, firmware) = trustlaunch(args!["secureboot", "hash", &unsigned]);
+    let (_, shim) = trustlaunch(args!["secureboot", "hash", &unsigned, "--shim-unsigned"]);
+    assert_ne!(
+        firmware, shim,
+        "the two computations must differ on an unaligned unsigned image"
+    );
+    // Independent truths: efitools' hash of the unsigned image, and what sbsign signs.
+    let esl = d.join("h.esl");
+    tool_ok(
+        Command::new("hash-to-efi-sig-list")
+            .arg(&unsigned)
+            .arg(&esl),
+    );
+    let esl = fs::read(&esl).unwrap();
+    assert_eq!(hex::encode(&esl[esl.len() - 32..]), shim.trim());
+    self_signed(d, "trustlaunch test signer", "k.pem", "c.pem");
+    let signed = d.join("grub-test-signed.efi");
+    tool_ok(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(d.join("k.pem"))
+            .arg("--cert")
+            .arg(d.join("c.pem"))
+            .arg("--output")
+            .arg(&signed)
+            .arg(&unsigned),
+    );
+    assert_eq!(signed_digest(&signed, d), shim.trim());
+    // Verdicts on the re-signed image agree with sbverify, and so does firmware's hash path.
+    assert!(sbverify(&d.join("c.pem"), &signed));
+    let (code, out) = verify(&signed, &["--db", d.join("c.pem").to_str().unwrap()]);
+    assert_eq!(
+        (code, out.contains("trustlaunch test signer")),
+        (0, true),
+        "{out}"
+    );
+    let (code, out) = verify(&unsigned, &["--vars", VARS]);
+    assert_eq!(code, 1);
+    assert!(out.contains("unsigned"), "{out}");
+    // An unsigned image runs when firmware's own (unpadded) SHA-256 is in db.
+    let db = d.join("unsigned-db.esl");
+    fs::write(&db, esl_sha256(&hex::decode(firmware.trim()).unwrap())).unwrap();
+    let (code, out) = verify(&unsigned, &["--db", db.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sha256 image hash"), "{out}");
+}
+
+/// A fresh RSA-2048 key and self-signed certificate `CN=cn` in `dir` (PEM).
+fn self_signed(dir: &Path, cn: &str, key: &str, cert: &str) {
+    tool_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            ])
+            .arg(format!("/CN={cn}"))
+            .arg("-keyout")
+            .arg(dir.join(key))
+            .arg("-out")
+            .arg(dir.join(cert)),
+    );
+}
+
+/// One EFI_SIGNATURE_LIST of one EFI_CERT_SHA256_GUID entry (UEFI 2.10 32.4.1), written out
+/// by hand here so that the test does not lean on the crate's encoder.
+fn esl_sha256(digest: &[u8]) -> Vec<u8> {
+    let mut v = vec![
+        0x26, 0x16, 0xc4, 0xc1, 0x4c, 0x50, 0x92, 0x40, 0xac, 0xa9, 0x41, 0xf9, 0x36, 0x93, 0x43,
+        0x28,
+    ];
+    v.extend_from_slice(&(28u32 + 48).to_le_bytes());
+    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&48u32.to_le_bytes());
+    v.extend_from_slice(&[0x11; 16]);
+    v.extend_from_slice(digest);
+    v
+}
+
+#[test]
+fn firmware_allows_shim_by_the_microsoft_uefi_ca_and_denies_grub_and_the_kernel() {
+    let dir = tempdir();
+    let l = lab();
+    let ms = microsoft_uefi_ca(dir.path());
+    let (code, out) = verify(&l.shim, &["--vars", VARS]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Microsoft Corporation UEFI CA 2011"), "{out}");
+    assert!(sbverify(&ms, &l.shim));
+    for image in [&l.grub, &l.kernel] {
+        let (code, out) = verify(image, &["--vars", VARS]);
+        assert_eq!(code, 1, "{}: {out}", image.display());
+        assert!(out.contains("signer not trusted"), "{out}");
+        assert!(!sbverify(&ms, image));
+        // The same verdict from the certificate alone (PEM --db) as from the store.
+        let (code, _) = verify(image, &["--db", ms.to_str().unwrap()]);
+        assert_eq!(code, 1);
+    }
+    // Every db certificate, one at a time, against sbverify with that certificate. Not for
+    // shim: sbverify 0.9.4 reports "Signature verification OK" for shimx64.efi.signed with
+    // any --cert at all (even a fresh self-signed one), so it is no truth there; for shim,
+    // only the UEFI CA may allow it.
+    for (subject, pem) in db_certificates(dir.path()) {
+        let (code, _) = verify(&l.shim, &["--db", pem.to_str().unwrap()]);
+        assert_eq!(
+            code == 0,
+            subject.contains("Microsoft Corporation UEFI CA 2011"),
+            "{subject}"
+        );
+        for image in [&l.grub, &l.kernel] {
+            let (code, _) = verify(image, &["--db", pem.to_str().unwrap()]);
+            assert_eq!(
+                code == 0,
+                sbverify(&pem, image),
+                "{subject} vs {}",
+                image.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn shim_allows_grub_and_the_kernel_through_its_vendor_certificate() {
+    let dir = tempdir();
+    let l = lab();
+    let vendor = vendor_certificate(dir.path());
+    let shim = l.shim.to_str().unwrap();
+    let (code, out) = verify(&l.grub, &["--vars", VARS, "--shim", shim]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Debian Secure Boot CA") && out.contains("vendor certificate"),
+        "{out}"
+    );
+    // The kernel has no .sbat: shim loads it only through its lock protocol (grub's request).
+    let (code, out) = verify(
+        &l.kernel,
+        &["--vars", VARS, "--shim", shim, "--shim-protocol"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = verify(&l.kernel, &["--vars", VARS, "--shim", shim]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no .sbat"), "{out}");
+    for image in [&l.grub, &l.kernel] {
+        assert!(sbverify(&vendor, image), "{}", image.display());
+        let (code, _) = verify(image, &["--db", vendor.to_str().unwrap()]);
+        assert_eq!(code, 0);
+    }
+    // shim itself is not signed by its own vendor (sbverify cannot tell, see above).
+    assert_eq!(verify(&l.shim, &["--db", vendor.to_str().unwrap()]).0, 1);
+}
+
+#[test]
+fn a_flipped_byte_in_a_section_of_shim_is_a_digest_mismatch() {
+    let dir = tempdir();
+    let ms = microsoft_uefi_ca(dir.path());
+    let mut bytes = fs::read(&lab().shim).unwrap();
+    // Inside .text (objdump: file offset 0x21000 in this build; any section byte will do).
+    let at = 0x21000 + 0x100;
+    bytes[at] ^= 0x01;
+    let bad = dir.path().join("shim-flipped.efi");
+    fs::write(&bad, &bytes).unwrap();
+    let (code, out) = verify(&bad, &["--vars", VARS]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("digest mismatch"), "{out}");
+    assert!(!sbverify(&ms, &bad));
+}
+
+#[test]
+fn shim_digest_in_dbx_is_denied() {
+    let dir = tempdir();
+    let d = dir.path();
+    // The digest pesign computes, as a dbx entry written by hand (efitools'
+    // hash-to-efi-sig-list cannot hash this shim: it reports an error and writes zeros).
+    let pesign = tool_ok(Command::new("pesign").arg("-h").arg("-i").arg(&lab().shim));
+    let digest = hex::decode(pesign.trim().rsplit(' ').next().unwrap()).unwrap();
+    let dbx = d.join("dbx.esl");
+    fs::write(&dbx, esl_sha256(&digest)).unwrap();
+    let (code, out) = verify(
+        &lab().shim,
+        &["--vars", VARS, "--dbx", dbx.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("image's sha256 hash is in dbx"), "{out}");
+    // Revoking the Microsoft UEFI CA itself in dbx denies shim by certificate.
+    let ms = microsoft_uefi_ca(d);
+    let (code, out) = verify(
+        &lab().shim,
+        &["--vars", VARS, "--dbx", ms.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("revoked: the signature chains to Microsoft Corporation UEFI CA 2011"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_sbat_level_above_grubs_generation_denies_grub() {
+    let dir = tempdir();
+    let d = dir.path();
+    // grub's own .sbat, read with objcopy: its generation of the "grub" component.
+    let sbat = d.join("grub.sbat");
+    tool_ok(
+        Command::new("objcopy")
+            .args(["-O", "binary", "--only-section=.sbat"])
+            .arg(&lab().grub)
+            .arg(&sbat),
+    );
+    let text = String::from_utf8_lossy(&fs::read(&sbat).unwrap()).into_owned();
+    let generation: u16 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("grub,")?.split(',').next()?.parse().ok())
+        .expect("grub's generation");
+    let shim = lab().shim.to_str().unwrap();
+    for (level, allowed) in [(generation, true), (generation + 1, false)] {
+        let path = d.join(format!("level-{level}"));
+        fs::write(&path, format!("sbat,1,2099010100\ngrub,{level}\n")).unwrap();
+        let (code, out) = verify(
+            &lab().grub,
+            &[
+                "--vars",
+                VARS,
+                "--shim",
+                shim,
+                "--sbat-level",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code == 0, allowed, "level {level}: {out}");
+        if !allowed {
+            assert!(
+                out.contains(&format!(
+                    "component grub generation {generation} is revoked"
+                )),
+                "{out}"
+            );
+        }
+    }
+}
+
+/// The module's PKCS#7 and body, split by the kernel's format (struct module_signature's
+/// big-endian sig_len before the marker).
+fn split_module(module: &[u8]) -> (&[u8], &[u8]) {
+    let rest = module
+        .strip_suffix(b"~Module signature appended~\n")
+        .expect("signed module");
+    let info = &rest[rest.len() - 12..];
+    let len = u32::from_be_bytes(info[8..12].try_into().unwrap()) as usize;
+    let sig_at = rest.len() - 12 - len;
+    (&rest[..sig_at], &rest[sig_at..rest.len() - 12])
+}
+
+#[test]
+fn a_debian_kernel_module_verifies_and_without_its_signature_is_unsigned() {
+    let dir = tempdir();
+    let d = dir.path();
+    let l = lab();
+    let keys = l.vmlinux.to_str().unwrap();
+    let (code, out) = verify(&l.module, &["--vars", VARS, "--kernel-keys", keys]);
+    assert_eq!(code, 0, "{out}");
+    // The authority is the signer openssl names in the module's PKCS#7.
+    let bytes = fs::read(&l.module).unwrap();
+    let (body, p7) = split_module(&bytes);
+    let p7_path = d.join("module.p7");
+    fs::write(&p7_path, p7).unwrap();
+    let printed = tool_ok(
+        Command::new("openssl")
+            .args(["pkcs7", "-inform", "der", "-print", "-in"])
+            .arg(&p7_path),
+    );
+    let issuer = printed
+        .lines()
+        .skip_while(|l| !l.contains("issuer_and_serial"))
+        .find_map(|l| l.split("CN=").nth(1))
+        .expect("the signer's issuer")
+        .trim()
+        .to_string();
+    assert!(out.contains(&issuer), "{out} vs {issuer}");
+    // db and shim's vendor certificate alone do not vouch for Debian's per-build module key.
+    let (code, _) = verify(
+        &l.module,
+        &["--vars", VARS, "--shim", l.shim.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    // The body without its signature: unsigned.
+    let unsigned = d.join("efivarfs-unsigned.ko");
+    fs::write(&unsigned, body).unwrap();
+    let (code, out) = verify(&unsigned, &["--vars", VARS, "--kernel-keys", keys]);
+    assert_eq!(code, 1);
+    assert!(out.contains("unsigned module"), "{out}");
+    // One flipped body byte: the signature no longer covers it.
+    let mut tampered = bytes.clone();
+    tampered[0x40] ^= 1;
+    let bad = d.join("efivarfs-flipped.ko");
+    fs::write(&bad, &tampered).unwrap();
+    let (code, out) = verify(&bad, &["--vars", VARS, "--kernel-keys", keys]);
+    assert_eq!(code, 1, "{out}");
+    // A module signed as sign-file signs (openssl smime, no attributes, no certificates) by
+    // a key of ours: allowed with that key in the keyring, not without.
+    self_signed(d, "trustlaunch module key", "mk.pem", "mc.pem");
+    fs::write(d.join("body"), body).unwrap();
+    tool_ok(
+        Command::new("openssl")
+            .args([
+                "smime", "-sign", "-binary", "-noattr", "-nocerts", "-md", "sha256", "-outform",
+                "DER", "-in",
+            ])
+            .arg(d.join("body"))
+            .arg("-signer")
+            .arg(d.join("mc.pem"))
+            .arg("-inkey")
+            .arg(d.join("mk.pem"))
+            .arg("-out")
+            .arg(d.join("sig.p7")),
+    );
+    let sig = fs::read(d.join("sig.p7")).unwrap();
+    let mut ours = body.to_vec();
+    ours.extend_from_slice(&sig);
+    ours.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0]);
+    ours.extend_from_slice(&(sig.len() as u32).to_be_bytes());
+    ours.extend_from_slice(b"~Module signature appended~\n");
+    let resigned = d.join("efivarfs-ours.ko");
+    fs::write(&resigned, &ours).unwrap();
+    let (code, out) = verify(
+        &resigned,
+        &["--vars", VARS, "--key", d.join("mc.pem").to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("trustlaunch module key"), "{out}");
+    let (code, _) = verify(&resigned, &["--vars", VARS, "--kernel-keys", keys]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let out = tool(Command::new(env!("CARGO_BIN_EXE_trustlaunch")).args([
+        "secureboot",
+        "verify",
+        "/nonexistent.efi",
+        "--vars",
+        VARS,
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = tool(Command::new(env!("CARGO_BIN_EXE_trustlaunch")).args([
+        "secureboot",
+        "verify",
+        "/nonexistent.efi",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn db_files_may_be_esls_and_auth_files_made_by_efitools() {
+    let dir = tempdir();
+    let d = dir.path();
+    let vendor = vendor_certificate(d);
+    let esl = d.join("vendor.esl");
+    tool_ok(
+        Command::new("cert-to-efi-sig-list")
+            .args(["-g", "11111111-2222-3333-4444-555555555555"])
+            .arg(&vendor)
+            .arg(&esl),
+    );
+    self_signed(d, "trustlaunch test KEK", "kek.key", "kek.pem");
+    let auth = d.join("vendor.auth");
+    tool_ok(
+        Command::new("sign-efi-sig-list")
+            .arg("-k")
+            .arg(d.join("kek.key"))
+            .arg("-c")
+            .arg(d.join("kek.pem"))
+            .arg("db")
+            .arg(&esl)
+            .arg(&auth),
+    );
+    for db in [&esl, &auth] {
+        let (code, out) = verify(&lab().grub, &["--db", db.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}: {out}", db.display());
+        assert!(out.contains("Debian Secure Boot CA"), "{out}");
+        // As a dbx, the same file revokes grub by certificate.
+        let (code, out) = verify(
+            &lab().grub,
+            &["--db", db.to_str().unwrap(), "--dbx", db.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("revoked"), "{out}");
+    }
+}
+
+#[test]
+fn bench_secureboot_compares_against_sbverify() {
+    let dir = tempdir();
+    let ms = microsoft_uefi_ca(dir.path());
+    let out = tool_ok(
+        Command::new(env!("CARGO_BIN_EXE_trustlaunch"))
+            .args(["bench", "secureboot", "--rounds", "3", "--image"])
+            .arg(&lab().shim)
+            .arg("--cert")
+            .arg(&ms),
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("wall time per verification"))
+        .unwrap_or_else(|| panic!("no figures in:\n{out}"));
+    let figures: Vec<f64> = row
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches('x').parse().ok())
+        .collect();
+    assert_eq!(figures.len(), 3, "{row}");
+    assert!(figures.iter().all(|f| *f > 0.0), "{row}");
+}
