@@ -7,6 +7,11 @@ use crate::log::{encode_event1, encode_event2, Digest, Event, EventLog, LogForma
 use crate::spec_id::{SpecIdAlgorithm, SpecIdEvent, StartupLocality};
 use crate::{AlgorithmId, EventType};
 
+/// EV_EFI_ACTION data when ExitBootServices() is called (PFP 10.4.1).
+pub const EXIT_BOOT_SERVICES_INVOCATION: &[u8] = b"Exit Boot Services Invocation";
+/// EV_EFI_ACTION data when ExitBootServices() succeeded (PFP 10.4.1).
+pub const EXIT_BOOT_SERVICES_SUCCESS: &[u8] = b"Exit Boot Services Returned with Success";
+
 /// Builds a crypto-agile log. The caller extends its TPM with each returned event's digests
 /// (the builder keeps only the log).
 ///
@@ -185,6 +190,16 @@ impl LogBuilder {
             data,
             offset: 0,
         }))
+    }
+
+    /// The two EV_EFI_ACTION events of ExitBootServices() in PCR 5 (PFP 3.3.4.6 and
+    /// 10.4.1: "Exit Boot Services Invocation", then "Exit Boot Services Returned with
+    /// Success"), which firmware logs after the OS may have read the log.
+    pub fn exit_boot_services(&mut self) -> [Event; 2] {
+        [
+            self.measure(5, EventType::EV_EFI_ACTION, EXIT_BOOT_SERVICES_INVOCATION),
+            self.measure(5, EventType::EV_EFI_ACTION, EXIT_BOOT_SERVICES_SUCCESS),
+        ]
     }
 
     /// The log so far.

@@ -42,6 +42,8 @@ pub enum EventData {
     Ipl(IplString),
     /// A text payload: EV_S_CRTM_VERSION (UTF-16), EV_POST_CODE strings, ...
     Text(String),
+    /// EV_S_CRTM_VERSION given as a GUID.
+    Guid(Guid),
     /// A payload this crate does not interpret (the event's data is the value).
     Raw,
 }
@@ -52,6 +54,9 @@ pub struct UefiVariableData {
     pub vendor_guid: Guid,
     pub name: String,
     pub data: Vec<u8>,
+    /// Bytes after VariableData that the event holds (shim logs some after its "Shim"
+    /// certificate); kept so that [`Self::to_bytes`] gives back the event data.
+    pub extra: Vec<u8>,
 }
 
 /// UEFI_IMAGE_LOAD_EVENT (PFP 10.4.3).
@@ -61,6 +66,9 @@ pub struct ImageLoadEvent {
     pub length_in_memory: u64,
     pub link_time_address: u64,
     pub device_path: DevicePath,
+    /// Bytes after the device path that the event holds (some firmware logs a path longer
+    /// than LengthOfDevicePath says); kept for [`Self::to_bytes`].
+    pub extra: Vec<u8>,
 }
 
 /// UEFI_GPT_DATA (PFP 10.4.4): the partition table header and the used entries.
@@ -189,9 +197,9 @@ fn ascii_text(bytes: &[u8]) -> Option<String> {
     (printable && !s.is_empty()).then(|| s.to_owned())
 }
 
-/// UTF-16LE text (even length, NUL-terminated or not), if it decodes cleanly.
+/// NUL-terminated UTF-16LE text (CHAR16 strings, UEFI 2.10 2.3.1), if it decodes cleanly.
 fn utf16_text(bytes: &[u8]) -> Option<String> {
-    if !bytes.len().is_multiple_of(2) || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(2) || !bytes.ends_with(&[0, 0]) {
         return None;
     }
     let s = utf16_string(bytes);
@@ -212,6 +220,7 @@ impl UefiVariableData {
             vendor_guid,
             name,
             data,
+            extra: r.rest().to_vec(),
         })
     }
 
@@ -227,6 +236,56 @@ impl UefiVariableData {
         out.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
         out.extend_from_slice(&name);
         out.extend_from_slice(&self.data);
+        out.extend_from_slice(&self.extra);
+        out
+    }
+}
+
+/// The UINT8-sized description of BLOB2 / HANDOFF_TABLES2 forms (at most 255 bytes kept).
+fn put_description(out: &mut Vec<u8>, description: Option<&str>) {
+    if let Some(d) = description {
+        let d = d.as_bytes();
+        let d = d.get(..255).unwrap_or(d);
+        out.push(u8::try_from(d.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(d);
+    }
+}
+
+impl ImageLoadEvent {
+    /// UEFI_IMAGE_LOAD_EVENT bytes with 64-bit UINTN (the builder's logs), for firmware.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let path = self.device_path.to_bytes();
+        let mut out = self.location_in_memory.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.length_in_memory.to_le_bytes());
+        out.extend_from_slice(&self.link_time_address.to_le_bytes());
+        out.extend_from_slice(&(path.len() as u64).to_le_bytes());
+        out.extend_from_slice(&path);
+        out.extend_from_slice(&self.extra);
+        out
+    }
+}
+
+impl FirmwareBlob {
+    /// UEFI_PLATFORM_FIRMWARE_BLOB, or _BLOB2 when there is a description.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_description(&mut out, self.description.as_deref());
+        out.extend_from_slice(&self.base.to_le_bytes());
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out
+    }
+}
+
+impl HandoffTables {
+    /// UEFI_HANDOFF_TABLE_POINTERS (64-bit UINTN), or _POINTERS2 with a description.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_description(&mut out, self.description.as_deref());
+        out.extend_from_slice(&(self.tables.len() as u64).to_le_bytes());
+        for (guid, address) in &self.tables {
+            out.extend_from_slice(&guid.0);
+            out.extend_from_slice(&address.to_le_bytes());
+        }
         out
     }
 }
@@ -288,6 +347,7 @@ impl EventData {
                     length_in_memory,
                     link_time_address,
                     device_path: DevicePath::parse(&mut path)?,
+                    extra: r.rest().to_vec(),
                 })
             }
             EventType::EV_EFI_GPT_EVENT | EventType::EV_EFI_GPT_EVENT2 => {
@@ -335,7 +395,12 @@ impl EventData {
                 })
             }
             EventType::EV_IPL => IplString::decode(&event.data).map_or(Self::Raw, Self::Ipl),
-            EventType::EV_S_CRTM_VERSION => utf16_text(&event.data).map_or(Self::Raw, Self::Text),
+            // PFP 10.4.1: the S-CRTM version is a CHAR16 string or a GUID.
+            EventType::EV_S_CRTM_VERSION => match utf16_text(&event.data) {
+                Some(text) => Self::Text(text),
+                None if event.data.len() == 16 => Self::Guid(Guid(r.array("S-CRTM GUID")?)),
+                None => Self::Raw,
+            },
             EventType::EV_POST_CODE
             | EventType::EV_S_CRTM_CONTENTS
             | EventType::EV_EFI_HCRTM_EVENT

@@ -24,12 +24,20 @@ pub enum DevicePathNode {
     Pci { function: u8, device: u8 },
     /// ACPI (10.3.3): _HID and _UID.
     Acpi { hid: u32, uid: u32 },
-    /// Messaging, MAC address (10.3.5.11): the address bytes the interface type uses.
-    Mac { address: Vec<u8>, if_type: u8 },
-    /// Messaging, IPv4 (10.3.5.12).
-    Ipv4 { local: [u8; 4], remote: [u8; 4] },
-    /// Messaging, IPv6 (10.3.5.13).
-    Ipv6 { local: [u8; 16], remote: [u8; 16] },
+    /// Messaging, MAC address (10.3.5.11): the 32-byte field (Ethernet uses the first 6).
+    Mac { address: [u8; 32], if_type: u8 },
+    /// Messaging, IPv4 (10.3.5.12): addresses decoded, ports/protocol/gateway/mask kept.
+    Ipv4 {
+        local: [u8; 4],
+        remote: [u8; 4],
+        rest: Vec<u8>,
+    },
+    /// Messaging, IPv6 (10.3.5.13): addresses decoded, the other fields kept.
+    Ipv6 {
+        local: [u8; 16],
+        remote: [u8; 16],
+        rest: Vec<u8>,
+    },
     /// Messaging, URI (10.3.5.23).
     Uri(String),
     /// Vendor-defined node of any type (hardware 1/4, messaging 3/10, media 4/3).
@@ -64,7 +72,11 @@ pub enum DevicePathNode {
 }
 
 impl DevicePath {
-    /// Decode `bytes` (the whole LengthOfDevicePath area).
+    /// Decode a device path (the whole LengthOfDevicePath area of an image load event).
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Self::parse(&mut Reader::new(bytes))
+    }
+
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, Error> {
         let mut nodes = Vec::new();
         while !r.is_empty() {
@@ -81,6 +93,14 @@ impl DevicePath {
             nodes.push(DevicePathNode::decode(node_type, sub_type, &mut body));
         }
         Ok(Self { nodes })
+    }
+
+    /// The path's bytes (what [`DevicePath::parse`] read, byte for byte).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.nodes
+            .iter()
+            .flat_map(DevicePathNode::to_bytes)
+            .collect()
     }
 
     /// The last file path node's text: the image's path on its volume.
@@ -124,23 +144,19 @@ impl DevicePathNode {
                     hid: body.u32("_HID")?,
                     uid: body.u32("_UID")?,
                 },
-                (3, 11) => {
-                    let mac = body.array::<32>("MAC address")?;
-                    let if_type = body.u8("IfType")?;
-                    // IfType 0/1 (Ethernet): 6 significant bytes; others keep all 32.
-                    let n = if if_type <= 1 { 6 } else { 32 };
-                    Self::Mac {
-                        address: mac.get(..n).unwrap_or(&mac).to_vec(),
-                        if_type,
-                    }
-                }
+                (3, 11) => Self::Mac {
+                    address: body.array("MAC address")?,
+                    if_type: body.u8("IfType")?,
+                },
                 (3, 12) => Self::Ipv4 {
                     local: body.array("local IP")?,
                     remote: body.array("remote IP")?,
+                    rest: body.rest().to_vec(),
                 },
                 (3, 13) => Self::Ipv6 {
                     local: body.array("local IP")?,
                     remote: body.array("remote IP")?,
+                    rest: body.rest().to_vec(),
                 },
                 (3, 24) => Self::Uri(String::from_utf8_lossy(body.rest()).into_owned()),
                 (1, 4) | (3, 10) | (4, 3) => Self::Vendor {
@@ -164,13 +180,98 @@ impl DevicePathNode {
             }))
         })();
         match decoded {
-            Ok(Some(node)) => node,
+            // A node whose encoding would differ (a longer body than its kind has, text
+            // that does not survive decoding) stays raw: paths write back byte for byte.
+            Ok(Some(node)) if node.encode() == (node_type, sub_type, raw.clone()) => node,
             _ => Self::Raw {
                 node_type,
                 sub_type,
                 data: raw,
             },
         }
+    }
+
+    /// (type, subtype, body) of the node's encoding.
+    fn encode(&self) -> (u8, u8, Vec<u8>) {
+        match self {
+            Self::Pci { function, device } => (1, 1, vec![*function, *device]),
+            Self::Acpi { hid, uid } => {
+                let mut b = hid.to_le_bytes().to_vec();
+                b.extend_from_slice(&uid.to_le_bytes());
+                (2, 1, b)
+            }
+            Self::Mac { address, if_type } => {
+                let mut b = address.to_vec();
+                b.push(*if_type);
+                (3, 11, b)
+            }
+            Self::Ipv4 {
+                local,
+                remote,
+                rest,
+            } => (3, 12, [&local[..], &remote[..], rest].concat()),
+            Self::Ipv6 {
+                local,
+                remote,
+                rest,
+            } => (3, 13, [&local[..], &remote[..], rest].concat()),
+            Self::Uri(u) => (3, 24, u.as_bytes().to_vec()),
+            Self::Vendor {
+                node_type,
+                guid,
+                data,
+            } => {
+                let sub_type = match node_type {
+                    1 => 4,
+                    3 => 10,
+                    _ => 3,
+                };
+                (*node_type, sub_type, [&guid.0[..], data].concat())
+            }
+            Self::HardDrive {
+                partition,
+                start,
+                size,
+                signature,
+                format,
+                signature_type,
+            } => {
+                let mut b = partition.to_le_bytes().to_vec();
+                b.extend_from_slice(&start.to_le_bytes());
+                b.extend_from_slice(&size.to_le_bytes());
+                b.extend_from_slice(signature);
+                b.extend_from_slice(&[*format, *signature_type]);
+                (4, 1, b)
+            }
+            Self::FilePath(p) => {
+                let b = p
+                    .encode_utf16()
+                    .chain([0])
+                    .flat_map(u16::to_le_bytes)
+                    .collect();
+                (4, 4, b)
+            }
+            Self::FvFile(g) => (4, 6, g.0.to_vec()),
+            Self::Fv(g) => (4, 7, g.0.to_vec()),
+            Self::End { sub_type } => (0x7f, *sub_type, Vec::new()),
+            Self::Raw {
+                node_type,
+                sub_type,
+                data,
+            } => (*node_type, *sub_type, data.clone()),
+        }
+    }
+
+    /// The node as EFI_DEVICE_PATH_PROTOCOL bytes (a body above 65531 bytes is cut: no
+    /// device path node is that large).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (node_type, sub_type, mut body) = self.encode();
+        body.truncate(usize::from(u16::MAX).saturating_sub(4));
+        let len = u16::try_from(body.len().saturating_add(4)).unwrap_or(u16::MAX);
+        let mut out = vec![node_type, sub_type];
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&body);
+        out
     }
 }
 
@@ -187,14 +288,19 @@ impl fmt::Display for DevicePathNode {
                 write!(f, "Acpi(PNP{:04X},0x{uid:x})", hid >> 16)
             }
             Self::Acpi { hid, uid } => write!(f, "Acpi(0x{hid:08x},0x{uid:x})"),
-            Self::Mac { address, if_type } => write!(f, "MAC({},0x{if_type:x})", hex(address)),
-            Self::Ipv4 { local, remote } => write!(
+            Self::Mac { address, if_type } => {
+                // IfType 0/1 (Ethernet) uses 6 of the 32 bytes.
+                let n = if *if_type <= 1 { 6 } else { 32 };
+                let used = address.get(..n).unwrap_or(address);
+                write!(f, "MAC({},0x{if_type:x})", hex(used))
+            }
+            Self::Ipv4 { local, remote, .. } => write!(
                 f,
                 "IPv4({},{})",
                 std::net::Ipv4Addr::from(*remote),
                 std::net::Ipv4Addr::from(*local)
             ),
-            Self::Ipv6 { local, remote } => write!(
+            Self::Ipv6 { local, remote, .. } => write!(
                 f,
                 "IPv6({},{})",
                 std::net::Ipv6Addr::from(*remote),
@@ -281,6 +387,19 @@ mod tests {
             "Acpi(PNP0A03,0x0)/Pci(0x1,0x1)/Path(5,9,abcd)/\\EFI\\a"
         );
         assert_eq!(p.file_path(), Some("\\EFI\\a"));
+        assert_eq!(p.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn nodes_that_would_not_write_back_stay_raw() {
+        // An ACPI node one byte longer than its kind, a file path without its NUL.
+        let bytes = [2, 1, 13, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 4, 4, 6, 0, b'a', 0];
+        let p = DevicePath::parse(&mut Reader::new(&bytes)).unwrap();
+        assert!(p
+            .nodes
+            .iter()
+            .all(|n| matches!(n, DevicePathNode::Raw { .. })));
+        assert_eq!(p.to_bytes(), bytes);
     }
 
     #[test]

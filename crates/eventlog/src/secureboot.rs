@@ -26,8 +26,9 @@ const SECURE_BOOT_VARIABLES: [(&str, Guid); 7] = [
     ("dbr", Guid::EFI_IMAGE_SECURITY_DATABASE),
 ];
 
-/// Whether the PFP defines this event's digests as the hash of its data, and if so of
-/// which bytes (grub's strings: the command without its prefix and NUL).
+/// Whether this event's digests are the hash of its data (PFP 10.4.1 for separators,
+/// actions and UEFI variables), and if so of which bytes (grub's strings: the command or
+/// line without its prefix, with or without its NUL by grub's form).
 fn measured_bytes(t: EventType, data: &[u8]) -> Option<&[u8]> {
     match t {
         EventType::EV_SEPARATOR
@@ -45,7 +46,9 @@ fn measured_bytes(t: EventType, data: &[u8]) -> Option<&[u8]> {
 /// data-measured event equal to the hash of its data in every bank this crate can hash;
 /// exactly one separator in each of PCRs 0-7, of value 0 or 1; in PCR 7, only Secure Boot
 /// configuration events before its separator and only authorities after it; no Secure Boot
-/// variable measured twice or under a look-alike GUID or under another event type.
+/// variable measured twice or under a look-alike GUID or under another event type; no grub
+/// string in PCR 8 under another type than EV_IPL; no EV_NO_ACTION with a non-zero digest
+/// in a PCR. It does not replay: a verifier also compares [`EventLog::replay`] with a quote.
 pub fn validate(log: &EventLog) -> Result<(), Rejection> {
     if !log.banks().iter().any(|a| a.hash(b"").is_some()) {
         return Err(Rejection::NoVerifiableBank);
@@ -54,6 +57,20 @@ pub fn validate(log: &EventLog) -> Result<(), Rejection> {
     let mut seen_variables: Vec<&str> = Vec::new();
     for (index, e) in log.events.iter().enumerate() {
         if !e.is_extended() {
+            // PFP 10.4.5: EV_NO_ACTION digests are zero. Non-zero ones in a PCR mean a
+            // measured event retyped so that readers (and replays) skip it. (Windows logs
+            // its own EV_NO_ACTION events with digests under pcrIndex 0xFFFFFFFF; a retype
+            // that also moves the event there still changes the replay of its PCR, which
+            // the verifier compares with the quote.)
+            let in_a_pcr = e.pcr < crate::replay::PCR_COUNT;
+            if in_a_pcr && e.digests.iter().any(|d| d.bytes.iter().any(|&b| b != 0)) {
+                return Err(Rejection::RetypedEvent {
+                    event: index,
+                    pcr: e.pcr,
+                    event_type: e.event_type,
+                    why: "EV_NO_ACTION with a non-zero digest",
+                });
+            }
             continue;
         }
         let decoded = log.decode(index).ok();
@@ -498,6 +515,7 @@ fn describe(d: Option<&EventData>) -> String {
             format!("{desc}base 0x{:x} length 0x{:x}", b.base, b.length)
         }
         Some(EventData::Text(t)) => t.clone(),
+        Some(EventData::Guid(g)) => g.to_string(),
         Some(EventData::ImageLoad(i)) => i.device_path.to_string(),
         _ => String::new(),
     }

@@ -215,3 +215,19 @@ fn retyped_kernel_command_line_is_rejected() {
         }
     ));
 }
+
+#[test]
+fn measured_event_retyped_as_no_action_is_rejected() {
+    // EV_NO_ACTION is not extended: retyped so, dbx would vanish from the reader's view.
+    let mut log = ovmf();
+    log.events[8].event_type = EventType::EV_NO_ACTION;
+    assert!(matches!(
+        rejection(&log),
+        Rejection::RetypedEvent {
+            event: 8,
+            pcr: 7,
+            event_type: EventType::EV_NO_ACTION,
+            ..
+        }
+    ));
+}

@@ -90,16 +90,7 @@ fn final_events_table_completes_the_log_the_os_read() {
     os_copy.events.truncate(read_at);
     let os_bytes = os_copy.to_bytes();
     // ... then ExitBootServices is measured.
-    b.measure(
-        5,
-        EventType::EV_EFI_ACTION,
-        b"Exit Boot Services Invocation",
-    );
-    b.measure(
-        5,
-        EventType::EV_EFI_ACTION,
-        b"Exit Boot Services Returned with Success",
-    );
+    b.exit_boot_services();
     let full = EventLog::parse(&b.to_bytes()).unwrap();
 
     // The table holds everything from the 4th event on: the first 2 are in the OS copy.
@@ -165,5 +156,48 @@ proptest! {
             let _ = log.replay();
             let _ = eventlog::SecureBootState::from_log(&log);
         }
+    }
+
+    /// Any bytes that parse as a device path write back identically (nodes that would not
+    /// stay raw).
+    #[test]
+    fn device_paths_write_back_byte_for_byte(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(path) = eventlog::DevicePath::parse_bytes(&bytes) {
+            prop_assert_eq!(path.to_bytes(), bytes);
+        }
+    }
+
+    /// UEFI_VARIABLE_DATA and UEFI_IMAGE_LOAD_EVENT as a firmware would log them decode back
+    /// to the same values.
+    #[test]
+    fn payloads_built_for_firmware_decode_back(
+        guid in any::<[u8; 16]>(),
+        name in "[A-Za-z0-9]{0,16}",
+        data in prop::collection::vec(any::<u8>(), 0..64),
+        location in any::<u64>(),
+        file in "[A-Za-z0-9\\\\.]{1,24}",
+    ) {
+        use eventlog::{DevicePath, DevicePathNode, EventData, Guid, ImageLoadEvent, UefiVariableData};
+        let var = UefiVariableData { vendor_guid: Guid(guid), name, data, extra: Vec::new() };
+        let image = ImageLoadEvent {
+            location_in_memory: location,
+            length_in_memory: 4096,
+            link_time_address: 0,
+            device_path: DevicePath {
+                nodes: vec![
+                    DevicePathNode::Acpi { hid: 0x0a03_41d0, uid: 0 },
+                    DevicePathNode::Pci { function: 1, device: 2 },
+                    DevicePathNode::FilePath(file),
+                    DevicePathNode::End { sub_type: 0xff },
+                ],
+            },
+            extra: Vec::new(),
+        };
+        let mut b = LogBuilder::new(&[AlgorithmId::SHA256], b"").unwrap();
+        b.measure(7, EventType::EV_EFI_VARIABLE_DRIVER_CONFIG, &var.to_bytes());
+        b.measure_other(4, EventType::EV_EFI_BOOT_SERVICES_APPLICATION, b"pe image", image.to_bytes());
+        let log = EventLog::parse(&b.to_bytes()).unwrap();
+        prop_assert_eq!(log.decode(1).unwrap(), EventData::Variable(var));
+        prop_assert_eq!(log.decode(2).unwrap(), EventData::ImageLoad(image));
     }
 }

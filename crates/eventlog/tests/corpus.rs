@@ -264,3 +264,53 @@ fn boot_components_of_upstream_and_red_hat_grub() {
         Err(Error::Rejected(Rejection::DigestMismatch { event, .. })) if event == i
     ));
 }
+
+/// Decoded payloads encode back to the logged bytes: UEFI variables, image loads with
+/// their device paths, firmware blobs and handoff tables of every corpus log, byte for byte
+/// (bytes some firmware and shim log after a payload are kept as `extra`).
+#[test]
+fn decoded_payloads_encode_back_to_the_logged_bytes() {
+    use eventlog::EventData;
+    let mut checked = 0;
+    let mut differ = Vec::new();
+    for (name, bytes) in corpus() {
+        let Ok(log) = EventLog::parse(&bytes) else {
+            continue;
+        };
+        // The 64-bit UINTN encoders apply to logs that say UINTN is 64-bit.
+        if log.spec_id().is_some_and(|s| s.uintn_size != 2) {
+            continue;
+        }
+        for (i, e) in log.events.iter().enumerate() {
+            let encoded = match log.decode(i) {
+                Ok(EventData::Variable(v)) => v.to_bytes(),
+                Ok(EventData::ImageLoad(l)) => l.to_bytes(),
+                Ok(EventData::FirmwareBlob(b)) => b.to_bytes(),
+                Ok(EventData::HandoffTables(h)) => h.to_bytes(),
+                _ => continue,
+            };
+            checked += 1;
+            if encoded != e.data {
+                differ.push(format!("{name} {i} {}", e.event_type));
+            }
+        }
+    }
+    assert!(checked > 400, "{checked}");
+    assert!(differ.is_empty(), "{differ:#?}");
+}
+
+/// PFP 10.4.1: an S-CRTM version is a CHAR16 string or a GUID; both forms are in the corpus.
+#[test]
+fn s_crtm_version_as_text_or_guid() {
+    use eventlog::EventData;
+    let sha1 = corpus_log("tpm2-tools/event-uefi-sha1-log.bin");
+    let EventData::Guid(g) = sha1.decode(0).unwrap() else {
+        panic!("not a GUID")
+    };
+    assert_eq!(g.to_string(), "546bfb1e-1d0c-4055-a4ad-4ef4bf17b83a");
+    let ideapad = corpus_log("uefi-eventlog/ideapad-ideapad1.bin");
+    assert_eq!(
+        ideapad.decode(1).unwrap(),
+        EventData::Text("AVCN22WW(V1.12)".into())
+    );
+}

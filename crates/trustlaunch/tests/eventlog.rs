@@ -229,6 +229,10 @@ fn truncated_log_exits_2_naming_event_and_offset() {
         );
         assert!(out.stdout.is_empty());
     }
+    // A missing file: exit 2 too.
+    let out = trustlaunch(&["eventlog", "replay", "/nonexistent/log.bin"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/log.bin"));
     // Garbage: an error, not a panic.
     std::fs::write(&cut, [0xffu8; 7]).unwrap();
     let out = trustlaunch(&["eventlog", "replay", cut.to_str().unwrap()]);
@@ -445,4 +449,46 @@ fn built_log_replays_to_what_a_tpm_extended_with_it_holds() {
         let without = hex::encode(pcrs.get(alg, *pcr).unwrap());
         assert_eq!(without == *value, *pcr != 0, "{bank} {pcr}");
     }
+}
+
+/// `replay --final-events`: a log the OS read early plus the Final Events Table replay to the
+/// whole log's PCRs.
+#[test]
+fn replay_with_the_final_events_table() {
+    use eventlog::{AlgorithmId, EventType, LogBuilder};
+    let mut b = LogBuilder::new(&[AlgorithmId::SHA256], b"").unwrap();
+    for pcr in 0..8 {
+        b.measure(pcr, EventType::EV_SEPARATOR, &[0; 4]);
+    }
+    let early = b.to_bytes();
+    let read_at = b.log().events.len();
+    b.exit_boot_services();
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, table, full) = (
+        tmp.path().join("log"),
+        tmp.path().join("table"),
+        tmp.path().join("full"),
+    );
+    std::fs::write(&log, early).unwrap();
+    // The table also holds the last separator, which the early log has: skip 1.
+    std::fs::write(&table, b.final_events_table(read_at - 1)).unwrap();
+    std::fs::write(&full, b.to_bytes()).unwrap();
+    let args = [
+        "eventlog",
+        "replay",
+        log.to_str().unwrap(),
+        "--final-events",
+        table.to_str().unwrap(),
+    ];
+    let without_skip = trustlaunch(&args);
+    let mut skipped = args.to_vec();
+    skipped.extend(["--final-events-skip", "1"]);
+    let merged = trustlaunch(&skipped);
+    let whole = trustlaunch(&["eventlog", "replay", full.to_str().unwrap()]);
+    assert!(merged.status.success() && whole.status.success());
+    assert_eq!(merged.stdout, whole.stdout);
+    assert_ne!(
+        without_skip.stdout, whole.stdout,
+        "the duplicated separator counts twice"
+    );
 }

@@ -1,6 +1,7 @@
 //! `trustlaunch eventlog show|replay|components`: read a TCG PC Client event log file and
-//! print it, its replayed PCRs, or its verified boot chain. A log that does not parse or is
-//! rejected exits 2 with the library's message (event index and offset); never a panic.
+//! print it, its replayed PCRs, or its verified boot chain. A log that cannot be read, does
+//! not parse or is rejected exits 2 with the library's message (event index and offset);
+//! never a panic.
 //!
 //! Machine output (`-o json|yaml`) has stable field names, documented on the view structs
 //! below; byte strings are lowercase hex, algorithms and event types are spec names.
@@ -54,7 +55,7 @@ enum Output {
     Json,
 }
 
-/// Exit status for a log that does not parse or is rejected.
+/// Exit status for a log that cannot be read, does not parse or is rejected.
 const EXIT_BAD_LOG: u8 = 2;
 
 pub fn run(cmd: EventlogCommand) -> anyhow::Result<ExitCode> {
@@ -72,11 +73,15 @@ pub fn run(cmd: EventlogCommand) -> anyhow::Result<ExitCode> {
             eprintln!("error: {bad_log}");
             Ok(ExitCode::from(EXIT_BAD_LOG))
         }
-        Err(io) => Err(io),
+        // A file that cannot be read is no more usable than a malformed one.
+        Err(io) => {
+            eprintln!("error: {io:#}");
+            Ok(ExitCode::from(EXIT_BAD_LOG))
+        }
     }
 }
 
-/// Outer error: I/O (exit 1); inner: the log is bad (exit 2), with the file named.
+/// Outer error: I/O; inner: the log is bad, with the file named. Both exit 2.
 type Outcome = anyhow::Result<Result<String, String>>;
 
 fn read_log(path: &Path) -> anyhow::Result<Result<EventLog, String>> {
@@ -211,7 +216,8 @@ fn show(a: &ShowArgs) -> Outcome {
 
 /// Decoded data: an object whose `kind` names the payload (`spec_id`, `startup_locality`,
 /// `no_action`, `separator`, `action`, `variable`, `image_load`, `gpt`, `firmware_blob`,
-/// `handoff_tables`, `ipl`, `text`).
+/// `handoff_tables`, `ipl`, `text`, `guid`). `extra` (variables, image loads): hex of bytes the event
+/// holds after the structure (usually empty).
 fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
     use serde_json::json;
     Some(match d {
@@ -235,6 +241,7 @@ fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
             "vendor_guid": v.vendor_guid.to_string(),
             "name": v.name,
             "data": hex(&v.data),
+            "extra": hex(&v.extra),
         }),
         EventData::ImageLoad(i) => json!({
             "kind": "image_load",
@@ -242,6 +249,7 @@ fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
             "length_in_memory": i.length_in_memory,
             "link_time_address": i.link_time_address,
             "device_path": i.device_path.to_string(),
+            "extra": hex(&i.extra),
         }),
         EventData::Gpt(g) => json!({
             "kind": "gpt",
@@ -277,6 +285,7 @@ fn decoded_view(d: &EventData) -> Option<serde_json::Value> {
             json!({"kind": "ipl", "ipl_kind": kind, "text": text})
         }
         EventData::Text(t) => json!({"kind": "text", "text": t}),
+        EventData::Guid(g) => json!({"kind": "guid", "guid": g.to_string()}),
         EventData::Raw => return None,
     })
 }
