@@ -38,6 +38,7 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         ("1pool", &[], "error: (InvalidAgentPoolName) Agent pool name \"1pool\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
         ("abcdefghijkl", &[], "error: (InvalidAgentPoolName) Agent pool name \"abcdefghijkl\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
         ("pool-1", &[], "error: (InvalidAgentPoolName) Agent pool name \"pool-1\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
+        ("windows", &["--os-type", "Windows"], "error: (InvalidAgentPoolName) Agent pool name \"windows\" is invalid: Windows pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 6 characters long (rule: pool-name)".to_string()),
         ("size", &["-s", "Standard_Nope"], "error: (InvalidVMSize) VM size \"Standard_Nope\" is not in this server's VM-size catalog".to_string()),
         ("surge", &["--max-surge", "0"], "error: (InvalidMaxSurge) max surge \"0\" is neither a positive count nor a percentage between 1% and 100%".to_string()),
     ];
@@ -72,6 +73,11 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         ),
         ("gen1", &sh("-s Standard_A1_v2 -c 1")),
         ("arm", &sh("-s Standard_D4ps_v5 -c 1")),
+        (
+            "mariner",
+            &sh("--os-sku Mariner --enable-secure-boot --enable-vtpm -c 1"),
+        ),
+        ("win", &sh("--os-type Windows -c 1")),
     ] {
         let mut args = vec!["nodepool", "add"];
         args.extend_from_slice(RG);
@@ -79,6 +85,14 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         args.extend_from_slice(flags);
         let pool = s.ok(&args);
         assert_eq!(pool["provisioningState"], "Succeeded", "{name}: {pool:#}");
+        let want = match name {
+            "mariner" => "AKSAzureLinux-V2gen2TL-202411.01.0",
+            "gen1" => "AKSUbuntu-2204containerd-202411.01.0",
+            "arm" => "AKSUbuntu-2204gen2arm64containerd-202411.01.0",
+            "win" => "AKSWindows-2022-containerd-20348.2762.241009",
+            _ => "AKSUbuntu-2204gen2TLcontainerd-202411.01.0",
+        };
+        assert_eq!(pool["nodeImageVersion"], want, "{name}");
     }
     // Enabling Trusted Launch on an incompatible pool later is refused by the same rules.
     let (code, stderr) = failure(&s.aks(&sh(
