@@ -311,6 +311,7 @@ fn defaults_and_json_shapes() {
             "clusterName",
             "conditions",
             "cordoned",
+            "createdAt",
             "labels",
             "name",
             "nodeImageVersion",
