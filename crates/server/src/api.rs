@@ -550,7 +550,8 @@ async fn credentials(
         "clusters": [{"name": c.name, "cluster": {"server": format!("http://{host}{}", kube::prefix(&s.admin_token, &rg, &name))}}],
         "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": user}}],
         "current-context": c.name,
-        "users": [{"name": user, "user": {"token": s.admin_token}}],
+        // No secret beyond the URL's read key: the admin token never leaves the data directory.
+        "users": [{"name": user, "user": {}}],
         "preferences": {},
     });
     use base64::Engine as _;

@@ -498,6 +498,10 @@ fn rest_api_errors_and_operations() {
             .unwrap(),
     )
     .unwrap();
+    assert!(
+        !kubeconfig.to_string().contains(token),
+        "the admin token stays on the server"
+    );
     let server = kubeconfig["clusters"][0]["cluster"]["server"]
         .as_str()
         .unwrap();
