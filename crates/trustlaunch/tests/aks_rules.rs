@@ -522,3 +522,29 @@ fn rest_api_errors_and_operations() {
     .call());
     assert_eq!(code, 401);
 }
+
+/// Two updates of one pool at the same moment: one starts the rolling reimage, the other is
+/// told another operation is running (409, exit 5); never two operations on one pool.
+#[test]
+fn concurrent_updates_start_one_operation() {
+    let s = Server::start(None, &["--simulate-boot-ms", "200"]);
+    s.ok(&sh("create -g rg -n c1 -c 1"));
+    s.ok(&sh("nodepool add -g rg --cluster-name c1 -n np -c 2"));
+    let codes: Vec<i32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["--enable-vtpm", "--enable-secure-boot"]
+            .into_iter()
+            .map(|flag| {
+                let s = &s;
+                scope.spawn(move || {
+                    let args =
+                        format!("nodepool update -g rg --cluster-name c1 -n np {flag} --no-wait");
+                    s.aks(&sh(&args)).status.code().unwrap_or(-1)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(sorted, [0, 5], "{codes:?}");
+}
