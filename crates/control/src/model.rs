@@ -285,6 +285,8 @@ pub struct Node {
     pub boot_count: u64,
     pub cordoned: bool,
     pub attestation: Attestation,
+    /// When the node record was first created (RFC 3339, UTC), set by the server.
+    pub created_at: String,
 }
 
 /// The scale-set name part of a pool's node names (`aks-POOL-NNNNNNNN-vmss`), stable per

@@ -29,6 +29,10 @@ pub struct AppState {
     pub engine: Engine,
     pub admin_token: String,
     pub max_body: usize,
+    /// Held by every mutating request from its "is anything running?" check until its
+    /// operation is recorded, so two concurrent requests cannot both start an operation on
+    /// the same resource. Writes are rare; reads never take it.
+    pub writes: tokio::sync::Mutex<()>,
 }
 
 type Shared = Arc<AppState>;
@@ -246,6 +250,7 @@ async fn put_cluster(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let _writing = s.writes.lock().await;
     let spec: ManagedClusterSpec = parse_body(body, s.max_body)?;
     let (mut cluster, pools) = resolve_cluster(&rg, &name, &spec)?;
     if s.store.clusters().get(&rg, &name).await?.is_some() {
@@ -281,6 +286,7 @@ async fn delete_cluster(
     Path((_, rg, name)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
+    let _writing = s.writes.lock().await;
     let Some(mut cluster) = s.store.clusters().get(&rg, &name).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -364,6 +370,7 @@ async fn put_pool(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let _writing = s.writes.lock().await;
     let body: PoolBody = parse_body(body, s.max_body)?;
     let cluster = load_cluster(&s, &rg, &name).await?;
     if busy(&cluster.properties.provisioning_state) {
@@ -447,6 +454,7 @@ async fn delete_pool(
     Path((_, rg, name, pool_name)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
+    let _writing = s.writes.lock().await;
     let Some(mut pool) = s.store.agent_pools().get(&rg, &name, &pool_name).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -550,7 +558,8 @@ async fn credentials(
         "clusters": [{"name": c.name, "cluster": {"server": format!("http://{host}{}", kube::prefix(&s.admin_token, &rg, &name))}}],
         "contexts": [{"name": c.name, "context": {"cluster": c.name, "user": user}}],
         "current-context": c.name,
-        "users": [{"name": user, "user": {"token": s.admin_token}}],
+        // No secret beyond the URL's read key: the admin token never leaves the data directory.
+        "users": [{"name": user, "user": {}}],
         "preferences": {},
     });
     use base64::Engine as _;

@@ -194,6 +194,7 @@ impl Engine {
             boot_count: 0,
             cordoned: false,
             attestation: Attestation::default(),
+            created_at: time::now(),
         });
         node.labels = node_labels(&rid.cluster, &pool.name, p, name);
         node.node_image_version = p.node_image_version.clone();
@@ -455,6 +456,7 @@ mod tests {
             boot_count: 0,
             cordoned: false,
             attestation: Attestation::default(),
+            created_at: "2026-11-28T17:00:00Z".into(),
         }
     }
 

@@ -6,8 +6,8 @@
 //! `auth::cluster_read_key`) or by the admin bearer token.
 
 use crate::api::AppState;
-use crate::auth;
 use crate::error::ApiError;
+use crate::{auth, time};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
@@ -195,6 +195,7 @@ fn kube_node(n: &Node, kubelet_version: &str) -> Value {
         "metadata": {
             "name": n.name,
             "uid": n.name,
+            "creationTimestamp": n.created_at,
             "labels": n.labels,
             "annotations": {
                 "trustlaunch.dev/boot-count": n.boot_count.to_string(),
@@ -241,7 +242,7 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("as=Table"))
 }
 
-/// `kubectl get nodes` columns: NAME, STATUS, ROLES, AGE, VERSION (age is not recorded yet).
+/// `kubectl get nodes` columns: NAME, STATUS, ROLES, AGE, VERSION.
 fn table(nodes: &[&Node], kubelet_version: &str) -> Value {
     let col = |name: &str, format: &str| json!({"name": name, "type": "string", "format": format, "description": "", "priority": 0});
     let rows: Vec<Value> = nodes
@@ -256,11 +257,14 @@ fn table(nodes: &[&Node], kubelet_version: &str) -> Value {
                 status.push_str(",SchedulingDisabled");
             }
             json!({
-                "cells": [n.name, status, "<none>", "<unknown>", format!("v{kubelet_version}")],
+                "cells": [n.name, status, "<none>", time::age(&n.created_at), format!("v{kubelet_version}")],
                 "object": {
                     "kind": "PartialObjectMetadata",
                     "apiVersion": "meta.k8s.io/v1",
-                    "metadata": {"name": n.name, "uid": n.name, "labels": n.labels},
+                    "metadata": {
+                        "name": n.name, "uid": n.name, "labels": n.labels,
+                        "creationTimestamp": n.created_at,
+                    },
                 },
             })
         })

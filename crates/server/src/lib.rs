@@ -70,6 +70,7 @@ pub async fn serve(
         engine,
         admin_token: config.admin_token.clone(),
         max_body: config.max_body,
+        writes: tokio::sync::Mutex::new(()),
     });
     on_start(&Started {
         listen,

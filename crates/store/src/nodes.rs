@@ -13,7 +13,8 @@ pub struct Nodes<'a> {
 }
 
 const COLUMNS: &str = "name, resource_group, cluster_name, pool_name, ordinal, vm_size, labels, \
-     taints, conditions, node_image_version, secure_boot, vtpm, boot_count, cordoned, attestation";
+     taints, conditions, node_image_version, secure_boot, vtpm, boot_count, cordoned, attestation, \
+     created_at";
 
 /// Booleans are read as integers: sqlx's `Any` driver cannot decode SQLite's BOOLEAN, and the
 /// CASE expression yields an integer on both databases.
@@ -21,7 +22,7 @@ const SELECT: &str = "SELECT name, resource_group, cluster_name, pool_name, ordi
      labels, taints, conditions, node_image_version, \
      CASE WHEN secure_boot THEN 1 ELSE 0 END AS secure_boot, \
      CASE WHEN vtpm THEN 1 ELSE 0 END AS vtpm, boot_count, \
-     CASE WHEN cordoned THEN 1 ELSE 0 END AS cordoned, attestation FROM nodes";
+     CASE WHEN cordoned THEN 1 ELSE 0 END AS cordoned, attestation, created_at FROM nodes";
 
 fn flag(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
     Ok(row.try_get::<i64, _>(column)? != 0)
@@ -47,6 +48,7 @@ fn decode(row: &AnyRow) -> Result<Node, StoreError> {
         boot_count: u64::try_from(row.try_get::<i64, _>("boot_count")?).unwrap_or_default(),
         cordoned: flag(row, "cordoned")?,
         attestation: from_json(&what, &row.try_get::<String, _>("attestation")?)?,
+        created_at: row.try_get("created_at")?,
         name,
     })
 }
@@ -56,7 +58,7 @@ impl Nodes<'_> {
     pub async fn put(&self, node: &Node) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO nodes ({COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (name) DO UPDATE SET
                resource_group = excluded.resource_group, cluster_name = excluded.cluster_name,
                pool_name = excluded.pool_name, ordinal = excluded.ordinal,
@@ -64,7 +66,7 @@ impl Nodes<'_> {
                conditions = excluded.conditions, node_image_version = excluded.node_image_version,
                secure_boot = excluded.secure_boot, vtpm = excluded.vtpm,
                boot_count = excluded.boot_count, cordoned = excluded.cordoned,
-               attestation = excluded.attestation"
+               attestation = excluded.attestation, created_at = excluded.created_at"
         ))
         .bind(node.name.clone())
         .bind(node.resource_group.clone())
@@ -81,6 +83,7 @@ impl Nodes<'_> {
         .bind(i64::try_from(node.boot_count).unwrap_or(i64::MAX))
         .bind(node.cordoned)
         .bind(to_json(&node.attestation)?)
+        .bind(node.created_at.clone())
         .execute(self.pool)
         .await?;
         Ok(())

@@ -127,6 +127,7 @@ fn sample_node(name: &str, pool: &str, ordinal: u32) -> Node {
             token: None,
             alert: Some(serde_json::json!({"components": ["kernel"]})),
         },
+        created_at: "2026-11-28T17:00:00Z".into(),
     }
 }
 

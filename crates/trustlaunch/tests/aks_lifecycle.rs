@@ -213,6 +213,13 @@ fn resume_after_sigkill(database: Option<String>) {
         },
     );
     s.restart();
+    assert!(
+        s.banner
+            .iter()
+            .any(|l| l.trim() == "resumed:   1 unfinished operation(s)"),
+        "{:#?}",
+        s.banner
+    );
     let pool = s.until(
         &sh("nodepool show -g rg --cluster-name c1 -n np"),
         60,

@@ -38,6 +38,7 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         ("1pool", &[], "error: (InvalidAgentPoolName) Agent pool name \"1pool\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
         ("abcdefghijkl", &[], "error: (InvalidAgentPoolName) Agent pool name \"abcdefghijkl\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
         ("pool-1", &[], "error: (InvalidAgentPoolName) Agent pool name \"pool-1\" is invalid: Linux pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 11 characters long (rule: pool-name)".to_string()),
+        ("windows", &["--os-type", "Windows"], "error: (InvalidAgentPoolName) Agent pool name \"windows\" is invalid: Windows pool names must be lowercase alphanumeric, start with a lowercase letter and be 1 to 6 characters long (rule: pool-name)".to_string()),
         ("size", &["-s", "Standard_Nope"], "error: (InvalidVMSize) VM size \"Standard_Nope\" is not in this server's VM-size catalog".to_string()),
         ("surge", &["--max-surge", "0"], "error: (InvalidMaxSurge) max surge \"0\" is neither a positive count nor a percentage between 1% and 100%".to_string()),
     ];
@@ -72,6 +73,11 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         ),
         ("gen1", &sh("-s Standard_A1_v2 -c 1")),
         ("arm", &sh("-s Standard_D4ps_v5 -c 1")),
+        (
+            "mariner",
+            &sh("--os-sku Mariner --enable-secure-boot --enable-vtpm -c 1"),
+        ),
+        ("win", &sh("--os-type Windows -c 1")),
     ] {
         let mut args = vec!["nodepool", "add"];
         args.extend_from_slice(RG);
@@ -79,6 +85,14 @@ fn every_rule_is_refused_with_its_message_and_exit_code_3() {
         args.extend_from_slice(flags);
         let pool = s.ok(&args);
         assert_eq!(pool["provisioningState"], "Succeeded", "{name}: {pool:#}");
+        let want = match name {
+            "mariner" => "AKSAzureLinux-V2gen2TL-202411.01.0",
+            "gen1" => "AKSUbuntu-2204containerd-202411.01.0",
+            "arm" => "AKSUbuntu-2204gen2arm64containerd-202411.01.0",
+            "win" => "AKSWindows-2022-containerd-20348.2762.241009",
+            _ => "AKSUbuntu-2204gen2TLcontainerd-202411.01.0",
+        };
+        assert_eq!(pool["nodeImageVersion"], want, "{name}");
     }
     // Enabling Trusted Launch on an incompatible pool later is refused by the same rules.
     let (code, stderr) = failure(&s.aks(&sh(
@@ -297,6 +311,7 @@ fn defaults_and_json_shapes() {
             "clusterName",
             "conditions",
             "cordoned",
+            "createdAt",
             "labels",
             "name",
             "nodeImageVersion",
@@ -483,6 +498,10 @@ fn rest_api_errors_and_operations() {
             .unwrap(),
     )
     .unwrap();
+    assert!(
+        !kubeconfig.to_string().contains(token),
+        "the admin token stays on the server"
+    );
     let server = kubeconfig["clusters"][0]["cluster"]["server"]
         .as_str()
         .unwrap();
@@ -502,4 +521,30 @@ fn rest_api_errors_and_operations() {
     ))
     .call());
     assert_eq!(code, 401);
+}
+
+/// Two updates of one pool at the same moment: one starts the rolling reimage, the other is
+/// told another operation is running (409, exit 5); never two operations on one pool.
+#[test]
+fn concurrent_updates_start_one_operation() {
+    let s = Server::start(None, &["--simulate-boot-ms", "200"]);
+    s.ok(&sh("create -g rg -n c1 -c 1"));
+    s.ok(&sh("nodepool add -g rg --cluster-name c1 -n np -c 2"));
+    let codes: Vec<i32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["--enable-vtpm", "--enable-secure-boot"]
+            .into_iter()
+            .map(|flag| {
+                let s = &s;
+                scope.spawn(move || {
+                    let args =
+                        format!("nodepool update -g rg --cluster-name c1 -n np {flag} --no-wait");
+                    s.aks(&sh(&args)).status.code().unwrap_or(-1)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(sorted, [0, 5], "{codes:?}");
 }

@@ -33,7 +33,8 @@ CREATE TABLE nodes (
     vtpm               BOOLEAN NOT NULL,
     boot_count         BIGINT NOT NULL,
     cordoned           BOOLEAN NOT NULL,
-    attestation        TEXT NOT NULL
+    attestation        TEXT NOT NULL,
+    created_at         TEXT NOT NULL
 );
 CREATE INDEX nodes_by_pool ON nodes (resource_group, cluster_name, pool_name, ordinal);
 

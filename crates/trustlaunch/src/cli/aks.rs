@@ -521,8 +521,16 @@ fn pool_properties(p: &PoolArgs) -> Result<Map<String, Value>, Failure> {
         m.insert("vmSize".into(), json!(s));
     }
     if let Some(s) = &p.os_sku {
-        let sku = control::OsSku::parse(s)
-            .ok_or_else(|| usage(format!("--os-sku {s:?}: expected Ubuntu or AzureLinux")))?;
+        // az still accepts Azure Linux's former names.
+        let name = match s.to_ascii_lowercase().as_str() {
+            "mariner" | "cblmariner" => "AzureLinux",
+            _ => s.as_str(),
+        };
+        let sku = control::OsSku::parse(name).ok_or_else(|| {
+            usage(format!(
+                "--os-sku {s:?}: expected Ubuntu or AzureLinux (Mariner)"
+            ))
+        })?;
         m.insert("osSKU".into(), json!(sku.as_str()));
     }
     m.insert(

@@ -15,6 +15,8 @@ pub struct Server {
     child: Option<Child>,
     pub dir: PathBuf,
     pub url: String,
+    /// What `trustlaunch up` printed on its last start.
+    pub banner: Vec<String>,
     database: Option<String>,
     extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
@@ -70,6 +72,7 @@ impl Server {
             child: None,
             dir: tmp.path().to_path_buf(),
             url: String::new(),
+            banner: Vec::new(),
             database,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: Some(tmp),
@@ -104,7 +107,15 @@ impl Server {
             .filter(|u| u.starts_with("http://"))
             .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
             .to_string();
-        // Keep draining the banner so the server never blocks on a full pipe.
+        self.banner = vec![first.clone()];
+        for line in lines.by_ref().map_while(Result::ok) {
+            let last = line.trim_start().starts_with("export ");
+            self.banner.push(line);
+            if last {
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
     }
