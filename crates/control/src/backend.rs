@@ -71,6 +71,21 @@ pub trait NodeBackend: Send + Sync {
     fn reimage(&self, node: &NodeSpec) -> Result<BootReport, BackendError>;
     /// Deletes the VM and its vTPM state.
     fn delete(&self, node: &str) -> Result<(), BackendError>;
+    /// Reboots the node as it is (same disk, same vTPM) and reports the boot. By default a
+    /// reboot is a `create` of the existing node (idempotent by contract).
+    fn reboot(&self, node: &NodeSpec) -> Result<BootReport, BackendError> {
+        self.create(node)
+    }
+    /// For demos and tests: replaces `component` (kernel, grub, shim, module) on the node's
+    /// disk with a modified copy, as a bootkit would; the next boot shows it. Returns what
+    /// was changed.
+    fn tamper(&self, node: &str, component: &str) -> Result<String, BackendError> {
+        let _ = (node, component);
+        Err(BackendError::Failed(format!(
+            "the {} backend has no disks to tamper with",
+            self.name()
+        )))
+    }
 }
 
 /// The backend used until a real one is plugged in: it keeps no VMs, every boot "succeeds"

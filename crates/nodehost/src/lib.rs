@@ -423,6 +423,12 @@ impl NodeBackend for EmbeddedBackend {
         self.boot(spec).map_err(failed)
     }
 
+    fn tamper(&self, node: &str, component: &str) -> std::result::Result<String, BackendError> {
+        EmbeddedBackend::tamper(self, node, component)
+            .map(|p| p.display().to_string())
+            .map_err(failed)
+    }
+
     fn delete(&self, node: &str) -> std::result::Result<(), BackendError> {
         let dir = self.node_dir(node).map_err(failed)?;
         self.verifier.forget(node);

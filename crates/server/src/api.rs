@@ -33,9 +33,11 @@ pub struct AppState {
     /// operation is recorded, so two concurrent requests cannot both start an operation on
     /// the same resource. Writes are rare; reads never take it.
     pub writes: tokio::sync::Mutex<()>,
+    /// The registrar and verifier, when the node backend attests (the embedded backend).
+    pub verifier: Option<std::sync::Arc<verifier::Verifier>>,
 }
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 type ApiResult = Result<Response, ApiError>;
 
 const CLUSTERS: &str =
@@ -77,12 +79,14 @@ pub fn router(state: Shared) -> Router {
             "/subscriptions/{sub}/providers/Microsoft.ContainerService/operations/{id}",
             get(get_operation),
         )
+        .merge(crate::attestation::admin_router())
         .fallback(|req: Request| async move {
             ApiError::NoRoute(format!("{} {}", req.method(), req.uri().path()))
         })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::attestation::public_router())
         .merge(kube::router(state.clone()))
         .merge(arm)
         .layer(DefaultBodyLimit::max(state.max_body))

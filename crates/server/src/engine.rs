@@ -246,6 +246,44 @@ impl Engine {
         }
     }
 
+    /// Reboot one node outside any operation (same disk, same vTPM) and record the boot and
+    /// its attestation. Returns the node as recorded.
+    pub async fn reboot(&self, name: &str) -> Result<Option<Node>, (String, String)> {
+        let Some(mut node) = self
+            .store
+            .nodes()
+            .get(name)
+            .await
+            .map_err(|e| ("InternalServerError".to_string(), e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let backend = self.backend.clone();
+        let spec = Self::spec(&node);
+        let report = tokio::task::spawn_blocking(move || backend.reboot(&spec))
+            .await
+            .map_err(|e| ("InternalServerError".to_string(), e.to_string()))?
+            .map_err(|e| ("NodeBackendFailed".to_string(), format!("node {name}: {e}")))?;
+        apply_report(&mut node, &report);
+        apply_attestation(&mut node);
+        self.store
+            .nodes()
+            .put(&node)
+            .await
+            .map_err(|e| ("InternalServerError".to_string(), e.to_string()))?;
+        Ok(Some(node))
+    }
+
+    /// Tamper with a node's disk (demos and tests).
+    pub async fn tamper(&self, name: &str, component: &str) -> Result<String, (String, String)> {
+        let backend = self.backend.clone();
+        let (n, c) = (name.to_string(), component.to_string());
+        tokio::task::spawn_blocking(move || backend.tamper(&n, &c))
+            .await
+            .map_err(|e| ("InternalServerError".to_string(), e.to_string()))?
+            .map_err(|e| ("NodeBackendFailed".to_string(), e.to_string()))
+    }
+
     async fn step(&self, rid: &ResourceId, step: &ReimageStep) -> Result<(), StepFailure> {
         let name = step.node.as_str();
         match step.action {

@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod api;
+mod attestation;
 mod auth;
 pub mod backend;
 mod engine;
@@ -52,6 +53,7 @@ pub struct Started {
 pub async fn serve(
     config: Config,
     backend: Arc<dyn NodeBackend>,
+    verifier: Option<Arc<verifier::Verifier>>,
     on_start: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -71,6 +73,7 @@ pub async fn serve(
         admin_token: config.admin_token.clone(),
         max_body: config.max_body,
         writes: tokio::sync::Mutex::new(()),
+        verifier,
     });
     on_start(&Started {
         listen,

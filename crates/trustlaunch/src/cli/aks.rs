@@ -30,9 +30,9 @@ TRUSTLAUNCH_TOKEN, then DATA_DIR/admin-token.";
 
 const SUBSCRIPTION: &str = control::model::SUBSCRIPTION;
 
+/// How the CLI reaches the server (shared by `aks`, `alerts` and `node`).
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_CODES)]
-pub struct AksArgs {
+pub struct Connection {
     /// URL of the trustlaunch server.
     #[arg(long, global = true, env = "TRUSTLAUNCH_ENDPOINT", value_name = "URL")]
     endpoint: Option<String>,
@@ -51,8 +51,73 @@ pub struct AksArgs {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "json")]
     output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct AksArgs {
+    #[command(flatten)]
+    conn: Connection,
     #[command(subcommand)]
     command: AksCommand,
+}
+
+/// `trustlaunch alerts`: integrity alerts raised by the verifier.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: AlertsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// List integrity alerts (oldest first), all or one node's.
+    List {
+        /// Only this node's alerts.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Acknowledge an alert.
+    Ack {
+        /// The alert's id.
+        id: u64,
+    },
+}
+
+/// `trustlaunch node`: one node's VM.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Reboot the node (same disk, same vTPM): it boots, and attests, again.
+    Reboot {
+        /// The node's name.
+        node: String,
+    },
+    /// For demos and tests: replace a component on the node's disk with a modified copy,
+    /// as a bootkit would (the next boot shows it).
+    Tamper {
+        /// The node's name.
+        node: String,
+        /// What to modify.
+        #[arg(long, value_parser = ["kernel", "grub", "shim", "module"])]
+        component: String,
+    },
+    /// The node's attestation history.
+    Attestations {
+        /// The node's name.
+        node: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,7 +375,7 @@ fn read_trimmed(path: &Path) -> Option<String> {
 }
 
 impl Client {
-    fn new(args: &AksArgs) -> Self {
+    fn new(args: &Connection) -> Self {
         let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
         let endpoint = args
             .endpoint
@@ -871,13 +936,62 @@ fn get_credentials(c: &Client, g: CredentialsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn run(args: AksArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args);
-    match run_command(&client, args.command) {
+fn exit(result: Result<(), Failure>) -> anyhow::Result<ExitCode> {
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(f) => {
             eprintln!("error: {}", f.message);
             Ok(ExitCode::from(f.exit))
         }
     }
+}
+
+pub fn run(args: AksArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.conn);
+    exit(run_command(&client, args.command))
+}
+
+/// `trustlaunch alerts list|ack`.
+pub fn run_alerts(args: AlertsArgs) -> anyhow::Result<ExitCode> {
+    let c = Client::new(&args.conn);
+    exit((|| {
+        let v = match args.command {
+            AlertsCommand::List { node } => {
+                let path = match node {
+                    Some(n) => format!("/admin/alerts?node={n}"),
+                    None => "/admin/alerts".to_string(),
+                };
+                c.call("GET", &path, None)?.0["value"].clone()
+            }
+            AlertsCommand::Ack { id } => {
+                c.call("POST", &format!("/admin/alerts/{id}/ack"), None)?.0
+            }
+        };
+        c.print(&v, Kind::Alert);
+        Ok(())
+    })())
+}
+
+/// `trustlaunch node reboot|tamper|attestations`.
+pub fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let c = Client::new(&args.conn);
+    exit((|| {
+        let v = match args.command {
+            NodeCommand::Reboot { node } => {
+                c.call("POST", &format!("/admin/nodes/{node}/reboot"), None)?
+                    .0
+            }
+            NodeCommand::Tamper { node, component } => {
+                let body = serde_json::json!({ "component": component });
+                c.call("POST", &format!("/admin/nodes/{node}/tamper"), Some(&body))?
+                    .0
+            }
+            NodeCommand::Attestations { node } => c
+                .call("GET", &format!("/admin/nodes/{node}/attestations"), None)?
+                .0["value"]
+                .clone(),
+        };
+        c.print(&v, Kind::Node);
+        Ok(())
+    })())
 }

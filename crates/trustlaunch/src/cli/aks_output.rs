@@ -20,6 +20,7 @@ pub enum Kind {
     Cluster,
     AgentPool,
     Node,
+    Alert,
 }
 
 /// Keys sorted at every level, whatever map order serde_json was built with.
@@ -72,8 +73,13 @@ fn tsv(v: &Value) -> String {
 
 /// The value at a dotted path (`securityProfile.enableSecureBoot`).
 fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.')
-        .fold(v, |v, k| v.get(k).unwrap_or(&Value::Null))
+    path.split('.').fold(v, |v, k| {
+        match (v, k.parse::<usize>()) {
+            (Value::Array(a), Ok(i)) => a.get(i),
+            _ => v.get(k),
+        }
+        .unwrap_or(&Value::Null)
+    })
 }
 
 fn columns(kind: Kind) -> &'static [(&'static str, &'static str)] {
@@ -107,6 +113,15 @@ fn columns(kind: Kind) -> &'static [(&'static str, &'static str)] {
             ("Cordoned", "cordoned"),
             ("Attestation", "attestation.status"),
             ("NodeImageVersion", "nodeImageVersion"),
+        ],
+        Kind::Alert => &[
+            ("Id", "id"),
+            ("Severity", "severity"),
+            ("Node", "node"),
+            ("Pool", "pool"),
+            ("Acknowledged", "acknowledged"),
+            ("Component", "failures.0.component"),
+            ("Reason", "failures.0.reason"),
         ],
     }
 }

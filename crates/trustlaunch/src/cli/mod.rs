@@ -50,6 +50,10 @@ enum Command {
     Up(Box<up::UpArgs>),
     /// Managed clusters and node pools, as `az aks` (needs a `trustlaunch up` server).
     Aks(Box<aks::AksArgs>),
+    /// Integrity alerts raised by the verifier (list, acknowledge).
+    Alerts(Box<aks::AlertsArgs>),
+    /// One node's VM: reboot, attestation history, and tamper (for demos and tests).
+    Node(Box<aks::NodeArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -62,5 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(cmd) => attest::run(cmd),
         Command::Up(args) => up::run(*args),
         Command::Aks(args) => aks::run(*args),
+        Command::Alerts(args) => aks::run_alerts(*args),
+        Command::Node(args) => aks::run_node(*args),
     }
 }

@@ -42,6 +42,59 @@ pub struct UpArgs {
     /// Records-only backend: pretend each node boot takes this long (demos, restart tests).
     #[arg(long, default_value_t = 0, value_name = "MS", hide = true)]
     simulate_boot_ms: u64,
+    /// How nodes are realised: `embedded` (virtual firmware + a vTPM per node + the node
+    /// agent attesting to the built-in verifier), `records` (nodes are records only), or
+    /// `auto`: embedded when the node images exist.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "embedded", "records"])]
+    backend: String,
+    /// The node images (`lab/build-node-image.sh DIR` builds DIR/images) [default: DATA_DIR/lab/images].
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+}
+
+/// The embedded backend and its verifier: nodes under DATA_DIR/nodes, EK certificates from
+/// the vTPM CA in DATA_DIR/vtpm-ca (the verifier's trusted root), the token key in
+/// DATA_DIR/token-key.pem.
+pub fn embedded_backend(
+    data_dir: &std::path::Path,
+    images: &std::path::Path,
+    issuer: &str,
+) -> anyhow::Result<(Arc<nodehost::EmbeddedBackend>, Arc<verifier::Verifier>)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data_dir)?;
+    let ca_dir = data_dir.join("vtpm-ca");
+    let ca = vtpm::ManufacturerCa::load_or_create(&ca_dir)
+        .with_context(|| format!("the vTPM CA in {}", ca_dir.display()))?;
+    let mut roots = attest::enroll::TrustedRoots::new();
+    roots.add(ca.certificate_der())?;
+    let key_path = data_dir.join("token-key.pem");
+    let signer = match std::fs::read_to_string(&key_path) {
+        Ok(pem) => attest::token::TokenSigner::from_pkcs8_pem(&pem)?,
+        Err(_) => {
+            let mut secret = [0u8; 32];
+            getrandom::getrandom(&mut secret)?;
+            let signer = attest::token::TokenSigner::from_secret_bytes(&secret)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_path)
+                .with_context(|| format!("writing {}", key_path.display()))?;
+            f.write_all(signer.to_pkcs8_pem()?.as_bytes())?;
+            signer
+        }
+    };
+    let verifier = Arc::new(verifier::Verifier::new(roots, signer, issuer));
+    let backend = nodehost::EmbeddedBackend::new(
+        data_dir,
+        nodehost::ImageCatalog {
+            dir: images.to_path_buf(),
+        },
+        &ca_dir,
+        Arc::clone(&verifier),
+    )?;
+    Ok((Arc::new(backend), verifier))
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -57,10 +110,42 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         admin_token,
         max_body: args.max_body,
     };
-    let backend: Arc<dyn control::NodeBackend> = Arc::new(server::backend::BootDelay {
-        inner: control::RecordsOnly,
-        boot: Duration::from_millis(args.simulate_boot_ms),
-    });
+    let images = args
+        .images
+        .clone()
+        .unwrap_or_else(|| data_dir.join("lab").join("images"));
+    let embedded = match args.backend.as_str() {
+        "embedded" => true,
+        "records" => false,
+        _ => images.join("default").join("esp").is_dir(),
+    };
+    let issuer = format!("http://{}", args.listen);
+    let (backend, verifier, backend_note): (Arc<dyn control::NodeBackend>, _, String) = if embedded
+    {
+        let (b, v) = embedded_backend(&data_dir, &images, &issuer).with_context(|| {
+            format!(
+                "the embedded backend needs the node images: bash lab/build-node-image.sh {}",
+                images.parent().unwrap_or(&images).display()
+            )
+        })?;
+        (
+            b,
+            Some(v),
+            format!(
+                "embedded (virtual firmware, a vTPM per node, attestation; images {})",
+                images.display()
+            ),
+        )
+    } else {
+        (
+            Arc::new(server::backend::BootDelay {
+                inner: control::RecordsOnly,
+                boot: Duration::from_millis(args.simulate_boot_ms),
+            }),
+            None,
+            "records-only (nodes are records; attestation stays Pending)".to_string(),
+        )
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,6 +169,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         server::serve(
             config,
             backend,
+            verifier,
             |started| {
                 let url = format!("http://{}", started.listen);
                 if let Err(e) = std::fs::write(&endpoint_file, format!("{url}\n")) {
@@ -92,9 +178,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 println!("trustlaunch control plane listening on {url}");
                 println!("  data dir:  {}", data_dir.display());
                 println!("  database:  {}", store::redact(&database_url));
-                println!(
-                    "  backend:   records-only (nodes are records; attestation stays Pending)"
-                );
+                println!("  backend:   {backend_note}");
                 println!(
                     "  resumed:   {} unfinished operation(s)",
                     started.resumed_operations
