@@ -10,6 +10,7 @@ mod bench_keys;
 mod bench_secureboot;
 mod eventlog;
 mod firmware;
+mod quickstart;
 mod secureboot;
 mod up;
 mod vtpm;
@@ -50,6 +51,10 @@ enum Command {
     Up(Box<up::UpArgs>),
     /// Managed clusters and node pools, as `az aks` (needs a `trustlaunch up` server).
     Aks(Box<aks::AksArgs>),
+    /// The product in one command: build the node images, start the server with the
+    /// embedded backend, and walk through Trusted Launch (attested nodes, labels, an
+    /// integrity alert naming a tampered kernel, a rolling reimage back to health).
+    Quickstart(quickstart::QuickstartArgs),
     /// Integrity alerts raised by the verifier (list, acknowledge).
     Alerts(Box<aks::AlertsArgs>),
     /// One node's VM: reboot, attestation history, and tamper (for demos and tests).
@@ -66,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(cmd) => attest::run(cmd),
         Command::Up(args) => up::run(*args),
         Command::Aks(args) => aks::run(*args),
+        Command::Quickstart(args) => quickstart::run(args),
         Command::Alerts(args) => aks::run_alerts(*args),
         Command::Node(args) => aks::run_node(*args),
     }
