@@ -19,7 +19,7 @@ missing=()
 # for the kernel's built-in keys).
 # postgresql: the store's second backend (crates/store/tests run on SQLite and PostgreSQL).
 for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl libssl-dev pkg-config qemu-system-x86 ovmf cpio \
-    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils postgresql; do
+    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils postgresql curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # kubectl: the Kubernetes node API is checked with the real client (Debian's kubernetes-client,
