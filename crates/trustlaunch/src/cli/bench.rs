@@ -34,6 +34,11 @@ pub enum BenchCommand {
     /// Secure Boot: one `trustlaunch secureboot verify` process against one `sbverify --cert`
     /// process on the same signed image.
     Secureboot(super::bench_secureboot::SecurebootBench),
+    /// A virtual-firmware boot of a node image into an in-process vTPM, against the hashing
+    /// floor.
+    Firmware(super::bench_boot::FirmwareBench),
+    /// Full attestations per second through the verifier, against the ECDSA-verify floor.
+    Attest(super::bench_boot::AttestBench),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +68,8 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Density(args) => super::bench_density::bench_density(&args),
         BenchCommand::Eventlog(args) => super::bench_eventlog::bench_eventlog(&args),
         BenchCommand::Secureboot(args) => super::bench_secureboot::bench_secureboot(&args),
+        BenchCommand::Firmware(args) => super::bench_boot::bench_firmware(&args),
+        BenchCommand::Attest(args) => super::bench_boot::bench_attest(&args),
     }
 }
 

@@ -4,6 +4,7 @@ mod aks;
 mod aks_output;
 mod attest;
 mod bench;
+mod bench_boot;
 mod bench_density;
 mod bench_eventlog;
 mod bench_keys;
