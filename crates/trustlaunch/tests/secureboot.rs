@@ -692,3 +692,63 @@ fn bench_secureboot_compares_against_sbverify() {
     assert_eq!(figures.len(), 3, "{row}");
     assert!(figures.iter().all(|f| *f > 0.0), "{row}");
 }
+
+/// grub with a second signature, ours, appended by sbattach (as pesign/sbsign add one).
+#[test]
+fn with_two_signatures_firmware_denies_if_any_is_revoked_and_shim_allows_if_any_is_trusted() {
+    let dir = tempdir();
+    let d = dir.path();
+    let vendor = vendor_certificate(d);
+    self_signed(d, "trustlaunch second signer", "k.pem", "c.pem");
+    let unsigned = d.join("grub-unsigned.efi");
+    fs::copy(&lab().grub, &unsigned).unwrap();
+    tool_ok(Command::new("sbattach").arg("--remove").arg(&unsigned));
+    let ours = d.join("ours.p7");
+    tool_ok(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(d.join("k.pem"))
+            .arg("--cert")
+            .arg(d.join("c.pem"))
+            .arg("--detached")
+            .arg("--output")
+            .arg(&ours)
+            .arg(&unsigned),
+    );
+    let both = d.join("grub-two-signatures.efi");
+    fs::copy(&lab().grub, &both).unwrap();
+    tool_ok(
+        Command::new("sbattach")
+            .arg("--attach")
+            .arg(&ours)
+            .arg(&both),
+    );
+    let list = tool_ok(Command::new("sbverify").arg("--list").arg(&both));
+    assert!(list.contains("signature 2"), "{list}");
+    // Each signature on its own chains to its certificate (pesign reads both signers).
+    let signers = tool_ok(Command::new("pesign").args(["-S", "-i"]).arg(&both));
+    assert!(
+        signers.contains("Debian Secure Boot Signer 2022 - grub2"),
+        "{signers}"
+    );
+    assert!(signers.contains("trustlaunch second signer"), "{signers}");
+    let (c, v) = (d.join("c.pem"), vendor.to_str().unwrap().to_string());
+    let c = c.to_str().unwrap();
+    // EDK2: either signature allows; a dbx hit on either denies (DxeImageVerificationLib
+    // checks dbx for every signature before it looks at db).
+    assert_eq!(verify(&both, &["--db", c]).0, 0);
+    assert_eq!(verify(&both, &["--db", &v]).0, 0);
+    let (code, out) = verify(&both, &["--db", c, "--dbx", &v]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("revoked: the signature chains to Debian Secure Boot CA"),
+        "{out}"
+    );
+    // shim 16: a signature revoked by certificate fails only itself; the other still counts.
+    let shim = lab().shim.to_str().unwrap();
+    let (code, out) = verify(&both, &["--vars", VARS, "--shim", shim, "--mokx", c]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Debian Secure Boot CA"), "{out}");
+    let (code, out) = verify(&both, &["--vars", VARS, "--shim", shim, "--mok", c]);
+    assert_eq!(code, 0, "{out}");
+}
