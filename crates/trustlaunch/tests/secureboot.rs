@@ -277,9 +277,7 @@ fn authenticode_digests_equal_pesign_and_the_signed_digest() {
 fn shim_digest_of_an_unsigned_unaligned_image_is_what_sbsign_signs_and_firmware_differs() {
     let dir = tempdir();
     let d = dir.path();
-    let unsigned = d.join("grub-unsigned.efi");
-    fs::copy(&lab().grub, &unsigned).expect("copy");
-    tool_ok(Command::new("sbattach").arg("--remove").arg(&unsigned));
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
     // Three bytes of trailing data: the image is no longer a multiple of 8 long.
     let mut bytes = fs::read(&unsigned).unwrap();
     bytes.extend_from_slice(b"abc");
@@ -301,16 +299,7 @@ fn shim_digest_of_an_unsigned_unaligned_image_is_what_sbsign_signs_and_firmware_
     assert_eq!(hex::encode(&esl[esl.len() - 32..]), shim.trim());
     self_signed(d, "trustlaunch test signer", "k.pem", "c.pem");
     let signed = d.join("grub-test-signed.efi");
-    tool_ok(
-        Command::new("sbsign")
-            .arg("--key")
-            .arg(d.join("k.pem"))
-            .arg("--cert")
-            .arg(d.join("c.pem"))
-            .arg("--output")
-            .arg(&signed)
-            .arg(&unsigned),
-    );
+    sbsign(d, &unsigned, &signed, false);
     assert_eq!(signed_digest(&signed, d), shim.trim());
     // Verdicts on the re-signed image agree with sbverify, and so does firmware's hash path.
     assert!(sbverify(&d.join("c.pem"), &signed));
@@ -329,6 +318,26 @@ fn shim_digest_of_an_unsigned_unaligned_image_is_what_sbsign_signs_and_firmware_
     let (code, out) = verify(&unsigned, &["--db", db.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("sha256 image hash"), "{out}");
+}
+
+/// `image` copied to `to` with its signatures removed by `sbattach --remove`.
+fn unsigned_copy(image: &Path, to: &Path) -> PathBuf {
+    fs::copy(image, to).expect("copy");
+    tool_ok(Command::new("sbattach").arg("--remove").arg(to));
+    to.to_path_buf()
+}
+
+/// `sbsign` with `dir`'s k.pem and c.pem: a signed copy, or (`detached`) the PKCS#7 alone.
+fn sbsign(dir: &Path, image: &Path, out: &Path, detached: bool) {
+    let mut cmd = Command::new("sbsign");
+    cmd.arg("--key")
+        .arg(dir.join("k.pem"))
+        .arg("--cert")
+        .arg(dir.join("c.pem"));
+    if detached {
+        cmd.arg("--detached");
+    }
+    tool_ok(cmd.arg("--output").arg(out).arg(image));
 }
 
 /// A fresh RSA-2048 key and self-signed certificate `CN=cn` in `dir` (PEM).
@@ -700,21 +709,9 @@ fn with_two_signatures_firmware_denies_if_any_is_revoked_and_shim_allows_if_any_
     let d = dir.path();
     let vendor = vendor_certificate(d);
     self_signed(d, "trustlaunch second signer", "k.pem", "c.pem");
-    let unsigned = d.join("grub-unsigned.efi");
-    fs::copy(&lab().grub, &unsigned).unwrap();
-    tool_ok(Command::new("sbattach").arg("--remove").arg(&unsigned));
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
     let ours = d.join("ours.p7");
-    tool_ok(
-        Command::new("sbsign")
-            .arg("--key")
-            .arg(d.join("k.pem"))
-            .arg("--cert")
-            .arg(d.join("c.pem"))
-            .arg("--detached")
-            .arg("--output")
-            .arg(&ours)
-            .arg(&unsigned),
-    );
+    sbsign(d, &unsigned, &ours, true);
     let both = d.join("grub-two-signatures.efi");
     fs::copy(&lab().grub, &both).unwrap();
     tool_ok(
