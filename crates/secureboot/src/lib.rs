@@ -35,6 +35,7 @@ pub mod module_sig;
 pub mod pe;
 pub mod policy;
 pub mod sbat;
+pub mod sign;
 pub mod varstore;
 
 pub use error::Error;

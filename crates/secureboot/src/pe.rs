@@ -217,6 +217,12 @@ impl<'a> PeImage<'a> {
         &self.sections
     }
 
+    /// File offset of the Certificate Table data directory entry, when the optional header
+    /// has one.
+    pub fn security_entry_offset(&self) -> Option<usize> {
+        self.security_entry_offset
+    }
+
     /// The Certificate Table data directory entry (zero when absent).
     pub fn security_directory(&self) -> DataDirectory {
         self.security

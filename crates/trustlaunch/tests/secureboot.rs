@@ -874,3 +874,78 @@ fn ecdsa_signers_and_chains_trusted_at_any_level_agree_with_sbverify() {
         "{out}"
     );
 }
+
+/// `trustlaunch secureboot SUBCOMMAND INPUT` with `dir`'s k.pem and c.pem, written to `out`.
+fn our_sign(subcommand: &str, input: &Path, dir: &Path, out: &Path) {
+    let (k, c) = (dir.join("k.pem"), dir.join("c.pem"));
+    let args = args![
+        "secureboot",
+        subcommand,
+        input,
+        "--key",
+        &k,
+        "--cert",
+        &c,
+        "--output",
+        out
+    ];
+    assert_eq!(
+        trustlaunch(args).0,
+        0,
+        "trustlaunch secureboot {subcommand}"
+    );
+}
+
+#[test]
+fn images_and_modules_we_sign_verify_with_sbverify_pesign_and_openssl() {
+    let dir = tempdir();
+    let d = dir.path();
+    self_signed(d, "trustlaunch signer", "k.pem", "c.pem");
+    self_signed(d, "not the signer", "k2.pem", "c2.pem");
+    let (c, c2) = (d.join("c.pem"), d.join("c2.pem"));
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
+    let signed = d.join("grub-ours.efi");
+    our_sign("sign", &unsigned, d, &signed);
+    assert!(sbverify(&c, &signed));
+    assert!(!sbverify(&c2, &signed));
+    let pesign = tool_ok(Command::new("pesign").arg("-h").arg("-i").arg(&signed));
+    assert!(pesign.contains(&signed_digest(&signed, d)), "{pesign}");
+    let (code, out) = verify(&signed, &["--db", c.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(verify(&signed, &["--db", c2.to_str().unwrap()]).0, 1);
+    // A module signed as sign-file signs: openssl verifies the detached PKCS#7 over the body.
+    let module = d.join("efivarfs-ours.ko");
+    let bytes = fs::read(&lab().module).unwrap();
+    let (body, _) = split_module(&bytes);
+    fs::write(d.join("body"), body).unwrap();
+    our_sign("sign-module", &d.join("body"), d, &module);
+    let ours = fs::read(&module).unwrap();
+    let (signed_body, p7) = split_module(&ours);
+    assert_eq!(signed_body, body);
+    fs::write(d.join("module.p7"), p7).unwrap();
+    tool_ok(
+        Command::new("openssl")
+            .args([
+                "smime",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-partial_chain",
+                "-purpose",
+            ])
+            .args(["any", "-no_check_time", "-in"])
+            .arg(d.join("module.p7"))
+            .arg("-content")
+            .arg(d.join("body"))
+            .arg("-CAfile")
+            .arg(&c)
+            .arg("-certfile")
+            .arg(&c)
+            .arg("-out")
+            .arg("/dev/null"),
+    );
+    let (code, out) = verify(&module, &["--db", c.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(verify(&module, &["--db", c2.to_str().unwrap()]).0, 1);
+}

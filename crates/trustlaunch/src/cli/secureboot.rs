@@ -31,6 +31,11 @@ pub enum SecurebootCommand {
     /// Print IMAGE's Authenticode digest in lowercase hex (EDK2's computation; with
     /// --shim-unsigned, shim's, which pads an unsigned image to a multiple of 8 bytes).
     Hash(HashArgs),
+    /// Sign a PE/COFF image with an Authenticode signature, as sbsign does (an unsigned image
+    /// is padded to 8 bytes first; a signed one gets one more signature).
+    Sign(SignArgs),
+    /// Sign a kernel module with an appended signature, as the kernel's sign-file does.
+    SignModule(SignModuleArgs),
     /// List the variables of an OVMF_VARS image; --extract DIR writes PK, KEK, db and dbx as
     /// ESL files (DIR/PK.esl ...).
     Vars(VarsArgs),
@@ -88,6 +93,38 @@ pub struct HashArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SignArgs {
+    image: PathBuf,
+    /// The signer's private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signer's certificate (PEM or DER).
+    #[arg(long)]
+    cert: PathBuf,
+    /// More certificates to carry in the signature (intermediates; PEM, repeatable).
+    #[arg(long, num_args = 1..)]
+    addcert: Vec<PathBuf>,
+    /// sha256 (default), sha384, sha512 or sha1.
+    #[arg(long, default_value = "sha256")]
+    alg: String,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignModuleArgs {
+    module: PathBuf,
+    /// The signer's private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signer's certificate (PEM or DER).
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct VarsArgs {
     vars: PathBuf,
     /// Write PK.esl, KEK.esl, db.esl and dbx.esl into this directory.
@@ -100,6 +137,8 @@ pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
         SecurebootCommand::Verify(a) => verify(&a),
         SecurebootCommand::Hash(a) => hash(&a),
         SecurebootCommand::Vars(a) => vars(&a),
+        SecurebootCommand::Sign(a) => sign(&a),
+        SecurebootCommand::SignModule(a) => sign_module(&a),
     };
     // Usage and I/O errors are exit 2 here, so that 1 always means "denied".
     Ok(result.unwrap_or_else(|e| {
@@ -262,10 +301,57 @@ fn verify_module(
     })
 }
 
-fn hash(a: &HashArgs) -> Result<ExitCode> {
-    let alg = HashAlgorithm::from_name(&a.alg)
+fn authenticode_alg(name: &str) -> Result<HashAlgorithm> {
+    HashAlgorithm::from_name(name)
         .filter(|alg| HashAlgorithm::AUTHENTICODE.contains(alg))
-        .ok_or_else(|| anyhow!("--alg {}: expected sha1, sha256, sha384 or sha512", a.alg))?;
+        .ok_or_else(|| anyhow!("--alg {name}: expected sha1, sha256, sha384 or sha512"))
+}
+
+fn certificate(path: &Path) -> Result<openssl::x509::X509> {
+    let bytes = read(path)?;
+    openssl::x509::X509::from_pem(&bytes)
+        .or_else(|_| openssl::x509::X509::from_der(&bytes))
+        .with_context(|| format!("{}: not a PEM or DER certificate", path.display()))
+}
+
+fn private_key(path: &Path) -> Result<openssl::pkey::PKey<openssl::pkey::Private>> {
+    openssl::pkey::PKey::private_key_from_pem(&read(path)?)
+        .with_context(|| format!("{}: not a PEM private key", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<ExitCode> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(a: &SignArgs) -> Result<ExitCode> {
+    let chain = a
+        .addcert
+        .iter()
+        .map(|p| certificate(p))
+        .collect::<Result<Vec<_>>>()?;
+    let signed = secureboot::sign::sign_image(
+        &read(&a.image)?,
+        authenticode_alg(&a.alg)?,
+        &certificate(&a.cert)?,
+        &private_key(&a.key)?,
+        &chain,
+    )
+    .with_context(|| format!("signing {}", a.image.display()))?;
+    write(&a.output, &signed)
+}
+
+fn sign_module(a: &SignModuleArgs) -> Result<ExitCode> {
+    let signed = secureboot::sign::sign_module(
+        &read(&a.module)?,
+        &certificate(&a.cert)?,
+        &private_key(&a.key)?,
+    )?;
+    write(&a.output, &signed)
+}
+
+fn hash(a: &HashArgs) -> Result<ExitCode> {
+    let alg = authenticode_alg(&a.alg)?;
     let bytes = read(&a.image)?;
     let pe = PeImage::parse(&bytes).with_context(|| format!("{}", a.image.display()))?;
     let flavor = if a.shim_unsigned {
