@@ -25,6 +25,7 @@
 )]
 
 pub mod authenticode;
+pub mod authvar;
 mod bytes;
 mod der;
 mod error;
@@ -36,6 +37,8 @@ pub mod pe;
 pub mod policy;
 pub mod sbat;
 pub mod sign;
+#[cfg(test)]
+mod test_keys;
 pub mod varstore;
 
 pub use error::Error;

@@ -4,6 +4,7 @@
 //! kernel module signatures (as the kernel's sign-file makes them). Never chooses keys or
 //! policy: the caller hands over the key and the certificates.
 
+use crate::der::{integer, oid, seq, tlv};
 use crate::hash::HashAlgorithm;
 use crate::pe::{DigestFlavor, PeImage, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
 use crate::{Error, Result};
@@ -15,46 +16,7 @@ use openssl::x509::X509;
 
 const WHAT: &str = "signing";
 
-/// One DER element: `tag`, the definite length, `content`.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let len = content.len();
-    let mut out = vec![tag];
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        let significant = bytes.get(skip..).unwrap_or_default();
-        out.push(0x80 | significant.len() as u8);
-        out.extend_from_slice(significant);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-fn seq(parts: &[&[u8]]) -> Vec<u8> {
-    tlv(0x30, &parts.concat())
-}
-
-fn oid(value: &[u8]) -> Vec<u8> {
-    tlv(0x06, value)
-}
-
-/// A positive INTEGER from big-endian magnitude bytes.
-fn integer(magnitude: &[u8]) -> Vec<u8> {
-    let trimmed: Vec<u8> = match magnitude.iter().position(|&b| b != 0) {
-        Some(i) => magnitude.get(i..).unwrap_or_default().to_vec(),
-        None => vec![0],
-    };
-    let mut v = Vec::with_capacity(trimmed.len().saturating_add(1));
-    if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
-        v.push(0);
-    }
-    v.extend(trimmed);
-    tlv(0x02, &v)
-}
-
-const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+use crate::der::OID_SIGNED_DATA;
 const OID_SPC_INDIRECT_DATA: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x01, 0x04];
 /// SPC_PE_IMAGE_DATAOBJ, 1.3.6.1.4.1.311.2.1.15.
 const OID_SPC_PE_IMAGE_DATA: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x01, 0x0f];
@@ -270,31 +232,8 @@ mod tests {
     use super::*;
     use crate::esl::SignatureList;
     use crate::guid::{Guid, EFI_CERT_X509_GUID};
+    use crate::test_keys::key_and_cert;
     use crate::{verify_image, Databases, Loader, Verdict};
-    use openssl::{asn1::Asn1Time, hash::MessageDigest, rsa::Rsa, x509::X509NameBuilder};
-
-    fn key_and_cert(cn: &str) -> (PKey<Private>, X509) {
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", cn).unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        let serial = openssl::bn::BigNum::from_u32(0x80_01)
-            .unwrap()
-            .to_asn1_integer()
-            .unwrap();
-        b.set_serial_number(&serial).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        (key, b.build())
-    }
 
     fn db_of(cert: &X509) -> Databases {
         let list = SignatureList::new(
@@ -307,14 +246,6 @@ mod tests {
             db: vec![list],
             dbx: vec![],
         }
-    }
-
-    #[test]
-    fn integers_are_minimal_and_positive() {
-        assert_eq!(integer(&[0, 0, 1]), vec![0x02, 0x01, 0x01]);
-        assert_eq!(integer(&[0x80, 0x01]), vec![0x02, 0x03, 0x00, 0x80, 0x01]);
-        assert_eq!(integer(&[]), vec![0x02, 0x01, 0x00]);
-        assert_eq!(tlv(0x04, &[0; 200])[..3], [0x04, 0x81, 200]);
     }
 
     #[test]

@@ -949,3 +949,64 @@ fn images_and_modules_we_sign_verify_with_sbverify_pesign_and_openssl() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(verify(&module, &["--db", c2.to_str().unwrap()]).0, 1);
 }
+
+#[test]
+fn variable_updates_match_efitools_byte_for_byte_and_verify_as_edk2_checks_them() {
+    let dir = tempdir();
+    let d = dir.path();
+    self_signed(d, "trustlaunch KEK", "k.pem", "c.pem");
+    self_signed(d, "another KEK", "k2.pem", "c2.pem");
+    trustlaunch(args!["secureboot", "vars", VARS, "--extract", d]);
+    let db = d.join("db.esl");
+    let when = "2024-05-06 07:08:09";
+    let theirs = d.join("efitools.auth");
+    tool_ok(
+        Command::new("sign-efi-sig-list")
+            .args(["-t", when, "-k"])
+            .arg(d.join("k.pem"))
+            .arg("-c")
+            .arg(d.join("c.pem"))
+            .arg("db")
+            .arg(&db)
+            .arg(&theirs),
+    );
+    let ours = d.join("ours.auth");
+    let (code, _) = trustlaunch(args![
+        "secureboot",
+        "sign-variable",
+        "db",
+        &db,
+        "--key",
+        &d.join("k.pem"),
+        "--cert",
+        &d.join("c.pem"),
+        "--timestamp",
+        when,
+        "--output",
+        &ours
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        fs::read(&ours).unwrap(),
+        fs::read(&theirs).unwrap(),
+        "not byte-identical to sign-efi-sig-list"
+    );
+    let check = |name: &str, cert: &str| {
+        trustlaunch(args![
+            "secureboot",
+            "verify-variable",
+            &theirs,
+            "--name",
+            name,
+            "--cert",
+            &d.join(cert)
+        ])
+        .0
+    };
+    assert_eq!(check("db", "c.pem"), 0);
+    assert_eq!(check("dbx", "c.pem"), 1);
+    assert_eq!(check("db", "c2.pem"), 1);
+    // Its payload is OVMF's db, and --db accepts the .auth as it is.
+    let (code, out) = verify(&lab().shim, &["--db", theirs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -6,7 +6,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use secureboot::esl::{self, SignatureList};
+use secureboot::authvar;
+use secureboot::esl::{self, EfiTime, SignatureList};
 use secureboot::guid::{self, Guid};
 use secureboot::module_sig::{self, ModuleVerdict};
 use secureboot::pe::{DigestFlavor, PeImage};
@@ -36,6 +37,13 @@ pub enum SecurebootCommand {
     Sign(SignArgs),
     /// Sign a kernel module with an appended signature, as the kernel's sign-file does.
     SignModule(SignModuleArgs),
+    /// Make an .auth file (EFI_VARIABLE_AUTHENTICATION_2 + signature lists) that writes ESL to
+    /// the Secure Boot variable NAME (PK, KEK, db, dbx), signed as efitools'
+    /// sign-efi-sig-list signs.
+    SignVariable(SignVariableArgs),
+    /// Check an .auth file for variable NAME against a PK or KEK certificate, as EDK2 does
+    /// before it writes the variable. Exit status: 0 valid, 1 not, 2 usage or I/O error.
+    VerifyVariable(VerifyVariableArgs),
     /// List the variables of an OVMF_VARS image; --extract DIR writes PK, KEK, db and dbx as
     /// ESL files (DIR/PK.esl ...).
     Vars(VarsArgs),
@@ -125,6 +133,39 @@ pub struct SignModuleArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SignVariableArgs {
+    /// PK, KEK, db, dbx (or any name with --vendor).
+    name: String,
+    /// The new value: signature lists (an ESL file).
+    esl: PathBuf,
+    /// The signer's private key (PEM): PK's for PK and KEK, a KEK's for db and dbx.
+    #[arg(long)]
+    key: PathBuf,
+    #[arg(long)]
+    cert: PathBuf,
+    /// The update's timestamp, `YYYY-MM-DD HH:MM:SS` (UTC); now when absent.
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// The vendor GUID (default: the one the UEFI specification gives NAME).
+    #[arg(long)]
+    vendor: Option<String>,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyVariableArgs {
+    auth: PathBuf,
+    #[arg(long)]
+    name: String,
+    /// The PK or KEK certificate (PEM or DER) the update must chain to.
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    vendor: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct VarsArgs {
     vars: PathBuf,
     /// Write PK.esl, KEK.esl, db.esl and dbx.esl into this directory.
@@ -139,6 +180,8 @@ pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
         SecurebootCommand::Vars(a) => vars(&a),
         SecurebootCommand::Sign(a) => sign(&a),
         SecurebootCommand::SignModule(a) => sign_module(&a),
+        SecurebootCommand::SignVariable(a) => sign_variable(&a),
+        SecurebootCommand::VerifyVariable(a) => verify_variable(&a),
     };
     // Usage and I/O errors are exit 2 here, so that 1 always means "denied".
     Ok(result.unwrap_or_else(|e| {
@@ -348,6 +391,113 @@ fn sign_module(a: &SignModuleArgs) -> Result<ExitCode> {
         &private_key(&a.key)?,
     )?;
     write(&a.output, &signed)
+}
+
+fn vendor(name: &str, given: Option<&str>) -> Result<Guid> {
+    match given {
+        Some(text) => parse_guid(text),
+        None => authvar::secure_boot_vendor(name)
+            .ok_or_else(|| anyhow!("{name} is not a Secure Boot variable: give --vendor")),
+    }
+}
+
+fn parse_guid(text: &str) -> Result<Guid> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let shape = text.len() == 36 && text.match_indices('-').map(|(i, _)| i).eq([8, 13, 18, 23]);
+    let bytes = hex::decode(&hex).ok().filter(|b| b.len() == 16 && shape);
+    let b = bytes
+        .ok_or_else(|| anyhow!("{text}: not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))?;
+    let mut g = [0u8; 16];
+    // The first three fields are little-endian in the encoding (UEFI appendix A).
+    for (to, from) in [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]
+        .into_iter()
+        .enumerate()
+    {
+        g[from] = b[to];
+    }
+    Ok(Guid(g))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) or, when absent, the current time.
+fn timestamp(text: Option<&str>) -> Result<EfiTime> {
+    let Some(text) = text else {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+        return Ok(EfiTime {
+            year,
+            month,
+            day,
+            hour: (rest / 3600) as u8,
+            minute: (rest / 60 % 60) as u8,
+            second: (rest % 60) as u8,
+            ..EfiTime::default()
+        });
+    };
+    let n: Vec<u16> = text
+        .split(['-', ' ', ':', 'T'])
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow!("--timestamp {text}: expected YYYY-MM-DD HH:MM:SS"))?;
+    let [year, month, day, hour, minute, second] = n[..] else {
+        bail!("--timestamp {text}: expected YYYY-MM-DD HH:MM:SS");
+    };
+    let small = |v: u16| u8::try_from(v).map_err(|_| anyhow!("--timestamp {text}: out of range"));
+    Ok(EfiTime {
+        year,
+        month: small(month)?,
+        day: small(day)?,
+        hour: small(hour)?,
+        minute: small(minute)?,
+        second: small(second)?,
+        ..EfiTime::default()
+    })
+}
+
+fn sign_variable(a: &SignVariableArgs) -> Result<ExitCode> {
+    let auth = authvar::create(
+        &a.name,
+        vendor(&a.name, a.vendor.as_deref())?,
+        authvar::SECURE_BOOT_ATTRIBUTES,
+        &timestamp(a.timestamp.as_deref())?,
+        &read(&a.esl)?,
+        &certificate(&a.cert)?,
+        &private_key(&a.key)?,
+    )?;
+    write(&a.output, &auth)
+}
+
+fn verify_variable(a: &VerifyVariableArgs) -> Result<ExitCode> {
+    let bytes = read(&a.auth)?;
+    let auth = authvar::Authentication2::parse(&bytes)
+        .with_context(|| format!("{}: EFI_VARIABLE_AUTHENTICATION_2", a.auth.display()))?;
+    let guid = vendor(&a.name, a.vendor.as_deref())?;
+    let cert = certificate(&a.cert)?;
+    if auth.verify(&a.name, guid, authvar::SECURE_BOOT_ATTRIBUTES, &cert) {
+        println!(
+            "valid: {} update signed for {}",
+            a.name,
+            secureboot::authenticode::common_name(&cert)
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "invalid: the signature does not verify for {} with this certificate",
+            a.name
+        );
+        Ok(ExitCode::from(1))
+    }
 }
 
 fn hash(a: &HashArgs) -> Result<ExitCode> {
