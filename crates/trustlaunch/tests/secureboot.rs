@@ -1010,3 +1010,69 @@ fn variable_updates_match_efitools_byte_for_byte_and_verify_as_edk2_checks_them(
     let (code, out) = verify(&lab().shim, &["--db", theirs.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// The live variables of a store as virt-fw-vars (virt-firmware, an independent reader of
+/// edk2 variable stores) reports them: (name, GUID, attributes, data).
+fn virt_fw_variables(vars: &Path, dir: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
+    let json = dir.join("vars.json");
+    tool_ok(
+        Command::new("virt-fw-vars")
+            .arg("-i")
+            .arg(vars)
+            .arg("--output-json")
+            .arg(&json),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    v["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap().to_string(),
+                x["guid"].as_str().unwrap().to_string(),
+                u32::try_from(x["attr"].as_u64().unwrap()).unwrap(),
+                hex::decode(x["data"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Our `vars` listing, live variables only: (name, GUID, attributes, size).
+fn our_variables(vars: &Path) -> Vec<(String, String, u32, usize)> {
+    let (code, out) = trustlaunch(args!["secureboot", "vars", vars]);
+    assert_eq!(code, 0);
+    out.lines()
+        .map(|l| l.splitn(5, ' ').collect::<Vec<_>>())
+        .filter(|f| f[1] == "live")
+        .map(|f| {
+            let attr = u32::from_str_radix(f[2].trim_start_matches("attributes=0x"), 16).unwrap();
+            let size = f[3].trim_start_matches("size=").parse().unwrap();
+            (f[4].to_string(), f[0].to_string(), attr, size)
+        })
+        .collect()
+}
+
+#[test]
+fn the_ovmf_store_reads_as_virt_fw_vars_reads_it() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut theirs = virt_fw_variables(Path::new(VARS), d);
+    let mut ours = our_variables(Path::new(VARS));
+    theirs.sort();
+    ours.sort();
+    let theirs_short: Vec<_> = theirs
+        .iter()
+        .map(|(n, g, a, data)| (n.clone(), g.clone(), *a, data.len()))
+        .collect();
+    assert_eq!(ours, theirs_short);
+    trustlaunch(args!["secureboot", "vars", VARS, "--extract", d]);
+    for name in ["PK", "KEK", "db", "dbx"] {
+        let data = &theirs.iter().find(|v| v.0 == name).expect(name).3;
+        assert_eq!(
+            &fs::read(d.join(format!("{name}.esl"))).unwrap(),
+            data,
+            "{name}"
+        );
+    }
+}

@@ -44,8 +44,9 @@ pub enum SecurebootCommand {
     /// Check an .auth file for variable NAME against a PK or KEK certificate, as EDK2 does
     /// before it writes the variable. Exit status: 0 valid, 1 not, 2 usage or I/O error.
     VerifyVariable(VerifyVariableArgs),
-    /// List the variables of an OVMF_VARS image; --extract DIR writes PK, KEK, db and dbx as
-    /// ESL files (DIR/PK.esl ...).
+    /// List the variables of an OVMF_VARS image, one a line: `GUID live|deleted
+    /// attributes=0xN size=N NAME` (the name last: names may hold spaces); --extract DIR writes
+    /// PK, KEK, db and dbx as ESL files (DIR/PK.esl ...).
     Vars(VarsArgs),
 }
 
@@ -519,12 +520,12 @@ fn vars(a: &VarsArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}: variable store", a.vars.display()))?;
     for v in store.variables.iter() {
         println!(
-            "{}{} {} attributes={:#x} size={}",
-            v.name,
-            if v.is_live() { "" } else { " (deleted)" },
+            "{} {} attributes={:#x} size={} {}",
             v.vendor,
+            if v.is_live() { "live" } else { "deleted" },
             v.attributes,
-            v.data.len()
+            v.data.len(),
+            v.name,
         );
     }
     if let Some(dir) = &a.extract {
