@@ -1076,3 +1076,65 @@ fn the_ovmf_store_reads_as_virt_fw_vars_reads_it() {
         );
     }
 }
+
+#[test]
+fn enrolled_stores_read_back_with_virt_fw_vars_and_theirs_read_with_ours() {
+    let dir = tempdir();
+    let d = dir.path();
+    let vendor = vendor_certificate(d);
+    let ours = d.join("ours.fd");
+    let (code, _) = trustlaunch(args![
+        "secureboot",
+        "enroll",
+        VARS,
+        "--db",
+        &vendor,
+        "--timestamp",
+        "2025-01-02 03:04:05",
+        "--output",
+        &ours
+    ]);
+    assert_eq!(code, 0);
+    // virt-fw-vars reads our store: db now holds exactly the Debian CA, as efitools decodes
+    // it; every other live variable is as it was.
+    let after = virt_fw_variables(&ours, d);
+    let before = virt_fw_variables(Path::new(VARS), d);
+    let db = &after.iter().find(|v| v.0 == "db").expect("db").3;
+    fs::write(d.join("enrolled-db.esl"), db).unwrap();
+    tool_ok(
+        Command::new("sig-list-to-certs")
+            .arg(d.join("enrolled-db.esl"))
+            .arg(d.join("enrolled")),
+    );
+    assert_eq!(
+        fs::read(d.join("enrolled-0.der")).unwrap(),
+        fs::read(d.join("vendor.der")).unwrap()
+    );
+    assert!(!d.join("enrolled-1.der").exists());
+    let others = |v: &[(String, String, u32, Vec<u8>)]| {
+        let mut o: Vec<_> = v.iter().filter(|x| x.0 != "db").cloned().collect();
+        o.sort();
+        o
+    };
+    assert_eq!(others(&after), others(&before));
+    // Firmware with that store: grub runs (Debian CA in db), shim does not (no Microsoft CA).
+    let ours_str = ours.to_str().unwrap();
+    assert_eq!(verify(&lab().grub, &["--vars", ours_str]).0, 0);
+    assert_eq!(verify(&lab().shim, &["--vars", ours_str]).0, 1);
+    // And a store virt-fw-vars wrote (it rewrites the whole store) reads with ours.
+    let theirs = d.join("theirs.fd");
+    tool_ok(
+        Command::new("virt-fw-vars")
+            .arg("-i")
+            .arg(VARS)
+            .args(["--add-db", "11111111-2222-3333-4444-555555555555"])
+            .arg(&vendor)
+            .arg("-o")
+            .arg(&theirs),
+    );
+    let theirs_str = theirs.to_str().unwrap();
+    let (code, out) = verify(&lab().grub, &["--vars", theirs_str]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Debian Secure Boot CA"), "{out}");
+    assert_eq!(verify(&lab().shim, &["--vars", theirs_str]).0, 0);
+}

@@ -12,7 +12,7 @@ use secureboot::guid::{self, Guid};
 use secureboot::module_sig::{self, ModuleVerdict};
 use secureboot::pe::{DigestFlavor, PeImage};
 use secureboot::sbat::SbatLevel;
-use secureboot::varstore::VariableStore;
+use secureboot::varstore::{self, VariableStore};
 use secureboot::{Databases, HashAlgorithm, Loader, ShimPolicy, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +44,10 @@ pub enum SecurebootCommand {
     /// Check an .auth file for variable NAME against a PK or KEK certificate, as EDK2 does
     /// before it writes the variable. Exit status: 0 valid, 1 not, 2 usage or I/O error.
     VerifyVariable(VerifyVariableArgs),
+    /// Write PK, KEK, db and/or dbx into a copy of an OVMF_VARS image (each given variable is
+    /// replaced by the signature lists of its files: certificates, ESLs or .auth payloads),
+    /// as the firmware's variable driver writes them.
+    Enroll(EnrollArgs),
     /// List the variables of an OVMF_VARS image, one a line: `GUID live|deleted
     /// attributes=0xN size=N NAME` (the name last: names may hold spaces); --extract DIR writes
     /// PK, KEK, db and dbx as ESL files (DIR/PK.esl ...).
@@ -167,6 +171,25 @@ pub struct VerifyVariableArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The OVMF_VARS image to start from (it is not modified).
+    vars: PathBuf,
+    #[arg(long, num_args = 1..)]
+    pk: Vec<PathBuf>,
+    #[arg(long, num_args = 1..)]
+    kek: Vec<PathBuf>,
+    #[arg(long, num_args = 1..)]
+    db: Vec<PathBuf>,
+    #[arg(long, num_args = 1..)]
+    dbx: Vec<PathBuf>,
+    /// The variables' timestamp, `YYYY-MM-DD HH:MM:SS` (UTC); now when absent.
+    #[arg(long)]
+    timestamp: Option<String>,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct VarsArgs {
     vars: PathBuf,
     /// Write PK.esl, KEK.esl, db.esl and dbx.esl into this directory.
@@ -183,6 +206,7 @@ pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
         SecurebootCommand::SignModule(a) => sign_module(&a),
         SecurebootCommand::SignVariable(a) => sign_variable(&a),
         SecurebootCommand::VerifyVariable(a) => verify_variable(&a),
+        SecurebootCommand::Enroll(a) => enroll(&a),
     };
     // Usage and I/O errors are exit 2 here, so that 1 always means "denied".
     Ok(result.unwrap_or_else(|e| {
@@ -499,6 +523,37 @@ fn verify_variable(a: &VerifyVariableArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::from(1))
     }
+}
+
+fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
+    let stamp = timestamp(a.timestamp.as_deref())?;
+    let mut values = Vec::new();
+    for (name, files) in [
+        ("PK", &a.pk),
+        ("KEK", &a.kek),
+        ("db", &a.db),
+        ("dbx", &a.dbx),
+    ] {
+        if !files.is_empty() {
+            values.push((name, esl::encode(&lists(files)?)));
+        }
+    }
+    if values.is_empty() {
+        bail!("nothing to enroll: give --pk, --kek, --db or --dbx");
+    }
+    let updates: Vec<_> = values
+        .iter()
+        .map(|(name, data)| varstore::NewVariable {
+            name,
+            vendor: authvar::secure_boot_vendor(name).unwrap_or(guid::EFI_GLOBAL_VARIABLE),
+            attributes: authvar::SECURE_BOOT_ATTRIBUTES,
+            timestamp: stamp,
+            data,
+        })
+        .collect();
+    let out = varstore::write_variables(&read(&a.vars)?, &updates)
+        .with_context(|| format!("{}: writing the variables", a.vars.display()))?;
+    write(&a.output, &out)
 }
 
 fn hash(a: &HashArgs) -> Result<ExitCode> {
