@@ -71,7 +71,8 @@ const VAR_DELETED: u8 = 0xfd;
 /// A copy of the store image `file` in which each of `updates` replaces the variable of the
 /// same name and vendor: the live copy's State gets VAR_DELETED, the new value is appended
 /// after the last variable (on erased, all-0xFF flash, 4-byte aligned), as EDK2's
-/// `UpdateVariable` does at run time. Fails when the store has no room (no reclaim here).
+/// `UpdateVariable` does at run time. Fails when the store has no room or its free area is
+/// not erased (no reclaim here).
 pub fn write_variables(file: &[u8], updates: &[NewVariable<'_>]) -> Result<Vec<u8>> {
     let mut out = file.to_vec();
     for u in updates {
@@ -93,17 +94,23 @@ pub fn write_variables(file: &[u8], updates: &[NewVariable<'_>]) -> Result<Vec<u
                 value: record.len() as u64,
                 cap: store.end_offset.saturating_sub(at) as u64,
             })?;
+        // EDK2 checks that the whole free area is erased before it appends there (otherwise it
+        // reclaims); bytes left beyond the last variable could read as a variable once the
+        // gap before them is filled.
+        let free = out
+            .get(store.free_offset..store.end_offset)
+            .unwrap_or_default();
+        if free.iter().any(|&b| b != 0xff) {
+            return Err(Error::malformed(
+                WHAT,
+                store.free_offset,
+                "space after the last variable is not erased",
+            ));
+        }
         let target = out.get_mut(at..end).ok_or(Error::Truncated {
             what: WHAT,
             offset: at,
         })?;
-        if target.iter().any(|&b| b != 0xff) {
-            return Err(Error::malformed(
-                WHAT,
-                at,
-                "space after the last variable is not erased",
-            ));
-        }
         target.copy_from_slice(&record);
         for state in stale {
             if let Some(b) = out.get_mut(state) {
@@ -407,6 +414,26 @@ mod tests {
             write_variables(&b, &[big]),
             Err(Error::TooLarge { .. })
         ));
+    }
+
+    /// Found by the secureboot_varstore fuzz target: a stray variable header beyond the free
+    /// gap is invisible until a write fills the gap, and then the store no longer parsed.
+    /// EDK2 appends only to a fully erased free area; so do we.
+    #[test]
+    fn regression_fuzz_writes_need_an_erased_free_area() {
+        let mut b = store();
+        let free = VariableStore::parse(&b).unwrap().free_offset;
+        b[free + 100..free + 102].copy_from_slice(&VARIABLE_DATA.to_le_bytes());
+        assert_eq!(VariableStore::parse(&b).unwrap().variables.len(), 3);
+        let v = NewVariable {
+            name: "KEK",
+            vendor: guid::EFI_GLOBAL_VARIABLE,
+            attributes: 0x27,
+            timestamp: EfiTime::default(),
+            data: &[0; 100],
+        };
+        let e = write_variables(&b, &[v]).unwrap_err();
+        assert_eq!(e.offset(), Some(free));
     }
 
     #[test]
