@@ -59,7 +59,7 @@ pub struct VerifyArgs {
     /// The image (PE/COFF) or kernel module (ELF) to check.
     image: PathBuf,
     /// Take db and dbx from this OVMF_VARS image.
-    #[arg(long, conflicts_with = "db", required_unless_present = "db")]
+    #[arg(long, conflicts_with = "db", required_unless_present_any = ["db", "key", "kernel_keys"])]
     vars: Option<PathBuf>,
     /// Allowed signatures: a PEM or DER certificate, an ESL, or an .auth file (repeatable).
     #[arg(long, num_args = 1..)]
