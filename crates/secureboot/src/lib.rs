@@ -45,7 +45,8 @@ pub use error::Error;
 pub use guid::Guid;
 pub use hash::HashAlgorithm;
 pub use policy::{
-    verify_image, Authority, DatabaseName, Databases, DenyReason, Loader, ShimPolicy, Verdict,
+    verify_image, Authority, DatabaseName, Databases, DenyReason, EntryRef, Loader, ShimPolicy,
+    Verdict,
 };
 
 /// Every fallible function of this crate returns this.

@@ -266,8 +266,9 @@ impl<'a> PeImage<'a> {
         Ok(found.flatten())
     }
 
-    /// The file bytes of the first section called `name` (raw size, cut to the virtual size
-    /// when that is smaller and non-zero, as shim reads `.sbat` and `.vendor_cert`).
+    /// The file bytes of the first section called `name` (long names resolved; raw size, cut
+    /// to the virtual size when that is smaller and non-zero), e.g. shim's `.vendor_cert`.
+    /// For `.sbat` as shim checks it, see [`Self::sbat_section`].
     pub fn section_data(&self, name: &[u8]) -> Result<Option<&'a [u8]>> {
         let Some(s) = self.sections.iter().find(|s| s.name() == name) else {
             return Ok(None);
