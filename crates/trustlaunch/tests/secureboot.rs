@@ -569,6 +569,9 @@ fn a_debian_kernel_module_verifies_and_without_its_signature_is_unsigned() {
         .trim()
         .to_string();
     assert!(out.contains(&issuer), "{out} vs {issuer}");
+    // The CLI also takes the bzImage itself (it decompresses the payload with xz).
+    let (code, out) = verify(&l.module, &["--kernel-keys", l.kernel.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
     // db and shim's vendor certificate alone do not vouch for Debian's per-build module key.
     let (code, _) = verify(
         &l.module,

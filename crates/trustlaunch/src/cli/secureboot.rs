@@ -88,8 +88,9 @@ pub struct VerifyArgs {
     /// Modules: extra keyring certificates (PEM, DER or ESL; repeatable).
     #[arg(long, num_args = 1..)]
     key: Vec<PathBuf>,
-    /// Modules: an uncompressed kernel image (vmlinux, e.g. from extract-vmlinux) whose
-    /// built-in certificates join the keyring.
+    /// Modules: a kernel image (a bzImage such as /boot/vmlinuz-*, decompressed with the
+    /// system's xz/gzip/zstd/lz4/lzma/bzip2/lzop, or a vmlinux) whose built-in certificates
+    /// join the keyring.
     #[arg(long)]
     kernel_keys: Option<PathBuf>,
 }
@@ -342,7 +343,8 @@ fn verify_module(
         }
     }
     if let Some(k) = &a.kernel_keys {
-        let kernel = read(k)?;
+        let kernel = uncompressed_kernel(read(k)?)
+            .with_context(|| format!("{}: decompressing the kernel", k.display()))?;
         let found = module_sig::embedded_certificates(&kernel);
         if found.is_empty() {
             bail!("{}: no certificates found in the kernel image", k.display());
@@ -554,6 +556,45 @@ fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
     let out = varstore::write_variables(&read(&a.vars)?, &updates)
         .with_context(|| format!("{}: writing the variables", a.vars.display()))?;
     write(&a.output, &out)
+}
+
+/// A vmlinux from `image`: a bzImage's payload through the matching decompressor (a child
+/// process fed by a thread, so that neither pipe can fill up), anything else as it is.
+fn uncompressed_kernel(image: Vec<u8>) -> Result<Vec<u8>> {
+    use secureboot::module_sig::{bzimage_payload, Compression};
+    use std::io::Write;
+    let Some((kind, payload)) = bzimage_payload(&image)? else {
+        return Ok(image);
+    };
+    let tool: &[&str] = match kind {
+        Compression::Xz => &["xz", "-dc", "--single-stream"],
+        Compression::Gzip => &["gzip", "-dc"],
+        Compression::Zstd => &["zstd", "-dcq"],
+        Compression::Lz4 => &["lz4", "-dc"],
+        Compression::Lzma => &["lzma", "-dc"],
+        Compression::Bzip2 => &["bzip2", "-dc"],
+        Compression::Lzo => &["lzop", "-dc"],
+        _ => bail!("unknown bzImage payload compression"),
+    };
+    let mut child = std::process::Command::new(tool[0])
+        .args(&tool[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {}", tool[0]))?;
+    let mut stdin = child.stdin.take().context("decompressor stdin")?;
+    let payload = payload.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The decompressor may stop reading at the end of its stream (trailing size bytes).
+        let _ = stdin.write_all(&payload);
+    });
+    let out = child.wait_with_output()?;
+    let _ = feeder.join();
+    if out.stdout.is_empty() {
+        bail!("{} produced nothing ({})", tool[0], out.status);
+    }
+    Ok(out.stdout)
 }
 
 fn hash(a: &HashArgs) -> Result<ExitCode> {
