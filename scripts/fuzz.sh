@@ -25,7 +25,7 @@
 # (crypto dependencies in release mode) takes about 3 minutes on 2 cores.
 #
 # Usage:
-#   bash scripts/fuzz.sh short                       each target 25 s (CI; under 2 minutes
+#   bash scripts/fuzz.sh short                       each target 25 s (CI; under 3 minutes
 #                                                    once built)
 #   bash scripts/fuzz.sh long SECONDS [TARGET...]    each (or each named) target SECONDS
 #   bash scripts/fuzz.sh repro TARGET FILE...        run inputs once (a crash artifact)

@@ -19,7 +19,7 @@ missing=()
 # for the kernel's built-in keys).
 # postgresql: the store's second backend (crates/store/tests run on SQLite and PostgreSQL).
 for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl libssl-dev pkg-config qemu-system-x86 ovmf cpio \
-    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils postgresql curl; do
+    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils python3-venv postgresql curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # kubectl: the Kubernetes node API is checked with the real client (Debian's kubernetes-client,
@@ -34,6 +34,16 @@ if ((${#missing[@]})); then
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
     echo "all present"
+fi
+# virt-firmware (PyPI; not packaged in Debian 12): virt-fw-vars reads and writes OVMF variable
+# stores, the independent peer of tests/secureboot.rs for crates/secureboot's varstore.
+if ! command -v virt-fw-vars >/dev/null 2>&1; then
+    echo "installing virt-firmware (pip, in /opt/trustlaunch-tools)"
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" python3 -m venv --system-site-packages /opt/trustlaunch-tools
+    "${sudo[@]}" /opt/trustlaunch-tools/bin/pip install -q virt-firmware
+    "${sudo[@]}" ln -sf /opt/trustlaunch-tools/bin/virt-fw-vars /usr/local/bin/virt-fw-vars
 fi
 
 # --- PostgreSQL for the store tests -------------------------------------------------------

@@ -1,9 +1,10 @@
-//! Authenticode PKCS#7 SignedData (a WIN_CERTIFICATE's contents) and kernel module
-//! signature trailers.
+//! Authenticode PKCS#7 SignedData (a WIN_CERTIFICATE's contents), kernel module signature
+//! trailers and bzImage headers.
 //!
 //! Input: DER bytes. Checked: the SpcIndirectDataContent parse never panics; a signature
 //! that parses reports a digest of its algorithm's length and lists its certificates through
-//! OpenSSL without panicking; the same bytes as a module's trailer never panic either.
+//! OpenSSL without panicking; the same bytes as a module's trailer or a bzImage never panic
+//! either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,4 +16,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = sig.certificates();
     }
     let _ = secureboot::module_sig::parse(data);
+    if let Ok(Some((_, payload))) = secureboot::module_sig::bzimage_payload(data) {
+        assert!(payload.len() <= data.len());
+    }
 });

@@ -2,7 +2,8 @@
 //! text.
 //!
 //! Input: bytes. Checked: parsing never panics; lists that parse re-encode to the same bytes
-//! and parse back to the same lists; typed entries never panic.
+//! and parse back to the same lists; typed entries, `.auth` headers and SbatLevel text never
+//! panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +20,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(Some(inner)) = esl::strip_authentication_2(data) {
         let _ = esl::parse(inner);
+    }
+    if let Ok(auth) = secureboot::authvar::Authentication2::parse(data) {
+        assert!(auth.signed_data.len() + auth.payload.len() < data.len());
     }
     let _ = secureboot::sbat::SbatLevel::parse(data);
 });

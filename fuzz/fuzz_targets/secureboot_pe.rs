@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     for flavor in [DigestFlavor::Firmware, DigestFlavor::Shim] {
         let _ = pe.authenticode_digest(HashAlgorithm::Sha256, flavor);
     }
-    if let Ok(Some(sbat)) = pe.section_data(b".sbat") {
+    if let Ok(Some(sbat)) = pe.sbat_section() {
         let _ = secureboot::sbat::parse_section(sbat);
     }
     if let Ok(certs) = pe.certificates() {

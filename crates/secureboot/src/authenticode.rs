@@ -13,8 +13,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509PurposeId, X509};
 
 const WHAT: &str = "Authenticode PKCS#7";
-/// id-signedData, 1.2.840.113549.1.7.2 (RFC 2315 14).
-const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+use crate::der::OID_SIGNED_DATA;
 /// SPC_INDIRECT_DATA_OBJID, 1.3.6.1.4.1.311.2.1.4 (Authenticode PE specification).
 const OID_SPC_INDIRECT_DATA: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x01, 0x04];
 /// Largest SignedData accepted (real ones are a few KiB; the whole table is bounded anyway).
@@ -235,25 +234,6 @@ mod tests {
     /// `pesign -h` of the image this signature came from (testdata/README.md).
     const GRUB_DIGEST: &str = "a68f6d71ebddaa19751ff8d729f67d11b0df8e4c49400c3e7e90de16119e1265";
 
-    fn self_signed() -> X509 {
-        use openssl::{hash::MessageDigest, pkey::PKey, rsa::Rsa, x509::X509NameBuilder};
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "Debian Secure Boot CA")
-            .unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        b.build()
-    }
-
     #[test]
     fn debian_grub_signature_carries_pesigns_digest_and_chains_to_debians_ca() {
         let sig = AuthenticodeSignature::parse(GRUB_SIGNATURE, 0).unwrap();
@@ -264,7 +244,7 @@ mod tests {
         let ca = X509::from_der(DEBIAN_CA).unwrap();
         assert!(sig.verify_chain(&ca));
         // Same name, other key: not trusted.
-        assert!(!sig.verify_chain(&self_signed()));
+        assert!(!sig.verify_chain(&crate::test_keys::key_and_cert("Debian Secure Boot CA").1));
         let certs = sig.certificates().unwrap();
         assert_eq!(
             common_name(&certs[0]),

@@ -1,6 +1,7 @@
-//! A minimal DER reader (X.690) for the few structures read here by hand: the Authenticode
-//! SpcIndirectDataContent and an X.509 certificate's TBSCertificate. Definite lengths only,
-//! single-byte tags only, every length checked against what remains; never recursion.
+//! A minimal DER reader and writer (X.690) for the few structures handled here by hand: the
+//! Authenticode SpcIndirectDataContent, an X.509 certificate's TBSCertificate, and the
+//! SignedData that signing builds. Definite lengths only, single-byte tags only, every length
+//! checked against what remains; never recursion.
 
 use crate::{Error, Result};
 
@@ -138,6 +139,50 @@ pub(crate) fn tbs_certificate(cert: &[u8]) -> Result<&[u8]> {
         .reader(what)
         .expect(SEQUENCE, "TBSCertificate is not a SEQUENCE")?;
     Ok(tbs.raw)
+}
+
+/// id-signedData, 1.2.840.113549.1.7.2 (RFC 2315 14).
+pub(crate) const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+
+// The writer half: enough DER to build SignedData by hand (lengths of any size, definite).
+
+/// One DER element: `tag`, the definite length, `content`.
+pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        let significant = bytes.get(skip..).unwrap_or_default();
+        out.push(0x80 | significant.len() as u8);
+        out.extend_from_slice(significant);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+pub(crate) fn seq(parts: &[&[u8]]) -> Vec<u8> {
+    tlv(0x30, &parts.concat())
+}
+
+pub(crate) fn oid(value: &[u8]) -> Vec<u8> {
+    tlv(0x06, value)
+}
+
+/// A positive INTEGER from big-endian magnitude bytes.
+pub(crate) fn integer(magnitude: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = match magnitude.iter().position(|&b| b != 0) {
+        Some(i) => magnitude.get(i..).unwrap_or_default().to_vec(),
+        None => vec![0],
+    };
+    let mut v = Vec::with_capacity(trimmed.len().saturating_add(1));
+    if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
+        v.push(0);
+    }
+    v.extend(trimmed);
+    tlv(0x02, &v)
 }
 
 #[cfg(test)]

@@ -291,29 +291,17 @@ pub fn encode(lists: &[SignatureList]) -> Vec<u8> {
     out
 }
 
-/// The signature lists inside an `.auth` file: an EFI_VARIABLE_AUTHENTICATION_2 (UEFI 2.10,
-/// 8.2.2: an EFI_TIME, then a WIN_CERTIFICATE_UEFI_GUID whose dwLength covers its header and
-/// the PKCS#7) followed by the variable's new value. `Ok(None)` when `bytes` is not one.
+/// The signature lists inside an `.auth` file (an EFI_VARIABLE_AUTHENTICATION_2 header and
+/// then the variable's new value); `Ok(None)` when `bytes` does not start with one.
 pub fn strip_authentication_2(bytes: &[u8]) -> Result<Option<&[u8]>> {
-    let what = "EFI_VARIABLE_AUTHENTICATION_2";
-    let (Ok(cert_type), Ok(kind)) = (
-        crate::bytes::u16_at(bytes, 22, what),
-        crate::bytes::slice(bytes, 24, 16, what),
-    ) else {
-        return Ok(None);
-    };
-    if cert_type != crate::pe::WIN_CERT_TYPE_EFI_GUID || kind != guid::EFI_CERT_TYPE_PKCS7_GUID.0 {
+    let looks_like_one = crate::bytes::u16_at(bytes, 22, "EFI_VARIABLE_AUTHENTICATION_2").ok()
+        == Some(crate::pe::WIN_CERT_TYPE_EFI_GUID)
+        && crate::bytes::slice(bytes, 24, 16, "EFI_VARIABLE_AUTHENTICATION_2").ok()
+            == Some(&guid::EFI_CERT_TYPE_PKCS7_GUID.0[..]);
+    if !looks_like_one {
         return Ok(None);
     }
-    let len = crate::bytes::u32_at(bytes, 16, what)? as usize;
-    let start =
-        EfiTime::SIZE
-            .checked_add(len)
-            .ok_or(Error::malformed(what, 16, "dwLength overflows"))?;
-    bytes
-        .get(start..)
-        .map(Some)
-        .ok_or(Error::Truncated { what, offset: 16 })
+    crate::authvar::Authentication2::parse(bytes).map(|a| Some(a.payload))
 }
 
 #[cfg(test)]

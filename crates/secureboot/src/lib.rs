@@ -25,6 +25,7 @@
 )]
 
 pub mod authenticode;
+pub mod authvar;
 mod bytes;
 mod der;
 mod error;
@@ -35,13 +36,17 @@ pub mod module_sig;
 pub mod pe;
 pub mod policy;
 pub mod sbat;
+pub mod sign;
+#[cfg(test)]
+mod test_keys;
 pub mod varstore;
 
 pub use error::Error;
 pub use guid::Guid;
 pub use hash::HashAlgorithm;
 pub use policy::{
-    verify_image, Authority, DatabaseName, Databases, DenyReason, Loader, ShimPolicy, Verdict,
+    verify_image, Authority, DatabaseName, Databases, DenyReason, EntryRef, Loader, ShimPolicy,
+    Verdict,
 };
 
 /// Every fallible function of this crate returns this.

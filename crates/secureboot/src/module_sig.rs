@@ -106,6 +106,58 @@ pub fn verify(module: &[u8], keyring: &[X509]) -> ModuleVerdict {
     ModuleVerdict::NotTrusted
 }
 
+/// How a bzImage's payload (the compressed vmlinux) is compressed, by its magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Xz,
+    Zstd,
+    Lz4,
+    Lzma,
+    Bzip2,
+    Lzo,
+    Unknown,
+}
+
+/// The compressed kernel inside a bzImage (x86 boot protocol 2.08+, Documentation/x86/boot:
+/// setup_sects at 0x1f1, "HdrS" at 0x202, payload_offset/payload_length at 0x248/0x24c,
+/// relative to the protected-mode code after the setup sectors). `Ok(None)`: not a bzImage.
+pub fn bzimage_payload(image: &[u8]) -> Result<Option<(Compression, &[u8])>> {
+    let what = "bzImage";
+    if image.get(0x202..0x206) != Some(b"HdrS") {
+        return Ok(None);
+    }
+    let setup_sects = image.get(0x1f1).copied().ok_or(Error::Truncated {
+        what,
+        offset: 0x1f1,
+    })?;
+    // A setup_sects of 0 means 4 (boot protocol).
+    let sects = if setup_sects == 0 {
+        4
+    } else {
+        usize::from(setup_sects)
+    };
+    let offset = crate::bytes::u32_at(image, 0x248, what)? as usize;
+    let length = crate::bytes::u32_at(image, 0x24c, what)? as usize;
+    let start = sects
+        .checked_add(1)
+        .and_then(|n| n.checked_mul(512))
+        .and_then(|n| n.checked_add(offset))
+        .ok_or(Error::malformed(what, 0x248, "payload offset overflows"))?;
+    let payload = crate::bytes::slice(image, start, length, what)?;
+    let kind = match payload {
+        [0x1f, 0x8b, ..] | [0x1f, 0x9e, ..] => Compression::Gzip,
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Compression::Xz,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+        [0x02, 0x21, 0x4c, 0x18, ..] => Compression::Lz4,
+        [0x5d, 0x00, ..] => Compression::Lzma,
+        [b'B', b'Z', b'h', ..] => Compression::Bzip2,
+        [0x89, b'L', b'Z', b'O', ..] => Compression::Lzo,
+        _ => Compression::Unknown,
+    };
+    Ok(Some((kind, payload)))
+}
+
 /// Every DER X.509 certificate found inside `image` (an uncompressed kernel, whose
 /// `system_certificate_list` holds the built-in trusted keys). A scan: any `SEQUENCE` with a
 /// two-byte length that OpenSSL parses as a certificate, and whose DER is exactly that long.
@@ -141,6 +193,26 @@ pub fn embedded_certificates(image: &[u8]) -> Vec<X509> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bzimage_header_fields_locate_the_payload() {
+        let mut b = vec![0u8; 0x1000];
+        b[0x1f1] = 1; // setup sectors: the payload area starts at 2 * 512
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x248..0x24c].copy_from_slice(&0x10u32.to_le_bytes());
+        b[0x24c..0x250].copy_from_slice(&6u32.to_le_bytes());
+        b[0x410..0x416].copy_from_slice(&[0xfd, b'7', b'z', b'X', b'Z', 0]);
+        let (kind, payload) = bzimage_payload(&b).unwrap().unwrap();
+        assert_eq!((kind, payload.len()), (Compression::Xz, 6));
+        assert_eq!(
+            bzimage_payload(&b[..0x400]).unwrap_err().offset(),
+            Some(0x410)
+        );
+        assert!(bzimage_payload(&[0; 16]).unwrap().is_none());
+        for n in 0..b.len() {
+            let _ = bzimage_payload(&b[..n]);
+        }
+    }
 
     #[test]
     fn trailer_prefixes_never_panic() {

@@ -34,6 +34,8 @@ pub enum DigestFlavor {
 /// IMAGE_SECTION_HEADER (PE 4), the fields Secure Boot reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SectionHeader {
+    /// File offset of this header in the section table.
+    pub header_offset: usize,
     pub name: [u8; 8],
     /// The full name when `name` is `/N`, an offset into the COFF string table (how linkers
     /// store names longer than 8 bytes, such as shim's `.vendor_cert`).
@@ -42,6 +44,8 @@ pub struct SectionHeader {
     pub virtual_address: u32,
     pub size_of_raw_data: u32,
     pub pointer_to_raw_data: u32,
+    pub pointer_to_relocations: u32,
+    pub number_of_relocations: u16,
 }
 
 impl SectionHeader {
@@ -173,13 +177,20 @@ impl<'a> PeImage<'a> {
         let mut r = Reader::new(slice(bytes, table, table_len, WHAT)?, table, WHAT);
         let mut sections = Vec::with_capacity(usize::from(number_of_sections));
         for _ in 0..number_of_sections {
+            let header_offset = r.offset();
             let name = r.array::<8>()?;
             let virtual_size = r.u32()?;
             let virtual_address = r.u32()?;
             let size_of_raw_data = r.u32()?;
             let pointer_to_raw_data = r.u32()?;
-            r.take(16)?;
+            let pointer_to_relocations = r.u32()?;
+            r.u32()?; // PointerToLinenumbers
+            let number_of_relocations = r.u16()?;
+            r.take(6)?; // NumberOfLinenumbers, Characteristics
             sections.push(SectionHeader {
+                header_offset,
+                pointer_to_relocations,
+                number_of_relocations,
                 long_name: strings.and_then(|t| long_name(bytes, t, &name)),
                 name,
                 virtual_size,
@@ -206,6 +217,12 @@ impl<'a> PeImage<'a> {
         &self.sections
     }
 
+    /// File offset of the Certificate Table data directory entry, when the optional header
+    /// has one.
+    pub fn security_entry_offset(&self) -> Option<usize> {
+        self.security_entry_offset
+    }
+
     /// The Certificate Table data directory entry (zero when absent).
     pub fn security_directory(&self) -> DataDirectory {
         self.security
@@ -215,8 +232,43 @@ impl<'a> PeImage<'a> {
         self.security.size != 0
     }
 
-    /// The file bytes of the first section called `name` (raw size, cut to the virtual size
-    /// when that is smaller and non-zero, as shim reads `.sbat` and `.vendor_cert`).
+    /// The `.sbat` section as shim 16 finds it (shim.c `verify_buffer_sbat`): the section
+    /// whose 8-byte header name is exactly `.sbat`, all its raw bytes, and only when its raw
+    /// size is non-zero and at least its virtual size (otherwise shim ignores it). Two such
+    /// sections, or relocations in it, make the image malformed.
+    pub fn sbat_section(&self) -> Result<Option<&'a [u8]>> {
+        let mut found = None;
+        for s in self.sections.iter().filter(|s| &s.name == b".sbat\0\0\0") {
+            if found.is_some() {
+                return Err(Error::malformed(
+                    WHAT,
+                    s.header_offset,
+                    "two .sbat sections",
+                ));
+            }
+            if s.number_of_relocations != 0 || s.pointer_to_relocations != 0 {
+                return Err(Error::malformed(
+                    WHAT,
+                    s.header_offset,
+                    ".sbat section has relocations",
+                ));
+            }
+            found = Some(None);
+            if s.size_of_raw_data != 0 && s.size_of_raw_data >= s.virtual_size {
+                found = Some(Some(slice(
+                    self.bytes,
+                    s.pointer_to_raw_data as usize,
+                    s.size_of_raw_data as usize,
+                    ".sbat section",
+                )?));
+            }
+        }
+        Ok(found.flatten())
+    }
+
+    /// The file bytes of the first section called `name` (long names resolved; raw size, cut
+    /// to the virtual size when that is smaller and non-zero), e.g. shim's `.vendor_cert`.
+    /// For `.sbat` as shim checks it, see [`Self::sbat_section`].
     pub fn section_data(&self, name: &[u8]) -> Result<Option<&'a [u8]>> {
         let Some(s) = self.sections.iter().find(|s| s.name() == name) else {
             return Ok(None);
@@ -322,27 +374,35 @@ impl<'a> PeImage<'a> {
     }
 
     /// The attribute certificate table walked as EDK2 walks it: entries 8-byte aligned, each
-    /// inside the table; the walk must end exactly at the table's end.
+    /// inside the table and longer than its header; the walk must end exactly at the table's
+    /// end.
     pub fn certificates(&self) -> Result<Vec<WinCertificate<'a>>> {
+        self.certificates_as(DigestFlavor::Firmware)
+    }
+
+    /// The attribute certificate table walked as `flavor` walks it. shim's walk (shim.c
+    /// `verify_buffer_authenticode`) also requires each entry inside the table, but accepts a
+    /// bare header and does not care where the last aligned entry ends.
+    pub fn certificates_as(&self, flavor: DigestFlavor) -> Result<Vec<WinCertificate<'a>>> {
         let dir = self.security;
         if dir.size == 0 {
             return Ok(Vec::new());
         }
         let start = dir.virtual_address as usize;
-        let table = slice(
-            self.bytes,
-            start,
-            dir.size as usize,
-            "attribute certificate table",
-        )?;
+        let what = "attribute certificate table";
+        let table = slice(self.bytes, start, dir.size as usize, what)?;
         let end = table.len();
+        let min_len = match flavor {
+            DigestFlavor::Firmware => 9,
+            DigestFlavor::Shim => 8,
+        };
         let mut out = Vec::new();
         let mut off = 0usize;
         while off < end {
             let abs = start.saturating_add(off);
             let left = end.saturating_sub(off);
             let len = u32_at(table, off, "WIN_CERTIFICATE")? as usize;
-            if left <= 8 || len < 8 || len > left {
+            if left < min_len || len < min_len || len > left {
                 return Err(Error::malformed(
                     "WIN_CERTIFICATE",
                     abs,
@@ -357,16 +417,16 @@ impl<'a> PeImage<'a> {
                 len.saturating_sub(8),
                 "WIN_CERTIFICATE",
             )?;
-            let (guid, data) = if certificate_type == WIN_CERT_TYPE_EFI_GUID {
-                let mut g = [0u8; 16];
-                g.copy_from_slice(slice(body, 0, 16, "WIN_CERTIFICATE_UEFI_GUID")?);
-                (Some(Guid(g)), body.get(16..).unwrap_or_default())
-            } else {
-                (None, body)
+            // WIN_CERTIFICATE_UEFI_GUID: CertType, then the data (a short one carries no
+            // PKCS#7, and both implementations then pass over it).
+            let (guid, data) = match (certificate_type, body.get(..16)) {
+                (WIN_CERT_TYPE_EFI_GUID, Some(g)) => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(g);
+                    (Some(Guid(a)), body.get(16..).unwrap_or_default())
+                }
+                _ => (None, body),
             };
-            if data.is_empty() && certificate_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA {
-                return Err(Error::malformed("WIN_CERTIFICATE", abs, "empty signature"));
-            }
             out.push(WinCertificate {
                 offset: abs,
                 revision,
@@ -376,9 +436,9 @@ impl<'a> PeImage<'a> {
             });
             off = align_up(add(off, len, WHAT, abs)?, 8, WHAT, abs)?;
         }
-        if off != end {
+        if off != end && flavor == DigestFlavor::Firmware {
             return Err(Error::malformed(
-                "attribute certificate table",
+                what,
                 start.saturating_add(end),
                 "entries do not end at the table's end",
             ));

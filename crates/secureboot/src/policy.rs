@@ -60,6 +60,9 @@ pub struct EntryRef {
 
 impl fmt::Display for EntryRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.database == DatabaseName::VendorCert {
+            return write!(f, "{}", self.database);
+        }
         write!(
             f,
             "{} list {} entry {}",
@@ -453,27 +456,22 @@ fn usable_by_shim(cert: &X509) -> bool {
         .any(|w| w == OID_EKU_MODSIGN)
 }
 
-/// shim `verify_buffer`: SBAT, then `verify_buffer_authenticode` with `check_denylist` and
-/// `check_allowlist` first by hash, then per signature by certificate, then the vendor
-/// certificate.
+/// shim's `check_db_cert_in_ram` reads only the first entry of each X.509 list (it never
+/// steps to the next EFI_SIGNATURE_DATA), and skips certificates `verify_eku` refuses.
+fn shim_certificates(db: &[SignatureList], database: DatabaseName) -> Vec<(EntryRef, X509)> {
+    certificates(db, database)
+        .into_iter()
+        .filter(|(e, c)| e.index == 0 && usable_by_shim(c))
+        .collect()
+}
+
+/// shim 16 `verify_buffer`: `verify_buffer_authenticode` (hashes in vendor dbx, dbx and
+/// MokListX deny; hashes in db, vendor db and MokList allow; then each PKCS#7 signature is
+/// checked against the deny lists and the allow lists by certificate and the vendor
+/// certificate, always with the SHA-256 digest, and any one allowed signature suffices),
+/// then SBAT.
 fn shim_verify(dbs: &Databases, shim: &ShimPolicy, image: &[u8]) -> Result<Verdict> {
     let pe = PeImage::parse(image)?;
-    if let Some(level) = shim.sbat_level.as_ref().filter(|l| !l.entries.is_empty()) {
-        match pe.section_data(b".sbat")? {
-            Some(section) => {
-                let entries = sbat::parse_section(section)?;
-                if let Some((e, l)) = level.revoked(&entries) {
-                    return denied(DenyReason::SbatRevoked {
-                        component: e.component.clone(),
-                        generation: e.generation,
-                        minimum: l.generation,
-                    });
-                }
-            }
-            None if !shim.via_protocol => return denied(DenyReason::SbatMissing),
-            None => {}
-        }
-    }
     let sha256 = pe.authenticode_digest(HashAlgorithm::Sha256, DigestFlavor::Shim)?;
     let sha1 = pe.authenticode_digest(HashAlgorithm::Sha1, DigestFlavor::Shim)?;
     let deny_hashes = [
@@ -511,35 +509,76 @@ fn shim_verify(dbs: &Databases, shim: &ShimPolicy, image: &[u8]) -> Result<Verdi
             &sha256,
         ),
         (
-            &shim.vendor_db,
-            DatabaseName::VendorDb,
-            HashAlgorithm::Sha1,
-            &sha1,
-        ),
-        (
             &shim.mok_list,
             DatabaseName::MokList,
             HashAlgorithm::Sha256,
             &sha256,
         ),
     ];
-    if let Some((entry, algorithm)) = first_hash(&allow_hashes) {
-        return Ok(Verdict::Allowed {
-            authority: Authority::ImageHash { entry, algorithm },
-        });
+    let authority = match first_hash(&allow_hashes) {
+        Some((entry, algorithm)) => Authority::ImageHash { entry, algorithm },
+        None => match shim_signatures(dbs, shim, &pe, &sha256)? {
+            Ok(authority) => authority,
+            Err(reason) => return denied(reason),
+        },
+    };
+    // SBAT comes after the signature checks in shim 16.
+    if let Some(level) = shim.sbat_level.as_ref().filter(|l| !l.entries.is_empty()) {
+        match pe.sbat_section()? {
+            Some(section) => {
+                let entries = sbat::parse_section(section)?;
+                if let Some((e, l)) = level.revoked(&entries) {
+                    return denied(DenyReason::SbatRevoked {
+                        component: e.component.clone(),
+                        generation: e.generation,
+                        minimum: l.generation,
+                    });
+                }
+            }
+            None if !shim.via_protocol => return denied(DenyReason::SbatMissing),
+            None => {}
+        }
     }
+    Ok(Verdict::Allowed { authority })
+}
+
+/// shim's per-signature loop: the first signature that an allow list or the vendor
+/// certificate vouches for (and no deny list forbids) allows the image; a signature denied
+/// by certificate only fails itself.
+fn shim_signatures(
+    dbs: &Databases,
+    shim: &ShimPolicy,
+    pe: &PeImage<'_>,
+    sha256: &[u8],
+) -> Result<std::result::Result<Authority, DenyReason>> {
     if !pe.is_signed() {
-        return denied(DenyReason::Unsigned);
+        return Ok(Err(DenyReason::Unsigned));
     }
     let vendor_cert = shim
         .vendor_cert
         .as_deref()
         .and_then(|d| X509::from_der(d).ok());
-    let mut allowed: Option<Authority> = None;
+    let deny = [
+        (&shim.vendor_dbx, DatabaseName::VendorDbx),
+        (&dbs.dbx, DatabaseName::Dbx),
+        (&shim.mok_list_x, DatabaseName::MokListX),
+    ];
+    let mut allow = shim_certificates(&dbs.db, DatabaseName::Db);
+    allow.extend(shim_certificates(&shim.vendor_db, DatabaseName::VendorDb));
+    allow.extend(shim_certificates(&shim.mok_list, DatabaseName::MokList));
+    if let Some(c) = vendor_cert {
+        allow.push((
+            EntryRef {
+                database: DatabaseName::VendorCert,
+                list: 0,
+                index: 0,
+            },
+            c,
+        ));
+    }
     let mut failure: Option<DenyReason> = None;
-    // shim verifies only WIN_CERT_TYPE_PKCS_SIGNED_DATA entries, always against SHA-256.
-    for wc in pe
-        .certificates()?
+    let certs = pe.certificates_as(DigestFlavor::Shim)?;
+    for wc in certs
         .iter()
         .filter(|c| c.certificate_type == WIN_CERT_TYPE_PKCS_SIGNED_DATA)
     {
@@ -550,53 +589,29 @@ fn shim_verify(dbs: &Databases, shim: &ShimPolicy, image: &[u8]) -> Result<Verdi
                 continue;
             }
         };
-        if !sig.covers(HashAlgorithm::Sha256, &sha256) {
-            failure.get_or_insert(mismatch(&sig, HashAlgorithm::Sha256, &sha256));
+        if !sig.covers(HashAlgorithm::Sha256, sha256) {
+            failure.get_or_insert(mismatch(&sig, HashAlgorithm::Sha256, sha256));
             continue;
         }
-        for (db, name) in [
-            (&shim.vendor_dbx, DatabaseName::VendorDbx),
-            (&dbs.dbx, DatabaseName::Dbx),
-            (&shim.mok_list_x, DatabaseName::MokListX),
-        ] {
-            for (entry, cert) in certificates(db, name) {
-                if usable_by_shim(&cert) && sig.verify_chain(&cert) {
-                    return denied(DenyReason::RevokedCertificate {
-                        entry,
-                        subject: common_name(&cert),
-                    });
-                }
-            }
-        }
-        if allowed.is_some() {
-            continue;
-        }
-        let mut candidates = certificates(&dbs.db, DatabaseName::Db);
-        candidates.extend(certificates(&shim.vendor_db, DatabaseName::VendorDb));
-        candidates.extend(certificates(&shim.mok_list, DatabaseName::MokList));
-        if let Some(c) = &vendor_cert {
-            candidates.push((
-                EntryRef {
-                    database: DatabaseName::VendorCert,
-                    list: 0,
-                    index: 0,
-                },
-                c.clone(),
-            ));
-        }
-        allowed = candidates
-            .into_iter()
-            .find(|(_, cert)| usable_by_shim(cert) && sig.verify_chain(cert))
-            .map(|(entry, cert)| Authority::Certificate {
+        let revoked = deny.iter().find_map(|(db, name)| {
+            shim_certificates(db, *name)
+                .into_iter()
+                .find(|(_, cert)| sig.verify_chain(cert))
+        });
+        if let Some((entry, cert)) = revoked {
+            failure.get_or_insert(DenyReason::RevokedCertificate {
                 entry,
                 subject: common_name(&cert),
             });
-        if allowed.is_none() {
-            failure.get_or_insert(DenyReason::SignerNotTrusted);
+            continue;
         }
+        if let Some((entry, cert)) = allow.iter().find(|(_, cert)| sig.verify_chain(cert)) {
+            return Ok(Ok(Authority::Certificate {
+                entry: *entry,
+                subject: common_name(cert),
+            }));
+        }
+        failure.get_or_insert(DenyReason::SignerNotTrusted);
     }
-    match allowed {
-        Some(authority) => Ok(Verdict::Allowed { authority }),
-        None => denied(failure.unwrap_or(DenyReason::SignerNotTrusted)),
-    }
+    Ok(Err(failure.unwrap_or(DenyReason::SignerNotTrusted)))
 }

@@ -1,6 +1,8 @@
 //! OVMF/EDK2 variable stores (an OVMF_VARS .fd): the firmware volume header (PI 1.8 vol. 3,
 //! 3.2.1), the variable store header and the variable headers (EDK2 MdeModulePkg
-//! `Guid/VariableFormat.h`, authenticated or not). Lists variables; never writes a store.
+//! `Guid/VariableFormat.h`, authenticated or not). Lists variables, and writes new values
+//! into a copy as EDK2's variable driver does (old copy marked deleted, new one appended);
+//! never reclaims space or touches the firmware volume header.
 
 use crate::bytes::{align_up, slice, u16_at, u32_at, u64_at, Reader};
 use crate::esl::EfiTime;
@@ -46,6 +48,105 @@ impl Variable<'_> {
 pub struct VariableStore<'a> {
     pub authenticated: bool,
     pub variables: Vec<Variable<'a>>,
+    /// File offset of the first byte after the last variable (where a new one goes).
+    pub free_offset: usize,
+    /// File offset of the end of the variable store.
+    pub end_offset: usize,
+}
+
+/// A variable to write with [`write_variables`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVariable<'a> {
+    pub name: &'a str,
+    pub vendor: Guid,
+    pub attributes: u32,
+    /// The TimeStamp of an authenticated store's header (ignored by a plain store).
+    pub timestamp: EfiTime,
+    pub data: &'a [u8],
+}
+
+/// VAR_DELETED cleared into a live variable's State (flash bits only go from 1 to 0).
+const VAR_DELETED: u8 = 0xfd;
+
+/// A copy of the store image `file` in which each of `updates` replaces the variable of the
+/// same name and vendor: the live copy's State gets VAR_DELETED, the new value is appended
+/// after the last variable (on erased, all-0xFF flash, 4-byte aligned), as EDK2's
+/// `UpdateVariable` does at run time. Fails when the store has no room or its free area is
+/// not erased (no reclaim here).
+pub fn write_variables(file: &[u8], updates: &[NewVariable<'_>]) -> Result<Vec<u8>> {
+    let mut out = file.to_vec();
+    for u in updates {
+        let store = VariableStore::parse(&out)?;
+        let stale: Vec<usize> = store
+            .variables
+            .iter()
+            .filter(|v| v.is_live() && v.name == u.name && v.vendor == u.vendor)
+            .map(|v| v.offset.saturating_add(2))
+            .collect();
+        let record = encode_variable(u, store.authenticated);
+        let at = align_up(store.free_offset, 4, WHAT, store.free_offset)?;
+        let end = at
+            .checked_add(record.len())
+            .filter(|&e| e <= store.end_offset)
+            .ok_or(Error::TooLarge {
+                what: WHAT,
+                offset: at,
+                value: record.len() as u64,
+                cap: store.end_offset.saturating_sub(at) as u64,
+            })?;
+        // EDK2 checks that the whole free area is erased before it appends there (otherwise it
+        // reclaims); bytes left beyond the last variable could read as a variable once the
+        // gap before them is filled.
+        let free = out
+            .get(store.free_offset..store.end_offset)
+            .unwrap_or_default();
+        if free.iter().any(|&b| b != 0xff) {
+            return Err(Error::malformed(
+                WHAT,
+                store.free_offset,
+                "space after the last variable is not erased",
+            ));
+        }
+        let target = out.get_mut(at..end).ok_or(Error::Truncated {
+            what: WHAT,
+            offset: at,
+        })?;
+        target.copy_from_slice(&record);
+        for state in stale {
+            if let Some(b) = out.get_mut(state) {
+                *b &= VAR_DELETED;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn encode_variable(v: &NewVariable<'_>, authenticated: bool) -> Vec<u8> {
+    let name: Vec<u8> = v
+        .name
+        .encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(&VARIABLE_DATA.to_le_bytes());
+    out.extend_from_slice(&[VAR_ADDED, 0]);
+    out.extend_from_slice(&v.attributes.to_le_bytes());
+    if authenticated {
+        out.extend_from_slice(&0u64.to_le_bytes()); // MonotonicCount
+        v.timestamp.encode(&mut out);
+        out.extend_from_slice(&0u32.to_le_bytes()); // PubKeyIndex
+    }
+    out.extend_from_slice(&u32::try_from(name.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(v.data.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&v.vendor.0);
+    out.extend_from_slice(&name);
+    out.extend_from_slice(v.data);
+    out
 }
 
 impl<'a> VariableStore<'a> {
@@ -161,6 +262,8 @@ impl<'a> VariableStore<'a> {
         Ok(VariableStore {
             authenticated,
             variables,
+            free_offset: store.saturating_add(off),
+            end_offset: store.saturating_add(store_bytes.len()),
         })
     }
 
@@ -246,7 +349,7 @@ mod tests {
             b"new!",
         ));
         vars.extend(variable("PK", guid::EFI_GLOBAL_VARIABLE, VAR_ADDED, b"pk"));
-        let size = 28 + vars.len() + 64;
+        let size = 28 + vars.len() + 256;
         b.extend_from_slice(&guid::EFI_AUTHENTICATED_VARIABLE_GUID.0);
         b.extend_from_slice(&(size as u32).to_le_bytes());
         b.extend_from_slice(&[STORE_FORMATTED, 0xfe, 0, 0, 0, 0, 0, 0]);
@@ -269,6 +372,68 @@ mod tests {
             (pk.1, kek.1, db.1, dbx.1),
             (&b"pk"[..], &b""[..], &b"new!"[..], &b""[..])
         );
+    }
+
+    #[test]
+    fn written_variables_replace_the_live_copy() {
+        let b = store();
+        let pk = NewVariable {
+            name: "PK",
+            vendor: guid::EFI_GLOBAL_VARIABLE,
+            attributes: 0x27,
+            timestamp: EfiTime {
+                year: 2025,
+                ..Default::default()
+            },
+            data: b"new PK",
+        };
+        let kek = NewVariable {
+            name: "KEK",
+            data: b"a KEK",
+            ..pk.clone()
+        };
+        let out = write_variables(&b, &[pk, kek]).unwrap();
+        let s = VariableStore::parse(&out).unwrap();
+        let [pk, kek, db, _] = s.secure_boot_variables();
+        assert_eq!(
+            (pk.1, kek.1, db.1),
+            (&b"new PK"[..], &b"a KEK"[..], &b"new!"[..])
+        );
+        assert_eq!(s.variables.iter().filter(|v| v.is_live()).count(), 3);
+        assert_eq!(s.variables.len(), 5);
+        // No room: an error, not a truncated store.
+        let huge = vec![0u8; 4096];
+        let big = NewVariable {
+            name: "db",
+            vendor: guid::EFI_IMAGE_SECURITY_DATABASE_GUID,
+            attributes: 0x27,
+            timestamp: EfiTime::default(),
+            data: &huge,
+        };
+        assert!(matches!(
+            write_variables(&b, &[big]),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+
+    /// Found by the secureboot_varstore fuzz target: a stray variable header beyond the free
+    /// gap is invisible until a write fills the gap, and then the store no longer parsed.
+    /// EDK2 appends only to a fully erased free area; so do we.
+    #[test]
+    fn regression_fuzz_writes_need_an_erased_free_area() {
+        let mut b = store();
+        let free = VariableStore::parse(&b).unwrap().free_offset;
+        b[free + 100..free + 102].copy_from_slice(&VARIABLE_DATA.to_le_bytes());
+        assert_eq!(VariableStore::parse(&b).unwrap().variables.len(), 3);
+        let v = NewVariable {
+            name: "KEK",
+            vendor: guid::EFI_GLOBAL_VARIABLE,
+            attributes: 0x27,
+            timestamp: EfiTime::default(),
+            data: &[0; 100],
+        };
+        let e = write_variables(&b, &[v]).unwrap_err();
+        assert_eq!(e.offset(), Some(free));
     }
 
     #[test]

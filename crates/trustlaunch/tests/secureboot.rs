@@ -277,9 +277,7 @@ fn authenticode_digests_equal_pesign_and_the_signed_digest() {
 fn shim_digest_of_an_unsigned_unaligned_image_is_what_sbsign_signs_and_firmware_differs() {
     let dir = tempdir();
     let d = dir.path();
-    let unsigned = d.join("grub-unsigned.efi");
-    fs::copy(&lab().grub, &unsigned).expect("copy");
-    tool_ok(Command::new("sbattach").arg("--remove").arg(&unsigned));
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
     // Three bytes of trailing data: the image is no longer a multiple of 8 long.
     let mut bytes = fs::read(&unsigned).unwrap();
     bytes.extend_from_slice(b"abc");
@@ -301,16 +299,7 @@ fn shim_digest_of_an_unsigned_unaligned_image_is_what_sbsign_signs_and_firmware_
     assert_eq!(hex::encode(&esl[esl.len() - 32..]), shim.trim());
     self_signed(d, "trustlaunch test signer", "k.pem", "c.pem");
     let signed = d.join("grub-test-signed.efi");
-    tool_ok(
-        Command::new("sbsign")
-            .arg("--key")
-            .arg(d.join("k.pem"))
-            .arg("--cert")
-            .arg(d.join("c.pem"))
-            .arg("--output")
-            .arg(&signed)
-            .arg(&unsigned),
-    );
+    sbsign(d, &unsigned, &signed, false);
     assert_eq!(signed_digest(&signed, d), shim.trim());
     // Verdicts on the re-signed image agree with sbverify, and so does firmware's hash path.
     assert!(sbverify(&d.join("c.pem"), &signed));
@@ -329,6 +318,26 @@ fn shim_digest_of_an_unsigned_unaligned_image_is_what_sbsign_signs_and_firmware_
     let (code, out) = verify(&unsigned, &["--db", db.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("sha256 image hash"), "{out}");
+}
+
+/// `image` copied to `to` with its signatures removed by `sbattach --remove`.
+fn unsigned_copy(image: &Path, to: &Path) -> PathBuf {
+    fs::copy(image, to).expect("copy");
+    tool_ok(Command::new("sbattach").arg("--remove").arg(to));
+    to.to_path_buf()
+}
+
+/// `sbsign` with `dir`'s k.pem and c.pem: a signed copy, or (`detached`) the PKCS#7 alone.
+fn sbsign(dir: &Path, image: &Path, out: &Path, detached: bool) {
+    let mut cmd = Command::new("sbsign");
+    cmd.arg("--key")
+        .arg(dir.join("k.pem"))
+        .arg("--cert")
+        .arg(dir.join("c.pem"));
+    if detached {
+        cmd.arg("--detached");
+    }
+    tool_ok(cmd.arg("--output").arg(out).arg(image));
 }
 
 /// A fresh RSA-2048 key and self-signed certificate `CN=cn` in `dir` (PEM).
@@ -380,9 +389,10 @@ fn firmware_allows_shim_by_the_microsoft_uefi_ca_and_denies_grub_and_the_kernel(
         assert_eq!(code, 1);
     }
     // Every db certificate, one at a time, against sbverify with that certificate. Not for
-    // shim: sbverify 0.9.4 reports "Signature verification OK" for shimx64.efi.signed with
-    // any --cert at all (even a fresh self-signed one), so it is no truth there; for shim,
-    // only the UEFI CA may allow it.
+    // shim: sbverify 0.9.4 reports "Signature verification OK" with any --cert at all (even a
+    // fresh self-signed one) once the signature carries a CA certificate, as shim's carries
+    // the UEFI CA (the ECDSA chain test below shows the same), so it is no truth there; for
+    // shim, only the UEFI CA may allow it.
     for (subject, pem) in db_certificates(dir.path()) {
         let (code, _) = verify(&l.shim, &["--db", pem.to_str().unwrap()]);
         assert_eq!(
@@ -559,6 +569,9 @@ fn a_debian_kernel_module_verifies_and_without_its_signature_is_unsigned() {
         .trim()
         .to_string();
     assert!(out.contains(&issuer), "{out} vs {issuer}");
+    // The CLI also takes the bzImage itself (it decompresses the payload with xz).
+    let (code, out) = verify(&l.module, &["--kernel-keys", l.kernel.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
     // db and shim's vendor certificate alone do not vouch for Debian's per-build module key.
     let (code, _) = verify(
         &l.module,
@@ -691,4 +704,440 @@ fn bench_secureboot_compares_against_sbverify() {
         .collect();
     assert_eq!(figures.len(), 3, "{row}");
     assert!(figures.iter().all(|f| *f > 0.0), "{row}");
+}
+
+/// grub with a second signature, ours, appended by sbattach (as pesign/sbsign add one).
+#[test]
+fn with_two_signatures_firmware_denies_if_any_is_revoked_and_shim_allows_if_any_is_trusted() {
+    let dir = tempdir();
+    let d = dir.path();
+    let vendor = vendor_certificate(d);
+    self_signed(d, "trustlaunch second signer", "k.pem", "c.pem");
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
+    let ours = d.join("ours.p7");
+    sbsign(d, &unsigned, &ours, true);
+    let both = d.join("grub-two-signatures.efi");
+    fs::copy(&lab().grub, &both).unwrap();
+    tool_ok(
+        Command::new("sbattach")
+            .arg("--attach")
+            .arg(&ours)
+            .arg(&both),
+    );
+    let list = tool_ok(Command::new("sbverify").arg("--list").arg(&both));
+    assert!(list.contains("signature 2"), "{list}");
+    // Each signature on its own chains to its certificate (pesign reads both signers).
+    let signers = tool_ok(Command::new("pesign").args(["-S", "-i"]).arg(&both));
+    assert!(
+        signers.contains("Debian Secure Boot Signer 2022 - grub2"),
+        "{signers}"
+    );
+    assert!(signers.contains("trustlaunch second signer"), "{signers}");
+    let (c, v) = (d.join("c.pem"), vendor.to_str().unwrap().to_string());
+    let c = c.to_str().unwrap();
+    // EDK2: either signature allows; a dbx hit on either denies (DxeImageVerificationLib
+    // checks dbx for every signature before it looks at db).
+    assert_eq!(verify(&both, &["--db", c]).0, 0);
+    assert_eq!(verify(&both, &["--db", &v]).0, 0);
+    let (code, out) = verify(&both, &["--db", c, "--dbx", &v]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("revoked: the signature chains to Debian Secure Boot CA"),
+        "{out}"
+    );
+    // shim 16: a signature revoked by certificate fails only itself; the other still counts.
+    let shim = lab().shim.to_str().unwrap();
+    let (code, out) = verify(&both, &["--vars", VARS, "--shim", shim, "--mokx", c]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Debian Secure Boot CA"), "{out}");
+    let (code, out) = verify(&both, &["--vars", VARS, "--shim", shim, "--mok", c]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// `openssl` in `dir`: an ECDSA (P-256) or RSA key `name.key` and a certificate `name.pem`
+/// for `CN=name`, issued by `issuer` (a name made earlier here) or self-signed, a CA or not.
+fn issue(dir: &Path, name: &str, issuer: Option<&str>, ca: bool, ec: bool) -> PathBuf {
+    let key = dir.join(format!("{name}.key"));
+    let pem = dir.join(format!("{name}.pem"));
+    let ext = dir.join(format!("{name}.ext"));
+    let constraints = if ca {
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,digitalSignature\n"
+    } else {
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+    };
+    fs::write(&ext, constraints).unwrap();
+    let newkey: &[&str] = if ec {
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    } else {
+        &["-newkey", "rsa:2048"]
+    };
+    let csr = dir.join(format!("{name}.csr"));
+    tool_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-nodes", "-subj"])
+            .arg(format!("/CN={name}"))
+            .args(newkey)
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+    );
+    let mut x509 = Command::new("openssl");
+    x509.args(["x509", "-req", "-days", "2", "-in"])
+        .arg(&csr)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&pem);
+    match issuer {
+        Some(i) => x509
+            .arg("-CA")
+            .arg(dir.join(format!("{i}.pem")))
+            .arg("-CAkey")
+            .arg(dir.join(format!("{i}.key")))
+            .arg("-CAcreateserial"),
+        None => x509.arg("-key").arg(&key),
+    };
+    tool_ok(&mut x509);
+    pem
+}
+
+#[test]
+fn ecdsa_signers_and_chains_trusted_at_any_level_agree_with_sbverify() {
+    let dir = tempdir();
+    let d = dir.path();
+    let root = issue(d, "root", None, true, false);
+    let inter = issue(d, "inter", Some("root"), true, true);
+    let leaf = issue(d, "leaf", Some("inter"), false, true);
+    let other = issue(d, "other", None, true, true);
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
+    let signed = d.join("grub-ecdsa.efi");
+    tool_ok(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(d.join("leaf.key"))
+            .arg("--cert")
+            .arg(&leaf)
+            .arg("--addcert")
+            .arg(&inter)
+            .arg("--output")
+            .arg(&signed)
+            .arg(&unsigned),
+    );
+    // EDK2's partial chains: the leaf, its intermediate or the root may be the db entry. The
+    // peer for the chain is `openssl verify` with EDK2's flags; sbverify agrees on the
+    // allowed cases but, like for shim, says OK for any --cert once the signature carries a
+    // CA certificate, so it is no truth for "other".
+    for (cert, allowed) in [
+        (&leaf, true),
+        (&inter, true),
+        (&root, true),
+        (&other, false),
+    ] {
+        let (code, out) = verify(&signed, &["--db", cert.to_str().unwrap()]);
+        assert_eq!(code == 0, allowed, "{}: {out}", cert.display());
+        let chain = tool(
+            Command::new("openssl")
+                .args([
+                    "verify",
+                    "-partial_chain",
+                    "-no_check_time",
+                    "-purpose",
+                    "any",
+                ])
+                .arg("-CAfile")
+                .arg(cert)
+                .arg("-untrusted")
+                .arg(&inter)
+                .arg(&leaf),
+        );
+        assert_eq!(
+            chain.status.success(),
+            allowed,
+            "openssl verify {}",
+            cert.display()
+        );
+        if allowed {
+            assert!(sbverify(cert, &signed), "sbverify {}", cert.display());
+        }
+    }
+    // The intermediate in dbx revokes it even with the root in db.
+    let (code, out) = verify(
+        &signed,
+        &[
+            "--db",
+            root.to_str().unwrap(),
+            "--dbx",
+            inter.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("revoked: the signature chains to inter"),
+        "{out}"
+    );
+}
+
+/// `trustlaunch secureboot SUBCOMMAND INPUT` with `dir`'s k.pem and c.pem, written to `out`.
+fn our_sign(subcommand: &str, input: &Path, dir: &Path, out: &Path) {
+    let (k, c) = (dir.join("k.pem"), dir.join("c.pem"));
+    let args = args![
+        "secureboot",
+        subcommand,
+        input,
+        "--key",
+        &k,
+        "--cert",
+        &c,
+        "--output",
+        out
+    ];
+    assert_eq!(
+        trustlaunch(args).0,
+        0,
+        "trustlaunch secureboot {subcommand}"
+    );
+}
+
+#[test]
+fn images_and_modules_we_sign_verify_with_sbverify_pesign_and_openssl() {
+    let dir = tempdir();
+    let d = dir.path();
+    self_signed(d, "trustlaunch signer", "k.pem", "c.pem");
+    self_signed(d, "not the signer", "k2.pem", "c2.pem");
+    let (c, c2) = (d.join("c.pem"), d.join("c2.pem"));
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
+    let signed = d.join("grub-ours.efi");
+    our_sign("sign", &unsigned, d, &signed);
+    assert!(sbverify(&c, &signed));
+    assert!(!sbverify(&c2, &signed));
+    let pesign = tool_ok(Command::new("pesign").arg("-h").arg("-i").arg(&signed));
+    assert!(pesign.contains(&signed_digest(&signed, d)), "{pesign}");
+    let (code, out) = verify(&signed, &["--db", c.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(verify(&signed, &["--db", c2.to_str().unwrap()]).0, 1);
+    // A module signed as sign-file signs: openssl verifies the detached PKCS#7 over the body.
+    let module = d.join("efivarfs-ours.ko");
+    let bytes = fs::read(&lab().module).unwrap();
+    let (body, _) = split_module(&bytes);
+    fs::write(d.join("body"), body).unwrap();
+    our_sign("sign-module", &d.join("body"), d, &module);
+    let ours = fs::read(&module).unwrap();
+    let (signed_body, p7) = split_module(&ours);
+    assert_eq!(signed_body, body);
+    fs::write(d.join("module.p7"), p7).unwrap();
+    tool_ok(
+        Command::new("openssl")
+            .args([
+                "smime",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-partial_chain",
+                "-purpose",
+            ])
+            .args(["any", "-no_check_time", "-in"])
+            .arg(d.join("module.p7"))
+            .arg("-content")
+            .arg(d.join("body"))
+            .arg("-CAfile")
+            .arg(&c)
+            .arg("-certfile")
+            .arg(&c)
+            .arg("-out")
+            .arg("/dev/null"),
+    );
+    let (code, out) = verify(&module, &["--db", c.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(verify(&module, &["--db", c2.to_str().unwrap()]).0, 1);
+}
+
+#[test]
+fn variable_updates_match_efitools_byte_for_byte_and_verify_as_edk2_checks_them() {
+    let dir = tempdir();
+    let d = dir.path();
+    self_signed(d, "trustlaunch KEK", "k.pem", "c.pem");
+    self_signed(d, "another KEK", "k2.pem", "c2.pem");
+    trustlaunch(args!["secureboot", "vars", VARS, "--extract", d]);
+    let db = d.join("db.esl");
+    let when = "2024-05-06 07:08:09";
+    let theirs = d.join("efitools.auth");
+    tool_ok(
+        Command::new("sign-efi-sig-list")
+            .args(["-t", when, "-k"])
+            .arg(d.join("k.pem"))
+            .arg("-c")
+            .arg(d.join("c.pem"))
+            .arg("db")
+            .arg(&db)
+            .arg(&theirs),
+    );
+    let ours = d.join("ours.auth");
+    let (code, _) = trustlaunch(args![
+        "secureboot",
+        "sign-variable",
+        "db",
+        &db,
+        "--key",
+        &d.join("k.pem"),
+        "--cert",
+        &d.join("c.pem"),
+        "--timestamp",
+        when,
+        "--output",
+        &ours
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        fs::read(&ours).unwrap(),
+        fs::read(&theirs).unwrap(),
+        "not byte-identical to sign-efi-sig-list"
+    );
+    let check = |name: &str, cert: &str| {
+        trustlaunch(args![
+            "secureboot",
+            "verify-variable",
+            &theirs,
+            "--name",
+            name,
+            "--cert",
+            &d.join(cert)
+        ])
+        .0
+    };
+    assert_eq!(check("db", "c.pem"), 0);
+    assert_eq!(check("dbx", "c.pem"), 1);
+    assert_eq!(check("db", "c2.pem"), 1);
+    // Its payload is OVMF's db, and --db accepts the .auth as it is.
+    let (code, out) = verify(&lab().shim, &["--db", theirs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// The live variables of a store as virt-fw-vars (virt-firmware, an independent reader of
+/// edk2 variable stores) reports them: (name, GUID, attributes, data).
+fn virt_fw_variables(vars: &Path, dir: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
+    let json = dir.join("vars.json");
+    tool_ok(
+        Command::new("virt-fw-vars")
+            .arg("-i")
+            .arg(vars)
+            .arg("--output-json")
+            .arg(&json),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    v["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap().to_string(),
+                x["guid"].as_str().unwrap().to_string(),
+                u32::try_from(x["attr"].as_u64().unwrap()).unwrap(),
+                hex::decode(x["data"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Our `vars` listing, live variables only: (name, GUID, attributes, size).
+fn our_variables(vars: &Path) -> Vec<(String, String, u32, usize)> {
+    let (code, out) = trustlaunch(args!["secureboot", "vars", vars]);
+    assert_eq!(code, 0);
+    out.lines()
+        .map(|l| l.splitn(5, ' ').collect::<Vec<_>>())
+        .filter(|f| f[1] == "live")
+        .map(|f| {
+            let attr = u32::from_str_radix(f[2].trim_start_matches("attributes=0x"), 16).unwrap();
+            let size = f[3].trim_start_matches("size=").parse().unwrap();
+            (f[4].to_string(), f[0].to_string(), attr, size)
+        })
+        .collect()
+}
+
+#[test]
+fn the_ovmf_store_reads_as_virt_fw_vars_reads_it() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut theirs = virt_fw_variables(Path::new(VARS), d);
+    let mut ours = our_variables(Path::new(VARS));
+    theirs.sort();
+    ours.sort();
+    let theirs_short: Vec<_> = theirs
+        .iter()
+        .map(|(n, g, a, data)| (n.clone(), g.clone(), *a, data.len()))
+        .collect();
+    assert_eq!(ours, theirs_short);
+    trustlaunch(args!["secureboot", "vars", VARS, "--extract", d]);
+    for name in ["PK", "KEK", "db", "dbx"] {
+        let data = &theirs.iter().find(|v| v.0 == name).expect(name).3;
+        assert_eq!(
+            &fs::read(d.join(format!("{name}.esl"))).unwrap(),
+            data,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn enrolled_stores_read_back_with_virt_fw_vars_and_theirs_read_with_ours() {
+    let dir = tempdir();
+    let d = dir.path();
+    let vendor = vendor_certificate(d);
+    let ours = d.join("ours.fd");
+    let (code, _) = trustlaunch(args![
+        "secureboot",
+        "enroll",
+        VARS,
+        "--db",
+        &vendor,
+        "--timestamp",
+        "2025-01-02 03:04:05",
+        "--output",
+        &ours
+    ]);
+    assert_eq!(code, 0);
+    // virt-fw-vars reads our store: db now holds exactly the Debian CA, as efitools decodes
+    // it; every other live variable is as it was.
+    let after = virt_fw_variables(&ours, d);
+    let before = virt_fw_variables(Path::new(VARS), d);
+    let db = &after.iter().find(|v| v.0 == "db").expect("db").3;
+    fs::write(d.join("enrolled-db.esl"), db).unwrap();
+    tool_ok(
+        Command::new("sig-list-to-certs")
+            .arg(d.join("enrolled-db.esl"))
+            .arg(d.join("enrolled")),
+    );
+    assert_eq!(
+        fs::read(d.join("enrolled-0.der")).unwrap(),
+        fs::read(d.join("vendor.der")).unwrap()
+    );
+    assert!(!d.join("enrolled-1.der").exists());
+    let others = |v: &[(String, String, u32, Vec<u8>)]| {
+        let mut o: Vec<_> = v.iter().filter(|x| x.0 != "db").cloned().collect();
+        o.sort();
+        o
+    };
+    assert_eq!(others(&after), others(&before));
+    // Firmware with that store: grub runs (Debian CA in db), shim does not (no Microsoft CA).
+    let ours_str = ours.to_str().unwrap();
+    assert_eq!(verify(&lab().grub, &["--vars", ours_str]).0, 0);
+    assert_eq!(verify(&lab().shim, &["--vars", ours_str]).0, 1);
+    // And a store virt-fw-vars wrote (it rewrites the whole store) reads with ours.
+    let theirs = d.join("theirs.fd");
+    tool_ok(
+        Command::new("virt-fw-vars")
+            .arg("-i")
+            .arg(VARS)
+            .args(["--add-db", "11111111-2222-3333-4444-555555555555"])
+            .arg(&vendor)
+            .arg("-o")
+            .arg(&theirs),
+    );
+    let theirs_str = theirs.to_str().unwrap();
+    let (code, out) = verify(&lab().grub, &["--vars", theirs_str]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Debian Secure Boot CA"), "{out}");
+    assert_eq!(verify(&lab().shim, &["--vars", theirs_str]).0, 0);
 }

@@ -6,12 +6,13 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use secureboot::esl::{self, SignatureList};
+use secureboot::authvar;
+use secureboot::esl::{self, EfiTime, SignatureList};
 use secureboot::guid::{self, Guid};
 use secureboot::module_sig::{self, ModuleVerdict};
 use secureboot::pe::{DigestFlavor, PeImage};
 use secureboot::sbat::SbatLevel;
-use secureboot::varstore::VariableStore;
+use secureboot::varstore::{self, VariableStore};
 use secureboot::{Databases, HashAlgorithm, Loader, ShimPolicy, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,8 +32,25 @@ pub enum SecurebootCommand {
     /// Print IMAGE's Authenticode digest in lowercase hex (EDK2's computation; with
     /// --shim-unsigned, shim's, which pads an unsigned image to a multiple of 8 bytes).
     Hash(HashArgs),
-    /// List the variables of an OVMF_VARS image; --extract DIR writes PK, KEK, db and dbx as
-    /// ESL files (DIR/PK.esl ...).
+    /// Sign a PE/COFF image with an Authenticode signature, as sbsign does (an unsigned image
+    /// is padded to 8 bytes first; a signed one gets one more signature).
+    Sign(SignArgs),
+    /// Sign a kernel module with an appended signature, as the kernel's sign-file does.
+    SignModule(SignModuleArgs),
+    /// Make an .auth file (EFI_VARIABLE_AUTHENTICATION_2 + signature lists) that writes ESL to
+    /// the Secure Boot variable NAME (PK, KEK, db, dbx), signed as efitools'
+    /// sign-efi-sig-list signs.
+    SignVariable(SignVariableArgs),
+    /// Check an .auth file for variable NAME against a PK or KEK certificate, as EDK2 does
+    /// before it writes the variable. Exit status: 0 valid, 1 not, 2 usage or I/O error.
+    VerifyVariable(VerifyVariableArgs),
+    /// Write PK, KEK, db and/or dbx into a copy of an OVMF_VARS image (each given variable is
+    /// replaced by the signature lists of its files: certificates, ESLs or .auth payloads),
+    /// as the firmware's variable driver writes them.
+    Enroll(EnrollArgs),
+    /// List the variables of an OVMF_VARS image, one a line: `GUID live|deleted
+    /// attributes=0xN size=N NAME` (the name last: names may hold spaces); --extract DIR writes
+    /// PK, KEK, db and dbx as ESL files (DIR/PK.esl ...).
     Vars(VarsArgs),
 }
 
@@ -41,7 +59,7 @@ pub struct VerifyArgs {
     /// The image (PE/COFF) or kernel module (ELF) to check.
     image: PathBuf,
     /// Take db and dbx from this OVMF_VARS image.
-    #[arg(long, conflicts_with = "db", required_unless_present = "db")]
+    #[arg(long, conflicts_with = "db", required_unless_present_any = ["db", "key", "kernel_keys"])]
     vars: Option<PathBuf>,
     /// Allowed signatures: a PEM or DER certificate, an ESL, or an .auth file (repeatable).
     #[arg(long, num_args = 1..)]
@@ -70,8 +88,9 @@ pub struct VerifyArgs {
     /// Modules: extra keyring certificates (PEM, DER or ESL; repeatable).
     #[arg(long, num_args = 1..)]
     key: Vec<PathBuf>,
-    /// Modules: an uncompressed kernel image (vmlinux, e.g. from extract-vmlinux) whose
-    /// built-in certificates join the keyring.
+    /// Modules: a kernel image (a bzImage such as /boot/vmlinuz-*, decompressed with the
+    /// system's xz/gzip/zstd/lz4/lzma/bzip2/lzop, or a vmlinux) whose built-in certificates
+    /// join the keyring.
     #[arg(long)]
     kernel_keys: Option<PathBuf>,
 }
@@ -88,6 +107,90 @@ pub struct HashArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SignArgs {
+    image: PathBuf,
+    /// The signer's private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signer's certificate (PEM or DER).
+    #[arg(long)]
+    cert: PathBuf,
+    /// More certificates to carry in the signature (intermediates; PEM, repeatable).
+    #[arg(long, num_args = 1..)]
+    addcert: Vec<PathBuf>,
+    /// sha256 (default), sha384, sha512 or sha1.
+    #[arg(long, default_value = "sha256")]
+    alg: String,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignModuleArgs {
+    module: PathBuf,
+    /// The signer's private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signer's certificate (PEM or DER).
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignVariableArgs {
+    /// PK, KEK, db, dbx (or any name with --vendor).
+    name: String,
+    /// The new value: signature lists (an ESL file).
+    esl: PathBuf,
+    /// The signer's private key (PEM): PK's for PK and KEK, a KEK's for db and dbx.
+    #[arg(long)]
+    key: PathBuf,
+    #[arg(long)]
+    cert: PathBuf,
+    /// The update's timestamp, `YYYY-MM-DD HH:MM:SS` (UTC); now when absent.
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// The vendor GUID (default: the one the UEFI specification gives NAME).
+    #[arg(long)]
+    vendor: Option<String>,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyVariableArgs {
+    auth: PathBuf,
+    #[arg(long)]
+    name: String,
+    /// The PK or KEK certificate (PEM or DER) the update must chain to.
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    vendor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The OVMF_VARS image to start from (it is not modified).
+    vars: PathBuf,
+    #[arg(long, num_args = 1..)]
+    pk: Vec<PathBuf>,
+    #[arg(long, num_args = 1..)]
+    kek: Vec<PathBuf>,
+    #[arg(long, num_args = 1..)]
+    db: Vec<PathBuf>,
+    #[arg(long, num_args = 1..)]
+    dbx: Vec<PathBuf>,
+    /// The variables' timestamp, `YYYY-MM-DD HH:MM:SS` (UTC); now when absent.
+    #[arg(long)]
+    timestamp: Option<String>,
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct VarsArgs {
     vars: PathBuf,
     /// Write PK.esl, KEK.esl, db.esl and dbx.esl into this directory.
@@ -100,6 +203,11 @@ pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
         SecurebootCommand::Verify(a) => verify(&a),
         SecurebootCommand::Hash(a) => hash(&a),
         SecurebootCommand::Vars(a) => vars(&a),
+        SecurebootCommand::Sign(a) => sign(&a),
+        SecurebootCommand::SignModule(a) => sign_module(&a),
+        SecurebootCommand::SignVariable(a) => sign_variable(&a),
+        SecurebootCommand::VerifyVariable(a) => verify_variable(&a),
+        SecurebootCommand::Enroll(a) => enroll(&a),
     };
     // Usage and I/O errors are exit 2 here, so that 1 always means "denied".
     Ok(result.unwrap_or_else(|e| {
@@ -235,7 +343,8 @@ fn verify_module(
         }
     }
     if let Some(k) = &a.kernel_keys {
-        let kernel = read(k)?;
+        let kernel = uncompressed_kernel(read(k)?)
+            .with_context(|| format!("{}: decompressing the kernel", k.display()))?;
         let found = module_sig::embedded_certificates(&kernel);
         if found.is_empty() {
             bail!("{}: no certificates found in the kernel image", k.display());
@@ -262,10 +371,234 @@ fn verify_module(
     })
 }
 
-fn hash(a: &HashArgs) -> Result<ExitCode> {
-    let alg = HashAlgorithm::from_name(&a.alg)
+fn authenticode_alg(name: &str) -> Result<HashAlgorithm> {
+    HashAlgorithm::from_name(name)
         .filter(|alg| HashAlgorithm::AUTHENTICODE.contains(alg))
-        .ok_or_else(|| anyhow!("--alg {}: expected sha1, sha256, sha384 or sha512", a.alg))?;
+        .ok_or_else(|| anyhow!("--alg {name}: expected sha1, sha256, sha384 or sha512"))
+}
+
+fn certificate(path: &Path) -> Result<openssl::x509::X509> {
+    let bytes = read(path)?;
+    openssl::x509::X509::from_pem(&bytes)
+        .or_else(|_| openssl::x509::X509::from_der(&bytes))
+        .with_context(|| format!("{}: not a PEM or DER certificate", path.display()))
+}
+
+fn private_key(path: &Path) -> Result<openssl::pkey::PKey<openssl::pkey::Private>> {
+    openssl::pkey::PKey::private_key_from_pem(&read(path)?)
+        .with_context(|| format!("{}: not a PEM private key", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<ExitCode> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(a: &SignArgs) -> Result<ExitCode> {
+    let chain = a
+        .addcert
+        .iter()
+        .map(|p| certificate(p))
+        .collect::<Result<Vec<_>>>()?;
+    let signed = secureboot::sign::sign_image(
+        &read(&a.image)?,
+        authenticode_alg(&a.alg)?,
+        &certificate(&a.cert)?,
+        &private_key(&a.key)?,
+        &chain,
+    )
+    .with_context(|| format!("signing {}", a.image.display()))?;
+    write(&a.output, &signed)
+}
+
+fn sign_module(a: &SignModuleArgs) -> Result<ExitCode> {
+    let signed = secureboot::sign::sign_module(
+        &read(&a.module)?,
+        &certificate(&a.cert)?,
+        &private_key(&a.key)?,
+    )?;
+    write(&a.output, &signed)
+}
+
+fn vendor(name: &str, given: Option<&str>) -> Result<Guid> {
+    match given {
+        Some(text) => parse_guid(text),
+        None => authvar::secure_boot_vendor(name)
+            .ok_or_else(|| anyhow!("{name} is not a Secure Boot variable: give --vendor")),
+    }
+}
+
+fn parse_guid(text: &str) -> Result<Guid> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let shape = text.len() == 36 && text.match_indices('-').map(|(i, _)| i).eq([8, 13, 18, 23]);
+    let bytes = hex::decode(&hex).ok().filter(|b| b.len() == 16 && shape);
+    let b = bytes
+        .ok_or_else(|| anyhow!("{text}: not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))?;
+    let mut g = [0u8; 16];
+    // The first three fields are little-endian in the encoding (UEFI appendix A).
+    for (to, from) in [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]
+        .into_iter()
+        .enumerate()
+    {
+        g[from] = b[to];
+    }
+    Ok(Guid(g))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) or, when absent, the current time.
+fn timestamp(text: Option<&str>) -> Result<EfiTime> {
+    let Some(text) = text else {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+        return Ok(EfiTime {
+            year,
+            month,
+            day,
+            hour: (rest / 3600) as u8,
+            minute: (rest / 60 % 60) as u8,
+            second: (rest % 60) as u8,
+            ..EfiTime::default()
+        });
+    };
+    let n: Vec<u16> = text
+        .split(['-', ' ', ':', 'T'])
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow!("--timestamp {text}: expected YYYY-MM-DD HH:MM:SS"))?;
+    let [year, month, day, hour, minute, second] = n[..] else {
+        bail!("--timestamp {text}: expected YYYY-MM-DD HH:MM:SS");
+    };
+    let small = |v: u16| u8::try_from(v).map_err(|_| anyhow!("--timestamp {text}: out of range"));
+    Ok(EfiTime {
+        year,
+        month: small(month)?,
+        day: small(day)?,
+        hour: small(hour)?,
+        minute: small(minute)?,
+        second: small(second)?,
+        ..EfiTime::default()
+    })
+}
+
+fn sign_variable(a: &SignVariableArgs) -> Result<ExitCode> {
+    let auth = authvar::create(
+        &a.name,
+        vendor(&a.name, a.vendor.as_deref())?,
+        authvar::SECURE_BOOT_ATTRIBUTES,
+        &timestamp(a.timestamp.as_deref())?,
+        &read(&a.esl)?,
+        &certificate(&a.cert)?,
+        &private_key(&a.key)?,
+    )?;
+    write(&a.output, &auth)
+}
+
+fn verify_variable(a: &VerifyVariableArgs) -> Result<ExitCode> {
+    let bytes = read(&a.auth)?;
+    let auth = authvar::Authentication2::parse(&bytes)
+        .with_context(|| format!("{}: EFI_VARIABLE_AUTHENTICATION_2", a.auth.display()))?;
+    let guid = vendor(&a.name, a.vendor.as_deref())?;
+    let cert = certificate(&a.cert)?;
+    if auth.verify(&a.name, guid, authvar::SECURE_BOOT_ATTRIBUTES, &cert) {
+        println!(
+            "valid: {} update signed for {}",
+            a.name,
+            secureboot::authenticode::common_name(&cert)
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "invalid: the signature does not verify for {} with this certificate",
+            a.name
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
+    let stamp = timestamp(a.timestamp.as_deref())?;
+    let mut values = Vec::new();
+    for (name, files) in [
+        ("PK", &a.pk),
+        ("KEK", &a.kek),
+        ("db", &a.db),
+        ("dbx", &a.dbx),
+    ] {
+        if !files.is_empty() {
+            values.push((name, esl::encode(&lists(files)?)));
+        }
+    }
+    if values.is_empty() {
+        bail!("nothing to enroll: give --pk, --kek, --db or --dbx");
+    }
+    let updates: Vec<_> = values
+        .iter()
+        .map(|(name, data)| varstore::NewVariable {
+            name,
+            vendor: authvar::secure_boot_vendor(name).unwrap_or(guid::EFI_GLOBAL_VARIABLE),
+            attributes: authvar::SECURE_BOOT_ATTRIBUTES,
+            timestamp: stamp,
+            data,
+        })
+        .collect();
+    let out = varstore::write_variables(&read(&a.vars)?, &updates)
+        .with_context(|| format!("{}: writing the variables", a.vars.display()))?;
+    write(&a.output, &out)
+}
+
+/// A vmlinux from `image`: a bzImage's payload through the matching decompressor (a child
+/// process fed by a thread, so that neither pipe can fill up), anything else as it is.
+fn uncompressed_kernel(image: Vec<u8>) -> Result<Vec<u8>> {
+    use secureboot::module_sig::{bzimage_payload, Compression};
+    use std::io::Write;
+    let Some((kind, payload)) = bzimage_payload(&image)? else {
+        return Ok(image);
+    };
+    let tool: &[&str] = match kind {
+        Compression::Xz => &["xz", "-dc", "--single-stream"],
+        Compression::Gzip => &["gzip", "-dc"],
+        Compression::Zstd => &["zstd", "-dcq"],
+        Compression::Lz4 => &["lz4", "-dc"],
+        Compression::Lzma => &["lzma", "-dc"],
+        Compression::Bzip2 => &["bzip2", "-dc"],
+        Compression::Lzo => &["lzop", "-dc"],
+        _ => bail!("unknown bzImage payload compression"),
+    };
+    let mut child = std::process::Command::new(tool[0])
+        .args(&tool[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {}", tool[0]))?;
+    let mut stdin = child.stdin.take().context("decompressor stdin")?;
+    let payload = payload.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The decompressor may stop reading at the end of its stream (trailing size bytes).
+        let _ = stdin.write_all(&payload);
+    });
+    let out = child.wait_with_output()?;
+    let _ = feeder.join();
+    if out.stdout.is_empty() {
+        bail!("{} produced nothing ({})", tool[0], out.status);
+    }
+    Ok(out.stdout)
+}
+
+fn hash(a: &HashArgs) -> Result<ExitCode> {
+    let alg = authenticode_alg(&a.alg)?;
     let bytes = read(&a.image)?;
     let pe = PeImage::parse(&bytes).with_context(|| format!("{}", a.image.display()))?;
     let flavor = if a.shim_unsigned {
@@ -283,12 +616,12 @@ fn vars(a: &VarsArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}: variable store", a.vars.display()))?;
     for v in store.variables.iter() {
         println!(
-            "{}{} {} attributes={:#x} size={}",
-            v.name,
-            if v.is_live() { "" } else { " (deleted)" },
+            "{} {} attributes={:#x} size={} {}",
             v.vendor,
+            if v.is_live() { "live" } else { "deleted" },
             v.attributes,
-            v.data.len()
+            v.data.len(),
+            v.name,
         );
     }
     if let Some(dir) = &a.extract {
