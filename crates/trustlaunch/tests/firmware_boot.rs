@@ -342,3 +342,102 @@ fn bad_inputs_are_errors_not_panics() {
         text(&b.out)
     );
 }
+
+/// A variable store like `image`'s with `update` written into it (as the firmware's variable
+/// driver appends a new value).
+fn vars_with(
+    image_vars: &Path,
+    dir: &Path,
+    name: &str,
+    update: &secureboot::varstore::NewVariable<'_>,
+) -> PathBuf {
+    let bytes = fs::read(image_vars).expect("vars");
+    let out = secureboot::varstore::write_variables(&bytes, std::slice::from_ref(update))
+        .expect("write variable");
+    let path = dir.join(name);
+    fs::write(&path, out).expect("write vars");
+    path
+}
+
+#[test]
+fn shim_in_dbx_is_denied_naming_shim() {
+    let (esp, vars) = image("default");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // pesign computes shim's Authenticode hash and sbsigntool's sbsiglist makes the ESL (the
+    // independent peers); our enroll writes it as the whole dbx of a copy of the store.
+    let out = Command::new("pesign")
+        .args(["-h", "-i"])
+        .arg(esp.join("EFI/BOOT/BOOTX64.EFI"))
+        .output()
+        .expect("pesign");
+    assert!(out.status.success(), "{}", text(&out));
+    let hash_hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("pesign -h prints `hash: HEX`")
+        .to_string();
+    let hash = dir.path().join("shim.hash");
+    fs::write(&hash, hex_decode(&hash_hex)).expect("write hash");
+    let esl = dir.path().join("shim-hash.esl");
+    let out = Command::new("sbsiglist")
+        .args([
+            "--owner",
+            "605dab50-e046-4300-abb6-3dd810dd8b23",
+            "--type",
+            "sha256",
+            "--output",
+        ])
+        .arg(&esl)
+        .arg(&hash)
+        .output()
+        .expect("sbsiglist (sbsigntool)");
+    assert!(out.status.success(), "{}", text(&out));
+    let revoked = dir.path().join("vars-dbx.fd");
+    let out = Command::new(BIN)
+        .args(["secureboot", "enroll"])
+        .arg(&vars)
+        .arg("--dbx")
+        .arg(&esl)
+        .arg("--output")
+        .arg(&revoked)
+        .output()
+        .expect("trustlaunch secureboot enroll");
+    assert!(out.status.success(), "{}", text(&out));
+    let b = boot(&esp, &revoked);
+    assert_eq!(b.out.status.code(), Some(1), "{}", text(&b.out));
+    let err = String::from_utf8_lossy(&b.out.stderr);
+    assert!(
+        err.contains("Secure Boot denied shim (/EFI/BOOT/BOOTX64.EFI): revoked: the image's sha256 hash is in dbx"),
+        "{err}"
+    );
+}
+
+#[test]
+fn grub_revoked_by_sbat_is_denied_naming_grub() {
+    let (esp, vars) = image("default");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An SbatLevel newer than shim's own, revoking grub generations below 6 (Debian's grub
+    // carries generation 5 in its .sbat).
+    let level = b"sbat,1,2099010100\nshim,4\ngrub,6\n";
+    let update = secureboot::varstore::NewVariable {
+        name: "SbatLevel",
+        vendor: secureboot::guid::SHIM_LOCK_GUID,
+        attributes: 0x3,
+        timestamp: Default::default(),
+        data: level,
+    };
+    let revoked = vars_with(&vars, dir.path(), "vars-sbat.fd", &update);
+    let b = boot(&esp, &revoked);
+    assert_eq!(b.out.status.code(), Some(1), "{}", text(&b.out));
+    let err = String::from_utf8_lossy(&b.out.stderr);
+    assert!(
+        err.contains("Secure Boot denied grub (/EFI/BOOT/grubx64.efi): SBAT: component grub generation 5 is revoked"),
+        "{err}"
+    );
+}
+
+fn hex_decode(h: &str) -> Vec<u8> {
+    (0..h.len() / 2)
+        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
