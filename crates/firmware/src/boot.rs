@@ -532,20 +532,23 @@ impl Run<'_, '_> {
             }
         };
         let data = platform::image_load_event(bytes.len(), device_path);
-        for _ in 0..times {
-            if let Err(e) = self.m.pe(
+        let measured = self
+            .m
+            .pe(
                 4,
                 EventType::EV_EFI_BOOT_SERVICES_APPLICATION,
                 &pe,
                 flavor,
                 &data,
-            ) {
-                return Err(TpmFailure(e));
-            }
-        }
-        Ok(pe
-            .authenticode_digest(secureboot::HashAlgorithm::Sha256, flavor)
-            .ok()
+                times,
+            )
+            .map_err(TpmFailure)?;
+        // The SHA-256 measurement, or (a TPM without that bank) computed for the report.
+        Ok(measured
+            .or_else(|| {
+                pe.authenticode_digest(secureboot::HashAlgorithm::Sha256, flavor)
+                    .ok()
+            })
             .map(hex))
     }
 

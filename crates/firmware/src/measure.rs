@@ -73,6 +73,9 @@ impl<'t> Measurer<'t> {
     }
 
     /// A PE image, measured by its Authenticode digest in every bank.
+    /// Measure a PE image by its Authenticode digest in every bank, `times` times (grub's
+    /// kernel is measured twice); the digests are computed once. Returns the SHA-256 digest
+    /// when the log has that bank.
     pub(crate) fn pe(
         &mut self,
         pcr: u32,
@@ -80,7 +83,8 @@ impl<'t> Measurer<'t> {
         image: &PeImage<'_>,
         flavor: DigestFlavor,
         data: &[u8],
-    ) -> Result<(), String> {
+        times: usize,
+    ) -> Result<Option<Vec<u8>>, String> {
         let mut digests = Vec::new();
         for bank in &self.banks {
             let alg = authenticode_alg(*bank)
@@ -93,11 +97,18 @@ impl<'t> Measurer<'t> {
                 bytes: d,
             });
         }
-        let event = self
-            .log
-            .record(pcr, ty, digests, data.to_vec())
-            .map_err(|e| e.to_string())?;
-        self.extend(&event).map_err(|e| e.to_string())
+        let sha256 = digests
+            .iter()
+            .find(|d| d.alg == AlgorithmId::SHA256)
+            .map(|d| d.bytes.clone());
+        for _ in 0..times {
+            let event = self
+                .log
+                .record(pcr, ty, digests.clone(), data.to_vec())
+                .map_err(|e| e.to_string())?;
+            self.extend(&event).map_err(|e| e.to_string())?;
+        }
+        Ok(sha256)
     }
 
     /// The log so far, in OVMF's binary format.

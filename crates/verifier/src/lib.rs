@@ -316,12 +316,17 @@ impl Verifier {
     }
 
     fn record(&self, enrollment: &Enrollment, appraisal: Appraisal, now: u64) -> Outcome {
-        let mut st = self.state();
-        let previous = st
+        let previous = self
+            .state()
             .history
             .get(&enrollment.node)
             .and_then(|h| h.back())
             .and_then(|r| r.reset_count);
+        // Signing happens outside the lock: attestations of other nodes go on meanwhile.
+        let token = appraisal
+            .valid
+            .then(|| self.token(enrollment, &appraisal, previous, now));
+        let mut st = self.state();
         let mut record = AttestationRecord {
             time: now,
             healthy: appraisal.valid,
@@ -329,32 +334,31 @@ impl Verifier {
             restart_count: appraisal.restart_count,
             alert_id: None,
         };
-        let outcome = if appraisal.valid {
-            Outcome::Healthy {
-                token: self.token(enrollment, &appraisal, previous, now),
+        let outcome = match token {
+            Some(token) => Outcome::Healthy { token },
+            None => {
+                let evidence_fault = appraisal
+                    .failures
+                    .iter()
+                    .any(|f| matches!(f.component.as_deref(), Some("quote" | "event log")));
+                let alert = IntegrityAlert {
+                    id: st.next_alert,
+                    severity: if evidence_fault {
+                        Severity::High
+                    } else {
+                        Severity::Critical
+                    },
+                    node: enrollment.node.clone(),
+                    pool: enrollment.pool.clone(),
+                    time: now,
+                    failures: appraisal.failures.clone(),
+                    acknowledged: false,
+                };
+                st.next_alert += 1;
+                record.alert_id = Some(alert.id);
+                st.alerts.push(alert.clone());
+                Outcome::Unhealthy { alert }
             }
-        } else {
-            let evidence_fault = appraisal
-                .failures
-                .iter()
-                .any(|f| matches!(f.component.as_deref(), Some("quote" | "event log")));
-            let alert = IntegrityAlert {
-                id: st.next_alert,
-                severity: if evidence_fault {
-                    Severity::High
-                } else {
-                    Severity::Critical
-                },
-                node: enrollment.node.clone(),
-                pool: enrollment.pool.clone(),
-                time: now,
-                failures: appraisal.failures.clone(),
-                acknowledged: false,
-            };
-            st.next_alert += 1;
-            record.alert_id = Some(alert.id);
-            st.alerts.push(alert.clone());
-            Outcome::Unhealthy { alert }
         };
         let h = st.history.entry(enrollment.node.clone()).or_default();
         h.push_back(record);
