@@ -25,6 +25,38 @@ pub(crate) fn authenticode_alg(bank: AlgorithmId) -> Option<HashAlgorithm> {
     }
 }
 
+/// Measurements of at least this many bytes hash their banks on parallel threads: the
+/// kernel and the initrd are most of a boot's time, and the banks are independent.
+const PARALLEL_HASH_BYTES: usize = 1 << 20;
+
+/// One digest per bank, in bank order, the banks computed on threads of their own.
+fn per_bank(
+    banks: &[AlgorithmId],
+    digest: impl Fn(AlgorithmId) -> Result<Vec<u8>, String> + Sync,
+) -> Result<Vec<Digest>, String> {
+    let digest = &digest;
+    let results: Vec<Result<Vec<u8>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = banks
+            .iter()
+            .map(|bank| scope.spawn(move || digest(*bank)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a hashing thread panicked".into())))
+            .collect()
+    });
+    banks
+        .iter()
+        .zip(results)
+        .map(|(bank, r)| {
+            r.map(|bytes| Digest {
+                alg: *bank,
+                bytes,
+            })
+        })
+        .collect()
+}
+
 /// A TPM failure during the boot: the platform stops, as firmware does when its TPM fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("TPM: {0}")]
@@ -68,11 +100,23 @@ impl<'t> Measurer<'t> {
         measured: &[u8],
         data: &[u8],
     ) -> Result<(), TpmFailure> {
-        let event = self.log.measure_other(pcr, ty, measured, data.to_vec());
+        if measured.len() < PARALLEL_HASH_BYTES {
+            let event = self.log.measure_other(pcr, ty, measured, data.to_vec());
+            return self.extend(&event);
+        }
+        // Large files (the kernel, the initrd): one bank per thread.
+        let digests = per_bank(&self.banks, |bank| {
+            bank.hash(measured)
+                .ok_or_else(|| format!("cannot hash with {bank:?}"))
+        })
+        .map_err(TpmFailure)?;
+        let event = self
+            .log
+            .record(pcr, ty, digests, data.to_vec())
+            .map_err(|e| TpmFailure(e.to_string()))?;
         self.extend(&event)
     }
 
-    /// A PE image, measured by its Authenticode digest in every bank.
     /// Measure a PE image by its Authenticode digest in every bank, `times` times (grub's
     /// kernel is measured twice); the digests are computed once. Returns the SHA-256 digest
     /// when the log has that bank.
@@ -85,18 +129,13 @@ impl<'t> Measurer<'t> {
         data: &[u8],
         times: usize,
     ) -> Result<Option<Vec<u8>>, String> {
-        let mut digests = Vec::new();
-        for bank in &self.banks {
-            let alg = authenticode_alg(*bank)
+        let digests = per_bank(&self.banks, |bank| {
+            let alg = authenticode_alg(bank)
                 .ok_or_else(|| format!("no Authenticode digest for PCR bank {bank:?}"))?;
-            let d = image
+            image
                 .authenticode_digest(alg, flavor)
-                .map_err(|e| format!("cannot hash the image: {e}"))?;
-            digests.push(Digest {
-                alg: *bank,
-                bytes: d,
-            });
-        }
+                .map_err(|e| format!("cannot hash the image: {e}"))
+        })?;
         let sha256 = digests
             .iter()
             .find(|d| d.alg == AlgorithmId::SHA256)
