@@ -42,18 +42,16 @@ fn per_bank(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a hashing thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a hashing thread panicked".into()))
+            })
             .collect()
     });
     banks
         .iter()
         .zip(results)
-        .map(|(bank, r)| {
-            r.map(|bytes| Digest {
-                alg: *bank,
-                bytes,
-            })
-        })
+        .map(|(bank, r)| r.map(|bytes| Digest { alg: *bank, bytes }))
         .collect()
 }
 

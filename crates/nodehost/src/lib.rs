@@ -256,7 +256,7 @@ impl EmbeddedBackend {
             });
         }
         let mut tpm =
-            NodeTpm::persistent(&dir.join("vtpm"), &Endorsement::Ca(Arc::clone(&self.ca)))?;
+            NodeTpm::persistent(&dir.join("vtpm"), &Endorsement::CaEcc(Arc::clone(&self.ca)))?;
         let report = {
             let mut keys = self.kernel_keys.lock().unwrap_or_else(|e| e.into_inner());
             firmware::boot_with(&disk, &vars, &mut tpm, &mut keys)

@@ -158,6 +158,16 @@ pub struct Endorsed {
 /// Provision a newly manufactured TPM: both EKs with certificates from `ca` in NV.
 /// The TPM is left after TPM2_Shutdown(CLEAR), ready for the next _TPM_Init.
 pub fn provision(tpm: &mut Tpm, ca: &ManufacturerCa) -> Result<Endorsed, EndorsementError> {
+    provision_kinds(tpm, ca, &EkKind::ALL)
+}
+
+/// [`provision`] of only these EKs (a node whose agent uses the ECC EK needs no RSA key
+/// generation at manufacture).
+pub fn provision_kinds(
+    tpm: &mut Tpm,
+    ca: &ManufacturerCa,
+    kinds: &[EkKind],
+) -> Result<Endorsed, EndorsementError> {
     let mut station = Station { tpm };
     tpm_init_and_startup(&mut station)?;
     let props = station.properties(&[
@@ -193,7 +203,7 @@ pub fn provision(tpm: &mut Tpm, ca: &ManufacturerCa) -> Result<Endorsed, Endorse
     let index_max = prop(pt::NV_INDEX_MAX).map_or(usize::from(u16::MAX), |v| v as usize);
 
     let mut eks = Vec::new();
-    for kind in EkKind::ALL {
+    for &kind in kinds {
         let public = station.create_primary_ek(kind)?;
         let certificate = ek_certificate(ca, kind, &public, &identity)?;
         if certificate.len() > index_max || certificate.len() > usize::from(u16::MAX) {

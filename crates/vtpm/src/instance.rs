@@ -102,6 +102,43 @@ pub enum Endorsement {
     /// As `Ca`, with the CA kept in this directory, loaded (or created) only when a TPM
     /// is manufactured: restoring a TPM does not touch it.
     CaDir(PathBuf),
+    /// Only the ECC P-256 EK and its certificate (no RSA key generation at manufacture).
+    CaEcc(Arc<ManufacturerCa>),
+}
+
+/// The CA an [`Endorsement`] names, borrowed or loaded from its directory.
+pub(crate) enum EndorsingCa<'a> {
+    Borrowed(&'a ManufacturerCa),
+    Loaded(Box<ManufacturerCa>),
+}
+
+impl std::ops::Deref for EndorsingCa<'_> {
+    type Target = ManufacturerCa;
+    fn deref(&self) -> &ManufacturerCa {
+        match self {
+            EndorsingCa::Borrowed(ca) => ca,
+            EndorsingCa::Loaded(ca) => ca,
+        }
+    }
+}
+
+impl Endorsement {
+    /// The CA and the EKs to provision (None for a bare TPM).
+    pub(crate) fn resolve(
+        &self,
+    ) -> Result<Option<(EndorsingCa<'_>, &'static [endorsement::EkKind])>, crate::ca::CaError> {
+        Ok(match self {
+            Endorsement::None => None,
+            Endorsement::Ca(ca) => Some((EndorsingCa::Borrowed(ca), &endorsement::EkKind::ALL)),
+            Endorsement::CaEcc(ca) => {
+                Some((EndorsingCa::Borrowed(ca), &[endorsement::EkKind::EccP256]))
+            }
+            Endorsement::CaDir(dir) => Some((
+                EndorsingCa::Loaded(Box::new(ManufacturerCa::load_or_create(dir)?)),
+                &endorsement::EkKind::ALL,
+            )),
+        })
+    }
 }
 
 fn entropy() -> Result<[u8; 32], Error> {
@@ -113,18 +150,14 @@ fn entropy() -> Result<[u8; 32], Error> {
 /// Provision EKs and EK certificates into a newly manufactured TPM (which is left
 /// powered off after TPM2_Shutdown(CLEAR)).
 fn endorse(tpm: &mut Tpm, endorsement: &Endorsement, log: &Log) -> Result<(), Error> {
-    let loaded;
-    let ca = match endorsement {
-        Endorsement::None => return Ok(()),
-        Endorsement::Ca(ca) => ca.as_ref(),
-        Endorsement::CaDir(dir) => {
-            loaded = ManufacturerCa::load_or_create(dir)?;
-            &loaded
-        }
+    let Some((ca, kinds)) = endorsement.resolve()? else {
+        return Ok(());
     };
     let started = Instant::now();
-    let endorsed = catch_unwind(AssertUnwindSafe(|| endorsement::provision(tpm, ca)))
-        .map_err(|_| Error::Failed)??;
+    let endorsed = catch_unwind(AssertUnwindSafe(|| {
+        endorsement::provision_kinds(tpm, &ca, kinds)
+    }))
+    .map_err(|_| Error::Failed)??;
     let indices: Vec<String> = endorsed
         .eks
         .iter()

@@ -16,7 +16,7 @@
 //! Platform certificates (TCG Platform Credential Profile attribute certificates) are not
 //! made.
 
-use crate::ca::{CaError, ManufacturerCa};
+use crate::ca::CaError;
 use crate::endorsement::{self, EkKind, EndorsementError, Station};
 use crate::log::Log;
 use crate::state::{StateDir, StateDirError};
@@ -122,17 +122,10 @@ pub fn manufacture(
     let mut tpm = Tpm::manufacture(&entropy()?);
     let mut report = SetupReport::default();
 
-    let loaded;
-    let ca = match &opts.endorsement {
-        Endorsement::None => None,
-        Endorsement::Ca(ca) => Some(ca.as_ref()),
-        Endorsement::CaDir(path) => {
-            loaded = ManufacturerCa::load_or_create(path)?;
-            Some(&loaded)
-        }
-    };
-    if let Some(ca) = ca {
-        let endorsed = endorsement::provision(&mut tpm, ca).map_err(ProvisionError::Endorsement)?;
+    let resolved = opts.endorsement.resolve()?;
+    if let Some((ca, kinds)) = resolved {
+        let endorsed = endorsement::provision_kinds(&mut tpm, &ca, kinds)
+            .map_err(ProvisionError::Endorsement)?;
         for ek in endorsed.eks {
             log.info(format_args!(
                 "Successfully created NVRAM area {:#x} for {} EK certificate.",

@@ -130,7 +130,7 @@ pub fn bench_attest(a: &AttestBench) -> Result<ExitCode> {
         let name = format!("node{i}");
         let mut tpm = NodeTpm::persistent(
             &dir.path().join(&name),
-            &vtpm::Endorsement::Ca(Arc::clone(&ca)),
+            &vtpm::Endorsement::CaEcc(Arc::clone(&ca)),
         )?;
         let report = firmware::boot_with(&image, &vars, &mut tpm, &mut keys)?;
         if i == 0 {
