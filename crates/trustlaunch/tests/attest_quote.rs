@@ -946,6 +946,34 @@ fn swtpm_evidence_with_a_real_event_log_verifies_with_verify_evidence() {
     );
     assert_eq!(f["pcr"], 4, "{v:#}");
 
+    // A retyped event (the kernel command line's EV_IPL turned into an EV_EVENT_TAG: its
+    // digest, hence the replay, is unchanged) is refused by name.
+    let cmdline = log
+        .events
+        .iter()
+        .position(|e| e.pcr == 8 && e.data.starts_with(b"kernel_cmdline: "))
+        .expect("a kernel command line event");
+    let mut retyped = log.clone();
+    retyped.events[cmdline].event_type = eventlog::EventType(0x6);
+    tpm.write_file("retyped.bin", &retyped.to_bytes());
+    let (code, v) = verify_evidence(dir, &as_refs(&base(NONCE_HEX, "ak.pem", "retyped.bin")));
+    assert_eq!(code, Some(1), "{v:#}");
+    assert!(
+        reasons(&v).iter().any(|r| r.starts_with("event log rejected") && r.contains(&format!("event {cmdline}"))),
+        "{v:#}"
+    );
+    // A truncated log (cut after the kernel's first measurement): it no longer replays to
+    // the quoted PCRs, and the verifier says which.
+    let mut truncated = log.clone();
+    truncated.events.truncate(kernel + 1);
+    tpm.write_file("truncated.bin", &truncated.to_bytes());
+    let (code, v) = verify_evidence(dir, &as_refs(&base(NONCE_HEX, "ak.pem", "truncated.bin")));
+    assert_eq!(code, Some(1), "{v:#}");
+    assert!(
+        reasons(&v).contains(&"event log does not replay to the quoted PCRs".to_string()),
+        "{v:#}"
+    );
+
     // A policy learned from the log accepts the evidence; a baseline with another kernel
     // names the kernel, with both digests and the event.
     let out = run(
