@@ -5,7 +5,7 @@
 //! tokens verify against the server's JWKS (PyJWT as the independent JWT verifier); a
 //! tampered kernel on a vTPM-only node raises an alert naming the kernel and taints the
 //! node; on a Secure Boot node the same kernel is refused naming it; a reimage restores
-//! health; 20 more attestations of unchanged nodes raise no alert.
+//! health; 20 more attestations of unchanged nodes raise no alert; the alert reaches a webhook.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -88,6 +88,32 @@ fn trusted_launch_cluster_attests_alerts_and_recovers() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path();
+    // A webhook receiver: the bodies of the POSTs it gets (integrity alerts).
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+    let hook_url = format!("http://{}/alerts", hook.local_addr().expect("addr"));
+    let (sent, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        for stream in hook.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+            let _ = sent.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
     let log = std::fs::File::create(data.join("server.log")).expect("log");
     let server = Server(
         Command::new(BIN)
@@ -102,6 +128,7 @@ fn trusted_launch_cluster_attests_alerts_and_recovers() {
             .arg(data)
             .arg("--images")
             .arg(lab.join("images"))
+            .args(["--alert-webhook", &hook_url])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -209,6 +236,13 @@ print(json.dumps(jwt.decode(sys.argv[2], key.key, algorithms=["ES256"])))
     assert_eq!(f["reason"], "kernel digest not in baseline");
     assert_eq!(f["pcr"], 4);
     assert_ne!(f["expected"], f["observed"]);
+    // The alert reached the webhook.
+    let delivered = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the webhook received the alert");
+    let delivered: Value = serde_json::from_str(&delivered).expect("alert JSON");
+    assert_eq!(delivered["node"], victim, "{delivered:#}");
+    assert_eq!(delivered["failures"][0]["component"], "kernel");
 
     // On a Secure Boot node the tampered kernel does not run at all.
     let sb = sb_nodes[0]["name"].as_str().expect("name");

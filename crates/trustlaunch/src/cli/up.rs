@@ -50,6 +50,52 @@ pub struct UpArgs {
     /// The node images (`lab/build-node-image.sh DIR` builds DIR/images) [default: DATA_DIR/lab/images].
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
+    /// POST each new integrity alert (JSON) to this URL, with retries (repeatable).
+    #[arg(long, value_name = "URL")]
+    alert_webhook: Vec<String>,
+}
+
+/// Deliver new alerts to the webhooks: polled every 500 ms, each POSTed as JSON with up to
+/// five attempts per webhook (backoff 0.5, 1, 2, 4 s); a webhook that keeps failing is
+/// logged and skipped for that alert, never blocking the others.
+fn deliver_alerts(verifier: Arc<verifier::Verifier>, hooks: Vec<String>) {
+    std::thread::Builder::new()
+        .name("alert-webhooks".into())
+        .spawn(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .build();
+            let mut seen = verifier
+                .alerts(None)
+                .iter()
+                .map(|a| a.id)
+                .max()
+                .unwrap_or(0);
+            loop {
+                let since = seen;
+                for alert in verifier.alerts(None).into_iter().filter(|a| a.id > since) {
+                    seen = seen.max(alert.id);
+                    let body = serde_json::to_value(&alert).unwrap_or_default();
+                    for hook in &hooks {
+                        let mut delay = Duration::from_millis(500);
+                        for attempt in 1..=5 {
+                            match agent.post(hook).send_json(body.clone()) {
+                                Ok(_) => break,
+                                Err(e) if attempt == 5 => {
+                                    eprintln!("alert {} not delivered to {hook}: {e}", alert.id)
+                                }
+                                Err(_) => {
+                                    std::thread::sleep(delay);
+                                    delay *= 2;
+                                }
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+        .ok();
 }
 
 /// The embedded backend and its verifier: nodes under DATA_DIR/nodes, EK certificates from
@@ -146,6 +192,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             "records-only (nodes are records; attestation stays Pending)".to_string(),
         )
     };
+    if let Some(v) = &verifier {
+        if !args.alert_webhook.is_empty() {
+            deliver_alerts(Arc::clone(v), args.alert_webhook.clone());
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
