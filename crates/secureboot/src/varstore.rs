@@ -195,7 +195,13 @@ impl<'a> VariableStore<'a> {
         let store_bytes = slice(bytes, store, size, WHAT)?;
         let header_len = if authenticated { 60 } else { 32 };
         let mut variables = Vec::new();
-        let mut off = align_up(28, 4, WHAT, store)?;
+        // HEADER_ALIGN applies to addresses, not to offsets within the store: in the file, to
+        // offsets from its start (the volume is mapped at an aligned address).
+        let align = |rel: usize| -> Result<usize> {
+            let abs = align_up(store.saturating_add(rel), 4, WHAT, store)?;
+            Ok(abs.saturating_sub(store))
+        };
+        let mut off = align(28)?;
         while off.saturating_add(header_len) <= store_bytes.len() {
             let abs = store.saturating_add(off);
             let mut r = Reader::new(
@@ -257,7 +263,7 @@ impl<'a> VariableStore<'a> {
                 timestamp,
                 data,
             });
-            off = align_up(data_at.saturating_add(data_size), 4, WHAT, abs)?;
+            off = align(data_at.saturating_add(data_size))?;
         }
         Ok(VariableStore {
             authenticated,
@@ -414,6 +420,45 @@ mod tests {
             write_variables(&b, &[big]),
             Err(Error::TooLarge { .. })
         ));
+    }
+
+    /// Found by the secureboot_varstore fuzz target in its tenth minute: a store that starts at
+    /// an offset that is not a multiple of 4 (HeaderLength 74). The writer aligned the file
+    /// offset, the reader the offset within the store, and the new variable was never read.
+    #[test]
+    fn regression_fuzz_alignment_is_of_file_offsets() {
+        let b = store();
+        let mut shifted = b[..72].to_vec();
+        shifted.extend_from_slice(&[0, 0]);
+        shifted.extend_from_slice(&b[72..]);
+        shifted[48..50].copy_from_slice(&74u16.to_le_bytes());
+        let len = shifted.len() as u64;
+        shifted[32..40].copy_from_slice(&len.to_le_bytes());
+        // The variables were laid out for offset 72; re-lay them out by writing afresh.
+        let store_len = u32::from_le_bytes(shifted[74 + 16..74 + 20].try_into().unwrap()) as usize;
+        shifted[74 + 28..74 + store_len].fill(0xff);
+        let v = NewVariable {
+            name: "db",
+            vendor: guid::EFI_IMAGE_SECURITY_DATABASE_GUID,
+            attributes: 0x27,
+            timestamp: EfiTime::default(),
+            data: b"x",
+        };
+        let out = write_variables(
+            &shifted,
+            &[
+                v.clone(),
+                NewVariable {
+                    data: b"yz",
+                    ..v.clone()
+                },
+            ],
+        )
+        .unwrap();
+        let s = VariableStore::parse(&out).unwrap();
+        assert_eq!(s.variables.len(), 2);
+        assert!(s.variables.iter().all(|v| v.offset % 4 == 0));
+        assert_eq!(s.get("db", v.vendor).unwrap().data, b"yz");
     }
 
     /// Found by the secureboot_varstore fuzz target: a stray variable header beyond the free
