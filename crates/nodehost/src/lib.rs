@@ -86,7 +86,9 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("{what} {}: {e}", path.display()))
 }
 
-/// Copy a directory tree (a node's disk from its image).
+/// A node's disk from its image: the directory tree recreated, each file hard-linked to the
+/// image's (a thousand nodes share one copy; a copy where the file system cannot link).
+/// Nothing writes through these links: `tamper` replaces a file by renaming a new one over it.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).map_err(|e| io("creating", to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io("reading", from, e))? {
@@ -98,11 +100,18 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             .is_dir()
         {
             copy_tree(&src, &dst)?;
-        } else {
+        } else if std::fs::hard_link(&src, &dst).is_err() {
             std::fs::copy(&src, &dst).map_err(|e| io("copying", &src, e))?;
         }
     }
     Ok(())
+}
+
+/// Replace `path` with `bytes` without touching the file it may share with the image.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tamper.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("replacing", path, e))
 }
 
 /// Read a disk into a node image (every file, paths relative to the disk).
@@ -381,7 +390,7 @@ impl EmbeddedBackend {
         if let Some(b) = bytes.get_mut(code) {
             *b ^= 0x01;
         }
-        std::fs::write(&path, &bytes).map_err(|e| io("writing", &path, e))?;
+        replace_file(&path, &bytes)?;
         Ok(path)
     }
 }
