@@ -1141,3 +1141,61 @@ fn enrolled_stores_read_back_with_virt_fw_vars_and_theirs_read_with_ours() {
     assert!(out.contains("Debian Secure Boot CA"), "{out}");
     assert_eq!(verify(&lab().shim, &["--vars", theirs_str]).0, 0);
 }
+
+/// Bring your own keys: a new PK, KEK and db (openssl), enrolled into a copy of the keyless
+/// OVMF_VARS_4M.fd; an EFI binary (Debian's grub with its signature removed) signed with the
+/// db key is allowed — as sbverify with the db certificate agrees — and the unsigned original
+/// is denied; the Microsoft-signed shim is not trusted by these keys.
+#[test]
+fn bring_your_own_keys_enrolled_into_ovmf_vars_allow_what_they_sign() {
+    let dir = tempdir();
+    let d = dir.path();
+    for (cn, key, cert) in [
+        ("my PK", "pk.key", "pk.pem"),
+        ("my KEK", "kek.key", "kek.pem"),
+        ("my db", "db.key", "db.pem"),
+    ] {
+        self_signed(d, cn, key, cert);
+    }
+    let vars = d.join("my-vars.fd");
+    let (code, out) = trustlaunch(args![
+        "secureboot",
+        "enroll",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        "--pk",
+        &d.join("pk.pem"),
+        "--kek",
+        &d.join("kek.pem"),
+        "--db",
+        &d.join("db.pem"),
+        "--output",
+        &vars
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let unsigned = unsigned_copy(&lab().grub, &d.join("grub-unsigned.efi"));
+    let signed = d.join("grub-mine.efi");
+    let (code, out) = trustlaunch(args![
+        "secureboot",
+        "sign",
+        "--key",
+        &d.join("db.key"),
+        "--cert",
+        &d.join("db.pem"),
+        "--output",
+        &signed,
+        &unsigned
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        sbverify(&d.join("db.pem"), &signed),
+        "sbverify --cert db.pem accepts our signature"
+    );
+    let vars_str = vars.to_str().unwrap();
+    let (code, out) = verify(&signed, &["--vars", vars_str]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("my db"), "{out}");
+    let (code, out) = verify(&unsigned, &["--vars", vars_str]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unsigned"), "{out}");
+    assert_eq!(verify(&lab().shim, &["--vars", vars_str]).0, 1);
+}
