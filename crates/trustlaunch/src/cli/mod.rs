@@ -48,7 +48,8 @@ enum Command {
     /// Remote attestation: verify any TPM's evidence, write reference policies.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
-    /// Run the control plane: the AKS-shaped API, operations, the Kubernetes node API.
+    /// Run the server: the AKS-shaped control plane and its operations, the Kubernetes node
+    /// API, the registrar and verifier, and (with the node images) the embedded node host.
     Up(Box<up::UpArgs>),
     /// Managed clusters and node pools, as `az aks` (needs a `trustlaunch up` server).
     Aks(Box<aks::AksArgs>),
