@@ -45,6 +45,8 @@ const SECURE_BOOT_ENABLE: Guid = Guid::parse("f0a30bc7-af08-4556-99c4-001009c93a
 #[derive(Debug, Clone, Default)]
 pub struct NodeImage {
     files: BTreeMap<String, (String, Vec<u8>)>,
+    /// Content identities the caller vouches for (same id, same bytes).
+    ids: BTreeMap<String, u64>,
 }
 
 fn key(path: &str) -> String {
@@ -62,6 +64,18 @@ impl NodeImage {
     pub fn insert(&mut self, path: &str, bytes: Vec<u8>) {
         let shown = format!("/{}", path.trim_start_matches('/').replace('\\', "/"));
         self.files.insert(key(path), (shown, bytes));
+    }
+
+    /// Add a file with a content identity: the caller guarantees that two files with one id
+    /// have the same bytes (a hard-linked file's device, inode, size and modification time),
+    /// so a [`BootCache`] may reuse its measurements.
+    pub fn insert_identified(&mut self, path: &str, bytes: Vec<u8>, id: u64) {
+        self.ids.insert(key(path), id);
+        self.insert(path, bytes);
+    }
+
+    fn content_id(&self, path: &str) -> Option<u64> {
+        self.ids.get(&key(path)).copied()
     }
 
     /// A file's bytes.
@@ -281,15 +295,34 @@ fn sbat_level_text(shim_image: &[u8], vars: &VariableStore<'_>) -> Option<Vec<u8
     }
 }
 
-/// The built-in module-signing certificates of the kernels booted so far, by the kernel's
-/// SHA-256: inflating a kernel to find them costs far more than a boot, and a host boots
-/// many nodes from one image.
+/// What a host that boots many nodes from one image computes only once: the built-in
+/// module-signing certificates of each kernel (by the kernel's SHA-256: inflating a kernel
+/// costs far more than a boot), and the measurements of files the caller identifies by
+/// content ([`NodeImage::insert_identified`]: hard-linked node disks share one identity).
 #[derive(Default)]
-pub struct KernelKeys {
+pub struct BootCache {
     by_kernel: BTreeMap<String, Vec<Vec<u8>>>,
+    /// (content id, what was measured) → digests in the log's banks.
+    measurements: BTreeMap<(u64, &'static str), Vec<crate::measure::Digest>>,
 }
 
-impl KernelKeys {
+impl BootCache {
+    fn measured(&self, id: Option<u64>, kind: &'static str) -> Option<&[crate::measure::Digest]> {
+        id.and_then(|id| self.measurements.get(&(id, kind)))
+            .map(Vec::as_slice)
+    }
+
+    fn remember(
+        &mut self,
+        id: Option<u64>,
+        kind: &'static str,
+        digests: Vec<crate::measure::Digest>,
+    ) {
+        if let Some(id) = id {
+            self.measurements.insert((id, kind), digests);
+        }
+    }
+
     fn get(&mut self, kernel: &[u8]) -> Result<Vec<openssl::x509::X509>, String> {
         let id = sha256_hex(kernel);
         if !self.by_kernel.contains_key(&id) {
@@ -312,13 +345,20 @@ impl KernelKeys {
     }
 }
 
+fn flavor_kind(flavor: DigestFlavor) -> &'static str {
+    match flavor {
+        DigestFlavor::Firmware => "authenticode-firmware",
+        DigestFlavor::Shim => "authenticode-shim",
+    }
+}
+
 /// Boot `image` with the firmware variables `vars_fd` (an OVMF_VARS image) into `tpm`.
 pub fn boot(
     image: &NodeImage,
     vars_fd: &[u8],
     tpm: &mut dyn Pcrs,
 ) -> Result<BootReport, FirmwareError> {
-    boot_with(image, vars_fd, tpm, &mut KernelKeys::default())
+    boot_with(image, vars_fd, tpm, &mut BootCache::default())
 }
 
 /// [`boot`], reusing the kernels' keys found by earlier boots.
@@ -326,7 +366,7 @@ pub fn boot_with(
     image: &NodeImage,
     vars_fd: &[u8],
     tpm: &mut dyn Pcrs,
-    cache: &mut KernelKeys,
+    cache: &mut BootCache,
 ) -> Result<BootReport, FirmwareError> {
     let vars =
         VariableStore::parse(vars_fd).map_err(|e| FirmwareError::Variables(e.to_string()))?;
@@ -457,7 +497,7 @@ struct Run<'a, 't> {
     shim: Option<ShimPolicy>,
     /// The kernel grub loaded (its built-in keys verify modules).
     kernel: Option<Vec<u8>>,
-    cache: &'a mut KernelKeys,
+    cache: &'a mut BootCache,
 }
 
 impl Run<'_, '_> {
@@ -532,19 +572,19 @@ impl Run<'_, '_> {
             }
         };
         let data = platform::image_load_event(bytes.len(), device_path);
-        let measured = self
+        let (id, kind) = (self.image.content_id(path), flavor_kind(flavor));
+        let known = self.cache.measured(id, kind).map(<[_]>::to_vec);
+        let digests = self
             .m
-            .pe(
-                4,
-                EventType::EV_EFI_BOOT_SERVICES_APPLICATION,
-                &pe,
-                flavor,
-                &data,
-                times,
-            )
+            .boot_application(&pe, flavor, &data, times, known.as_deref())
             .map_err(TpmFailure)?;
+        let sha256 = digests
+            .iter()
+            .find(|d| d.alg == eventlog::AlgorithmId::SHA256)
+            .map(|d| d.bytes.clone());
+        self.cache.remember(id, kind, digests);
         // The SHA-256 measurement, or (a TPM without that bank) computed for the report.
-        Ok(measured
+        Ok(sha256
             .or_else(|| {
                 pe.authenticode_digest(secureboot::HashAlgorithm::Sha256, flavor)
                     .ok()
@@ -888,8 +928,16 @@ impl GrubHost for GrubMachine<'_, '_, '_> {
             .ok_or_else(|| format!("file `{path}' not found"))?;
         let mut data = path.as_bytes().to_vec();
         data.push(0);
-        let r = self.run.m.other(9, EventType::EV_IPL, &bytes, &data);
-        self.tpm(r)?;
+        let id = Self::esp_path(path).and_then(|p| self.run.image.content_id(&p));
+        let known = self.run.cache.measured(id, "file").map(<[_]>::to_vec);
+        let r = self
+            .run
+            .m
+            .file(9, EventType::EV_IPL, &bytes, &data, known.as_deref());
+        match r {
+            Ok(digests) => self.run.cache.remember(id, "file", digests),
+            Err(e) => return self.tpm(Err(e)).map(|()| Vec::new()),
+        }
         Ok(bytes)
     }
 

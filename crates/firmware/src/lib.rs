@@ -16,7 +16,5 @@ pub mod kernel;
 pub mod measure;
 pub mod platform;
 
-pub use boot::{
-    boot, boot_with, BootReport, Component, FirmwareError, KernelKeys, NodeImage, Stop,
-};
+pub use boot::{boot, boot_with, BootCache, BootReport, Component, FirmwareError, NodeImage, Stop};
 pub use measure::{Pcrs, SoftwarePcrs, TpmFailure};

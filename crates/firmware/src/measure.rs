@@ -2,7 +2,8 @@
 //! node's vTPM (TPM2_PCR_Extend through the [`Pcrs`] seam), so the log always replays to the
 //! PCRs. Nothing here decides what to measure; `boot` does.
 
-use eventlog::{AlgorithmId, Digest, Event, EventType, LogBuilder};
+pub use eventlog::Digest;
+use eventlog::{AlgorithmId, Event, EventType, LogBuilder};
 use secureboot::pe::{DigestFlavor, PeImage};
 use secureboot::HashAlgorithm;
 
@@ -115,37 +116,72 @@ impl<'t> Measurer<'t> {
         self.extend(&event)
     }
 
-    /// Measure a PE image by its Authenticode digest in every bank, `times` times (grub's
-    /// kernel is measured twice); the digests are computed once. Returns the SHA-256 digest
-    /// when the log has that bank.
-    pub(crate) fn pe(
+    /// Measure a boot application (PCR 4, EV_EFI_BOOT_SERVICES_APPLICATION) by its
+    /// Authenticode digest in every bank, `times` times (grub's
+    /// kernel is measured twice), the digests computed once — or taken from `known` (digests
+    /// an earlier boot computed for the same content). Returns the digests.
+    pub(crate) fn boot_application(
         &mut self,
-        pcr: u32,
-        ty: EventType,
         image: &PeImage<'_>,
         flavor: DigestFlavor,
         data: &[u8],
         times: usize,
-    ) -> Result<Option<Vec<u8>>, String> {
-        let digests = per_bank(&self.banks, |bank| {
-            let alg = authenticode_alg(bank)
-                .ok_or_else(|| format!("no Authenticode digest for PCR bank {bank:?}"))?;
-            image
-                .authenticode_digest(alg, flavor)
-                .map_err(|e| format!("cannot hash the image: {e}"))
-        })?;
-        let sha256 = digests
-            .iter()
-            .find(|d| d.alg == AlgorithmId::SHA256)
-            .map(|d| d.bytes.clone());
+        known: Option<&[Digest]>,
+    ) -> Result<Vec<Digest>, String> {
+        let digests = match known.filter(|k| self.fits(k)) {
+            Some(k) => k.to_vec(),
+            None => per_bank(&self.banks, |bank| {
+                let alg = authenticode_alg(bank)
+                    .ok_or_else(|| format!("no Authenticode digest for PCR bank {bank:?}"))?;
+                image
+                    .authenticode_digest(alg, flavor)
+                    .map_err(|e| format!("cannot hash the image: {e}"))
+            })?,
+        };
         for _ in 0..times {
             let event = self
                 .log
-                .record(pcr, ty, digests.clone(), data.to_vec())
+                .record(
+                    4,
+                    EventType::EV_EFI_BOOT_SERVICES_APPLICATION,
+                    digests.clone(),
+                    data.to_vec(),
+                )
                 .map_err(|e| e.to_string())?;
             self.extend(&event).map_err(|e| e.to_string())?;
         }
-        Ok(sha256)
+        Ok(digests)
+    }
+
+    /// Digests for exactly this log's banks, in its order.
+    fn fits(&self, digests: &[Digest]) -> bool {
+        digests.len() == self.banks.len()
+            && digests.iter().zip(&self.banks).all(|(d, b)| d.alg == *b)
+    }
+
+    /// A file measured by its plain digests (grub's PCR 9), computed or `known`; returns them.
+    pub(crate) fn file(
+        &mut self,
+        pcr: u32,
+        ty: EventType,
+        measured: &[u8],
+        data: &[u8],
+        known: Option<&[Digest]>,
+    ) -> Result<Vec<Digest>, TpmFailure> {
+        let digests = match known.filter(|k| self.fits(k)) {
+            Some(k) => k.to_vec(),
+            None => per_bank(&self.banks, |bank| {
+                bank.hash(measured)
+                    .ok_or_else(|| format!("cannot hash with {bank:?}"))
+            })
+            .map_err(TpmFailure)?,
+        };
+        let event = self
+            .log
+            .record(pcr, ty, digests.clone(), data.to_vec())
+            .map_err(|e| TpmFailure(e.to_string()))?;
+        self.extend(&event)?;
+        Ok(digests)
     }
 
     /// The log so far, in OVMF's binary format.

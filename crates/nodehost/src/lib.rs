@@ -14,7 +14,7 @@ use attest::appraisal::boot_claims;
 use attest::policy::ReferencePolicy;
 use control::{AttestationStatus, BackendError, BootReport, NodeBackend, NodeSpec};
 use eventlog::AlgorithmId;
-use firmware::{KernelKeys, NodeImage, SoftwarePcrs};
+use firmware::{BootCache, NodeImage, SoftwarePcrs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,7 +77,7 @@ pub struct EmbeddedBackend {
     images: ImageCatalog,
     ca: Arc<ManufacturerCa>,
     verifier: Arc<Verifier>,
-    kernel_keys: Mutex<KernelKeys>,
+    kernel_keys: Mutex<BootCache>,
     /// Pool policies already predicted, by image and variables.
     predicted: Mutex<BTreeMap<(String, PathBuf), ReferencePolicy>>,
 }
@@ -114,6 +114,18 @@ fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| io("replacing", path, e))
 }
 
+/// A file's content identity: device, inode, size and modification time. Node disks are
+/// hard links of their image, so untouched files share it; `tamper` renames a new file into
+/// place (a new inode), which changes it.
+fn content_id(path: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+    Some(h.finish())
+}
+
 /// Read a disk into a node image (every file, paths relative to the disk).
 pub fn read_disk(dir: &Path) -> Result<NodeImage> {
     let mut image = NodeImage::new();
@@ -135,7 +147,10 @@ pub fn read_disk(dir: &Path) -> Result<NodeImage> {
                     .to_string_lossy()
                     .into_owned();
                 let bytes = std::fs::read(&path).map_err(|e| io("reading", &path, e))?;
-                image.insert(&rel, bytes);
+                match content_id(&path) {
+                    Some(id) => image.insert_identified(&rel, bytes, id),
+                    None => image.insert(&rel, bytes),
+                }
             }
         }
     }
@@ -180,7 +195,7 @@ impl EmbeddedBackend {
             images,
             ca: Arc::new(ca),
             verifier,
-            kernel_keys: Mutex::new(KernelKeys::default()),
+            kernel_keys: Mutex::new(BootCache::default()),
             predicted: Mutex::new(BTreeMap::new()),
         })
     }

@@ -49,7 +49,7 @@ pub struct AttestBench {
 pub fn bench_firmware(a: &FirmwareBench) -> Result<ExitCode> {
     let image = read_esp(&a.esp)?;
     let vars = std::fs::read(&a.vars).with_context(|| format!("--vars {}", a.vars.display()))?;
-    let mut keys = firmware::KernelKeys::default();
+    let mut keys = firmware::BootCache::default();
     // The first boot also inflates the kernel to find its module-signing keys (cached after).
     let t = Instant::now();
     let mut tpm = NodeTpm::ephemeral()?;
@@ -124,7 +124,7 @@ pub fn bench_attest(a: &AttestBench) -> Result<ExitCode> {
     let ca = Arc::new(ca);
     let now = 1_800_000_000u64;
     // Boot and enroll the nodes; learn the pool's policy from the first boot.
-    let mut keys = firmware::KernelKeys::default();
+    let mut keys = firmware::BootCache::default();
     let mut nodes = Vec::new();
     for i in 0..a.nodes {
         let name = format!("node{i}");
