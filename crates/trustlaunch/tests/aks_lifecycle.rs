@@ -1,13 +1,16 @@
-//! End to end through the CLI against a real `trustlaunch up`, on SQLite and on PostgreSQL:
-//! create → nodepool add → update enabling both features (rolling reimage, labels appear) →
-//! disable Secure Boot (its label goes) → real kubectl selects exactly the right nodes through
-//! the kubeconfig `get-credentials` wrote → delete. And a SIGKILL in the middle of a rolling
+//! End to end through the CLI against a real `trustlaunch up`, on SQLite and on PostgreSQL
+//! (records-only backend) and on the embedded backend (every node really boots into its own
+//! vTPM and attests Healthy): create → nodepool add → update enabling both features (rolling
+//! reimage, labels appear) → disable Secure Boot (its label goes) → (embedded) a tampered
+//! kernel on a vTPM-only node raises an alert naming the kernel and taints the node → real
+//! kubectl selects exactly the right nodes through the kubeconfig `get-credentials` wrote →
+//! delete. And a SIGKILL in the middle of a rolling
 //! reimage: the restarted server resumes and completes it, losing and stranding no node.
 
 mod control_plane;
 mod ports;
 
-use control_plane::{labels, sh, Server};
+use control_plane::{labels, sh, Server, EXE};
 use serde_json::Value;
 use std::process::Command;
 
@@ -58,7 +61,10 @@ fn names(nodes: &[Value]) -> Vec<String> {
     n
 }
 
-fn lifecycle(s: Server) {
+/// The flow. `embedded`: the server runs the embedded backend (real boots into
+/// vTPMs, attestation), so nodes attest Healthy and a tampered kernel is caught.
+fn lifecycle(s: Server, embedded: bool) {
+    let expected = if embedded { "Healthy" } else { "Pending" };
     let c = s.ok(&sh(
         "create -g rg -n c1 --node-count 1 --enable-secure-boot --enable-vtpm --generate-ssh-keys",
     ));
@@ -100,7 +106,7 @@ fn lifecycle(s: Server) {
         assert_eq!(labels(n)[SB], "true");
         assert_eq!(labels(n)[ST], "TrustedLaunch");
         assert_eq!(n["securityProfile"]["enableSecureBoot"], true);
-        assert_eq!(n["attestation"]["status"], "Pending");
+        assert_eq!(n["attestation"]["status"], expected, "{n:#}");
     }
 
     s.ok(&sh(
@@ -121,6 +127,45 @@ fn lifecycle(s: Server) {
         "nodepool update -g rg --cluster-name c1 -n mynodepool --disable-secure-boot",
     ));
     assert!(nodes(&s, "mynodepool").iter().all(|n| n["bootCount"] == 3));
+
+    if embedded {
+        // A bootkit replaces the kernel of a vTPM-only node: its next boot raises an
+        // integrity alert naming the kernel, and the node is tainted NoSchedule.
+        let victim = vtpm_only[0]["name"].as_str().expect("name").to_string();
+        let run = |args: &[&str]| -> Value {
+            let out = Command::new(EXE)
+                .args(args)
+                .args(["-o", "json"])
+                .env("TRUSTLAUNCH_DATA_DIR", &s.dir)
+                .env_remove("TRUSTLAUNCH_ENDPOINT")
+                .env_remove("TRUSTLAUNCH_TOKEN")
+                .output()
+                .expect("trustlaunch");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        };
+        run(&["node", "tamper", &victim, "--component", "kernel"]);
+        let n = run(&["node", "reboot", &victim]);
+        assert_eq!(n["attestation"]["status"], "Unhealthy", "{n:#}");
+        assert!(n["taints"]
+            .as_array()
+            .expect("taints")
+            .iter()
+            .any(|t| t["effect"] == "NoSchedule"));
+        let alerts = run(&["alerts", "list", "--node", &victim]);
+        assert_eq!(
+            alerts[0]["failures"][0]["component"], "kernel",
+            "{alerts:#}"
+        );
+        assert_eq!(
+            alerts[0]["failures"][0]["reason"],
+            "kernel digest not in baseline"
+        );
+    }
 
     let kubeconfig = control_plane::temp_path(&s.dir, "kube/config");
     let out = s.aks(&sh(&format!(
@@ -158,7 +203,15 @@ fn lifecycle(s: Server) {
     let five = nodes(&s, "mynodepool");
     let ordinals: Vec<u64> = five.iter().filter_map(|n| n["ordinal"].as_u64()).collect();
     assert_eq!(ordinals, [0, 1, 2, 3, 4]);
-    assert!(five.iter().take(3).all(|n| n["bootCount"] == 3));
+    // (On the embedded backend the tampered node was rebooted once more.)
+    let tampered = u64::from(embedded);
+    assert_eq!(
+        five.iter()
+            .take(3)
+            .filter_map(|n| n["bootCount"].as_u64())
+            .sum::<u64>(),
+        9 + tampered
+    );
     assert!(five
         .iter()
         .skip(3)
@@ -181,12 +234,42 @@ fn lifecycle(s: Server) {
 
 #[test]
 fn lifecycle_on_sqlite() {
-    lifecycle(Server::start(None, &[]));
+    lifecycle(Server::start(None, &["--backend", "records"]), false);
 }
 
 #[test]
 fn lifecycle_on_postgres() {
-    lifecycle(Server::start(Some(control_plane::fresh_postgres()), &[]));
+    lifecycle(
+        Server::start(
+            Some(control_plane::fresh_postgres()),
+            &["--backend", "records"],
+        ),
+        false,
+    );
+}
+
+/// The same flow on the embedded backend: every node really boots (virtual firmware, its
+/// own vTPM) and attests; the tampered kernel is caught.
+#[test]
+fn lifecycle_on_the_embedded_backend() {
+    let lab = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache");
+    let built = Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lab/build-node-image.sh"))
+        .arg(&lab)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("lab/build-node-image.sh");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let images = lab.join("images");
+    let images = images.to_str().expect("UTF-8 path");
+    lifecycle(
+        Server::start(None, &["--backend", "embedded", "--images", images]),
+        true,
+    );
 }
 
 fn resume_after_sigkill(database: Option<String>) {
