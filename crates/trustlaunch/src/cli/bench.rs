@@ -39,6 +39,9 @@ pub enum BenchCommand {
     Firmware(super::bench_boot::FirmwareBench),
     /// Full attestations per second through the verifier, against the ECDSA-verify floor.
     Attest(super::bench_boot::AttestBench),
+    /// A node pool created to all-attested with the embedded backend, and a rolling reimage
+    /// with --max-surge 10%, through the CLI and server.
+    Pool(super::bench_pool::PoolBench),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +73,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Secureboot(args) => super::bench_secureboot::bench_secureboot(&args),
         BenchCommand::Firmware(args) => super::bench_boot::bench_firmware(&args),
         BenchCommand::Attest(args) => super::bench_boot::bench_attest(&args),
+        BenchCommand::Pool(args) => super::bench_pool::bench_pool(&args),
     }
 }
 

@@ -8,6 +8,7 @@ mod bench_boot;
 mod bench_density;
 mod bench_eventlog;
 mod bench_keys;
+mod bench_pool;
 mod bench_secureboot;
 mod eventlog;
 mod firmware;
