@@ -2,11 +2,12 @@
 //! (seconds, the server's peak RSS), then a pool reimaged rolling with `--max-surge 10%`
 //! (seconds) — through the same CLI and server an operator uses.
 
-use anyhow::{bail, Context, Result};
+use super::up::EmbeddedServer;
+use anyhow::Result;
 use clap::Args;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
 
 /// The target for creating the large pool to all-attested.
 const TARGET_CREATE_SECS: f64 = 60.0;
@@ -24,48 +25,18 @@ pub struct PoolBench {
     reimage: u32,
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tl(data: &Path, args: &[&str]) -> Result<serde_json::Value> {
-    let out = Command::new(std::env::current_exe()?)
-        .args(args)
-        .args(["-o", "json"])
-        .env("TRUSTLAUNCH_DATA_DIR", data)
-        .env_remove("TRUSTLAUNCH_ENDPOINT")
-        .env_remove("TRUSTLAUNCH_TOKEN")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "trustlaunch {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
-}
-
-fn healthy(data: &Path, pool: &str) -> Result<usize> {
-    let v = tl(
-        data,
-        &[
-            "aks",
-            "nodepool",
-            "list-nodes",
-            "-g",
-            "bench",
-            "--cluster-name",
-            "bench",
-            "--name",
-            pool,
-        ],
-    )?;
+fn healthy(server: &EmbeddedServer, pool: &str) -> Result<usize> {
+    let v = server.json(&[
+        "aks",
+        "nodepool",
+        "list-nodes",
+        "-g",
+        "bench",
+        "--cluster-name",
+        "bench",
+        "--name",
+        pool,
+    ])?;
     Ok(v.as_array()
         .map(|a| {
             a.iter()
@@ -88,90 +59,57 @@ pub fn bench_pool(a: &PoolBench) -> Result<ExitCode> {
         .prefix("trustlaunch-bench-pool-")
         .tempdir()?;
     let data = tmp.path();
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "embedded",
-            "--data-dir",
-        ])
-        .arg(data)
-        .arg("--images")
-        .arg(&a.images)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting trustlaunch up")?;
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !data.join(super::up::ENDPOINT_FILE).exists() {
-        if Instant::now() > deadline {
-            bail!("the server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = EmbeddedServer::start(data, &a.images)?;
     let n = a.nodes.to_string();
     let t = Instant::now();
-    tl(
-        data,
-        &[
-            "aks",
-            "create",
-            "-n",
-            "bench",
-            "-g",
-            "bench",
-            "--node-count",
-            &n,
-            "--enable-secure-boot",
-            "--enable-vtpm",
-        ],
-    )?;
+    server.json(&[
+        "aks",
+        "create",
+        "-n",
+        "bench",
+        "-g",
+        "bench",
+        "--node-count",
+        &n,
+        "--enable-secure-boot",
+        "--enable-vtpm",
+    ])?;
     let create = t.elapsed().as_secs_f64();
-    let attested = healthy(data, "nodepool1")?;
-    let rss = peak_rss_kib(server.0.id()).unwrap_or(0);
+    let attested = healthy(&server, "nodepool1")?;
+    let rss = peak_rss_kib(server.pid()).unwrap_or(0);
 
     let r = a.reimage.to_string();
-    tl(
-        data,
-        &[
-            "aks",
-            "nodepool",
-            "add",
-            "-g",
-            "bench",
-            "--cluster-name",
-            "bench",
-            "-n",
-            "reimage",
-            "--node-count",
-            &r,
-            "--enable-vtpm",
-        ],
-    )?;
+    server.json(&[
+        "aks",
+        "nodepool",
+        "add",
+        "-g",
+        "bench",
+        "--cluster-name",
+        "bench",
+        "-n",
+        "reimage",
+        "--node-count",
+        &r,
+        "--enable-vtpm",
+    ])?;
     let t = Instant::now();
-    tl(
-        data,
-        &[
-            "aks",
-            "nodepool",
-            "update",
-            "-g",
-            "bench",
-            "--cluster-name",
-            "bench",
-            "-n",
-            "reimage",
-            "--enable-secure-boot",
-            "--max-surge",
-            "10%",
-        ],
-    )?;
+    server.json(&[
+        "aks",
+        "nodepool",
+        "update",
+        "-g",
+        "bench",
+        "--cluster-name",
+        "bench",
+        "-n",
+        "reimage",
+        "--enable-secure-boot",
+        "--max-surge",
+        "10%",
+    ])?;
     let reimage = t.elapsed().as_secs_f64();
-    let reattested = healthy(data, "reimage")?;
+    let reattested = healthy(&server, "reimage")?;
     drop(server);
 
     println!(

@@ -4,12 +4,13 @@
 //! Launch at work: nodes booted, measured and attested, their labels, an integrity alert
 //! naming a tampered kernel, and a rolling reimage back to health.
 
+use super::up::EmbeddedServer;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
 
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {
@@ -34,57 +35,28 @@ fn say(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m");
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Run `trustlaunch ARGS` as the operator would, showing the command and its output.
-fn tl(data_dir: &Path, args: &[&str]) -> Result<String> {
+fn tl(server: &EmbeddedServer, args: &[&str]) -> Result<String> {
     println!("$ trustlaunch {}", args.join(" "));
-    let out = Command::new(std::env::current_exe()?)
-        .args(args)
-        .env("TRUSTLAUNCH_DATA_DIR", data_dir)
-        .env_remove("TRUSTLAUNCH_ENDPOINT")
-        .env_remove("TRUSTLAUNCH_TOKEN")
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    print!("{stdout}");
+    let out = server.run(args)?;
+    print!("{out}");
     std::io::stdout().flush()?;
-    if !out.status.success() {
-        bail!(
-            "trustlaunch {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
+    Ok(out)
 }
 
-/// The first node of a pool (its name), from list-nodes JSON.
-fn first_node(data_dir: &Path, pool: &str) -> Result<String> {
-    let out = Command::new(std::env::current_exe()?)
-        .args([
-            "aks",
-            "nodepool",
-            "list-nodes",
-            "-g",
-            "demo-rg",
-            "--cluster-name",
-            "demo",
-            "--name",
-            pool,
-            "-o",
-            "json",
-        ])
-        .env("TRUSTLAUNCH_DATA_DIR", data_dir)
-        .output()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("list-nodes JSON")?;
+/// The first node of a pool (its name).
+fn first_node(server: &EmbeddedServer, pool: &str) -> Result<String> {
+    let v = server.json(&[
+        "aks",
+        "nodepool",
+        "list-nodes",
+        "-g",
+        "demo-rg",
+        "--cluster-name",
+        "demo",
+        "--name",
+        pool,
+    ])?;
     v.get(0)
         .and_then(|n| n["name"].as_str())
         .map(str::to_string)
@@ -123,36 +95,8 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
     let images = lab.join("images");
 
     say("2. The server: control plane (AKS-shaped API), registrar and verifier, and the embedded node host (virtual UEFI firmware + a vTPM per node)");
-    let log = std::fs::File::create(data_dir.join("server.log"))?;
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "embedded",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .arg("--images")
-        .arg(&images)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting trustlaunch up")?;
-    let server = Server(child);
+    let server = EmbeddedServer::start(&data_dir, &images)?;
     let endpoint = data_dir.join(super::up::ENDPOINT_FILE);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !endpoint.exists() {
-        if Instant::now() > deadline {
-            bail!(
-                "the server did not start; see {}",
-                data_dir.join("server.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
     println!(
         "server at {} (data in {})",
         std::fs::read_to_string(&endpoint)?.trim(),
@@ -161,7 +105,7 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
 
     say("3. A cluster whose first pool has Secure Boot and a vTPM: its node boots, is measured into its own vTPM, enrolls its EK/AK and attests");
     tl(
-        &data_dir,
+        &server,
         &[
             "aks",
             "create",
@@ -178,7 +122,7 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
         ],
     )?;
     tl(
-        &data_dir,
+        &server,
         &[
             "aks",
             "nodepool",
@@ -196,7 +140,7 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
 
     say("4. A second pool, vTPM only (measured boot and attestation, no Secure Boot), three nodes by default");
     tl(
-        &data_dir,
+        &server,
         &[
             "aks",
             "nodepool",
@@ -213,7 +157,7 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
         ],
     )?;
     tl(
-        &data_dir,
+        &server,
         &[
             "aks",
             "nodepool",
@@ -229,23 +173,18 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
         ],
     )?;
     println!("Their labels, for pods' nodeSelector (kubernetes.azure.com/trusted-launch=true, …/secure-boot=true):");
-    let nodes = Command::new(std::env::current_exe()?)
-        .args([
-            "aks",
-            "nodepool",
-            "list-nodes",
-            "-g",
-            "demo-rg",
-            "--cluster-name",
-            "demo",
-            "--name",
-            "nodepool1",
-            "-o",
-            "json",
-        ])
-        .env("TRUSTLAUNCH_DATA_DIR", &data_dir)
-        .output()?;
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&nodes.stdout) {
+    let nodes = server.json(&[
+        "aks",
+        "nodepool",
+        "list-nodes",
+        "-g",
+        "demo-rg",
+        "--cluster-name",
+        "demo",
+        "--name",
+        "nodepool1",
+    ]);
+    if let Ok(v) = nodes {
         if let Some(labels) = v.get(0).and_then(|n| n["labels"].as_object()) {
             for (k, val) in labels.iter().filter(|(k, _)| {
                 k.contains("trusted-launch")
@@ -258,9 +197,9 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
     }
 
     say("5. A bootkit replaces the kernel on one vTPM-only node; the node reboots: attestation fails and the alert names the kernel");
-    let victim = first_node(&data_dir, "measured")?;
+    let victim = first_node(&server, "measured")?;
     tl(
-        &data_dir,
+        &server,
         &[
             "node",
             "tamper",
@@ -271,13 +210,9 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
             "table",
         ],
     )?;
-    tl(&data_dir, &["node", "reboot", &victim, "-o", "table"])?;
-    tl(&data_dir, &["alerts", "list", "-o", "table"])?;
-    let alerts = Command::new(std::env::current_exe()?)
-        .args(["alerts", "list", "-o", "json"])
-        .env("TRUSTLAUNCH_DATA_DIR", &data_dir)
-        .output()?;
-    let v: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap_or_default();
+    tl(&server, &["node", "reboot", &victim, "-o", "table"])?;
+    tl(&server, &["alerts", "list", "-o", "table"])?;
+    let v = server.json(&["alerts", "list"]).unwrap_or_default();
     if let Some(f) = v.get(0).and_then(|a| a["failures"].get(0)) {
         println!(
             "  {} (PCR {}): expected {}, observed {}",
@@ -289,9 +224,9 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
     }
 
     say("6. The same tampered kernel on a Secure Boot node never runs: the firmware chain refuses it and names it");
-    let sb = first_node(&data_dir, "nodepool1")?;
+    let sb = first_node(&server, "nodepool1")?;
     tl(
-        &data_dir,
+        &server,
         &[
             "node",
             "tamper",
@@ -302,11 +237,7 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
             "table",
         ],
     )?;
-    let out = Command::new(std::env::current_exe()?)
-        .args(["node", "reboot", &sb, "-o", "json"])
-        .env("TRUSTLAUNCH_DATA_DIR", &data_dir)
-        .output()?;
-    let node: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let node = server.json(&["node", "reboot", &sb]).unwrap_or_default();
     if let Some(c) = node["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
@@ -320,7 +251,7 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
 
     say("7. Enabling Secure Boot on the vTPM-only pool reimages it, node by node: fresh disks, measured and attested again");
     tl(
-        &data_dir,
+        &server,
         &[
             "aks",
             "nodepool",
@@ -337,7 +268,7 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
         ],
     )?;
     tl(
-        &data_dir,
+        &server,
         &[
             "aks",
             "nodepool",
@@ -357,16 +288,15 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
         .and_then(|a| a["id"].as_u64())
         .unwrap_or(1)
         .to_string();
-    tl(&data_dir, &["alerts", "ack", &first_alert, "-o", "table"])?;
+    tl(&server, &["alerts", "ack", &first_alert, "-o", "table"])?;
 
     say(&format!("Done in {:.1} s", started.elapsed().as_secs_f64()));
     if a.keep {
         println!(
             "The server keeps running (pid {}); its data is in {}.",
-            server.0.id(),
+            server.detach(),
             data_dir.display()
         );
-        std::mem::forget(server);
         if let Some(t) = temp_keep(a.data_dir.is_none()) {
             println!("{t}");
         }

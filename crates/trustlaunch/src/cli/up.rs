@@ -242,3 +242,94 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     })?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// A `trustlaunch up --backend embedded` child process on a free port, for the quickstart and
+/// the pool benchmark; killed on drop.
+pub struct EmbeddedServer {
+    child: std::process::Child,
+    data_dir: PathBuf,
+}
+
+impl EmbeddedServer {
+    /// Start it with its state in `data_dir` and its output in `data_dir/server.log`; returns
+    /// once it has written its endpoint file.
+    pub fn start(data_dir: &std::path::Path, images: &std::path::Path) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(data_dir.join("server.log"))?;
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                "embedded",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .arg("--images")
+            .arg(images)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .context("starting trustlaunch up")?;
+        let server = EmbeddedServer {
+            child,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !data_dir.join(ENDPOINT_FILE).exists() {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the server did not start; see {}",
+                    data_dir.join("server.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `trustlaunch ARGS` against this server (its stdout, which must be a success).
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args(args)
+            .env("TRUSTLAUNCH_DATA_DIR", &self.data_dir)
+            .env_remove("TRUSTLAUNCH_ENDPOINT")
+            .env_remove("TRUSTLAUNCH_TOKEN")
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "trustlaunch {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// [`Self::run`] with `-o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.run(&all)?).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Leave the server running after this value is gone.
+    pub fn detach(self) -> u32 {
+        let pid = self.child.id();
+        std::mem::forget(self);
+        pid
+    }
+}
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
