@@ -48,10 +48,12 @@ pub struct ImageCatalog {
 }
 
 impl ImageCatalog {
-    /// The image a node of this size gets: GPU sizes carry the vendor's (unsigned) driver.
+    /// The image a node gets: GPU sizes carry the vendor's (unsigned) driver, except with
+    /// Secure Boot, which the rules allow on a GPU pool only when driver installation is
+    /// skipped (so the default image, without the driver).
     pub fn image_for(&self, spec: &NodeSpec) -> &'static str {
         match control::catalog::lookup(&spec.vm_size) {
-            Some(size) if size.gpu => "gpu",
+            Some(size) if size.gpu && !spec.security_profile.enable_secure_boot => "gpu",
             _ => "default",
         }
     }
