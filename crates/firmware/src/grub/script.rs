@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 pub const MAX_COMMANDS: usize = 10_000;
 /// Deepest `source`/`configfile` nesting.
 pub const MAX_DEPTH: usize = 16;
+/// Deepest `if` nesting (parsing and running recurse per level; grub's own configs nest 2).
+pub const MAX_NESTING: usize = 64;
 /// Largest script accepted.
 pub const MAX_SCRIPT: usize = 1 << 20;
 
@@ -317,6 +319,8 @@ struct Parser<'a> {
     file: &'a str,
     tokens: Vec<Token>,
     pos: usize,
+    /// `if` statements open around the current position.
+    nesting: usize,
 }
 
 impl Parser<'_> {
@@ -358,8 +362,18 @@ impl Parser<'_> {
                     return Ok((nodes, Some(k)));
                 }
                 if k == "if" {
+                    if self.nesting >= MAX_NESTING {
+                        return Err(syntax(
+                            self.file,
+                            self.line(),
+                            format!("'if' nested more than {MAX_NESTING} deep"),
+                        ));
+                    }
                     self.pos += 1;
-                    nodes.push(self.if_statement()?);
+                    self.nesting += 1;
+                    let node = self.if_statement();
+                    self.nesting -= 1;
+                    nodes.push(node?);
                     continue;
                 }
                 if matches!(k.as_str(), "while" | "until" | "for" | "function") {
@@ -453,6 +467,7 @@ fn parse(file: &str, src: &str) -> Result<Vec<Node>, ScriptError> {
         file,
         tokens: tokenize(file, src)?,
         pos: 0,
+        nesting: 0,
     };
     let (nodes, stop) = p.list(&["fi", "then", "elif", "else"])?;
     if let Some(k) = stop {
@@ -834,28 +849,30 @@ impl<'h, H: GrubHost> Interpreter<'h, H> {
 
     /// grub's `test`: -z/-n STRING, -e/-f/-d PATH, = and !=, -a/-o, !, STRING.
     fn test(&mut self, expr: &[String]) -> bool {
-        // -o binds loosest, then -a, then !, as in grub's test.c.
-        if let Some(i) = expr.iter().position(|a| a == "-o") {
-            let (l, r) = (
-                expr.get(..i).unwrap_or_default(),
-                expr.get(i + 1..).unwrap_or_default(),
-            );
-            let left = self.test(l);
-            let right = self.test(r);
-            return left || right;
+        // -o binds loosest, then -a, then !, as in grub's test.c. Evaluated without recursion:
+        // a hostile grub.cfg may chain any number of them.
+        for alternative in expr.split(|a| a == "-o") {
+            let mut all = true;
+            for term in alternative.split(|a| a == "-a") {
+                let bangs = term.iter().take_while(|a| *a == "!").count();
+                let primary = term.get(bangs..).unwrap_or_default();
+                if self.primary(primary) == bangs.is_multiple_of(2) {
+                    continue;
+                }
+                all = false;
+                break;
+            }
+            if all {
+                return true;
+            }
         }
-        if let Some(i) = expr.iter().position(|a| a == "-a") {
-            let (l, r) = (
-                expr.get(..i).unwrap_or_default(),
-                expr.get(i + 1..).unwrap_or_default(),
-            );
-            let left = self.test(l);
-            let right = self.test(r);
-            return left && right;
-        }
+        false
+    }
+
+    /// One primary of `test`: -z/-n STRING, -e/-f/-d/-s PATH, A = B, A != B, STRING.
+    fn primary(&mut self, expr: &[String]) -> bool {
         match expr {
             [] => false,
-            [bang, rest @ ..] if bang == "!" => !self.test(rest),
             [op, s] if op == "-z" => s.is_empty(),
             [op, s] if op == "-n" => !s.is_empty(),
             [op, path] if op == "-e" || op == "-f" || op == "-d" || op == "-s" => {
@@ -1009,6 +1026,31 @@ fi
         // A config that sources itself stops at the depth limit.
         let (r, _) = run(&[("/EFI/debian/grub.cfg", "source $prefix/grub.cfg\n")]);
         assert_eq!(r, Err(ScriptError::TooDeep));
+    }
+
+    /// Hostile configurations end in errors or answers, not in a stack overflow.
+    #[test]
+    fn deep_nesting_and_long_test_chains_are_bounded() {
+        let deep = "if true; then\n".repeat(60_000);
+        let (r, _) = run(&[("/EFI/debian/grub.cfg", &deep)]);
+        assert!(matches!(r, Err(ScriptError::Syntax { what, .. }) if what.contains("nested")));
+        let chain = format!("[ {} x ]\n", "! ".repeat(200_001));
+        let (r, _) = run(&[("/EFI/debian/grub.cfg", &chain)]);
+        assert!(r.is_ok(), "{r:?}");
+        let ors = format!("[ {}x ]\nboot\n", "-z x -o ".repeat(100_000));
+        let (r, log) = run(&[("/EFI/debian/grub.cfg", &ors)]);
+        assert!(r.is_err(), "boot without a kernel fails");
+        assert!(log
+            .iter()
+            .any(|l| l.starts_with("PCR8 grub_cmd: [ -z x -o")));
+    }
+
+    #[test]
+    fn test_operators() {
+        let cfg = "[ ! -z x -a -n x -o -z y ]\nlinux /vmlinuz\nif [ ! ! -z \"\" ]; then boot; fi\n";
+        let (r, log) = run(&[("/EFI/debian/grub.cfg", cfg), ("/vmlinuz", "k")]);
+        r.unwrap();
+        assert_eq!(log.last().map(String::as_str), Some("boot"));
     }
 
     #[test]
