@@ -10,11 +10,11 @@
 use crate::policy::ReferencePolicy;
 use crate::{verify_quote, AkPublic, Error, HashAlg, PcrValues, VerifiedQuote};
 use eventlog::{AlgorithmId, BootComponents, BootRole, EventLog, SecureBootState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One reason the evidence is not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// What failed, in words an operator reads ("kernel digest not in baseline").
     pub reason: String,

@@ -46,5 +46,5 @@ mod wire;
 pub use ak::AkPublic;
 pub use error::{Error, QuoteError};
 pub use pcrs::{tpm2_tools_layout, PcrValues};
-pub use quote::{verify_quote, VerifiedQuote, TPM_ST_ATTEST_QUOTE};
+pub use quote::{quoted_nonce, verify_quote, VerifiedQuote, TPM_ST_ATTEST_QUOTE};
 pub use tpm::hash::HashAlg;

@@ -69,6 +69,13 @@ struct Attest {
     pcr_digest: Vec<u8>,
 }
 
+/// The extraData (nonce) a TPMS_ATTEST claims, read without verifying anything: for a
+/// verifier to pick which of the nonces it issued to compare with ([`verify_quote`] then
+/// checks it under the signature). None when the bytes are not a quote.
+pub fn quoted_nonce(bytes: &[u8]) -> Option<Vec<u8>> {
+    parse_attest(bytes).ok().map(|a| a.extra_data)
+}
+
 fn parse_attest(bytes: &[u8]) -> Result<Attest, Error> {
     let mut f = Fields::new(bytes, "TPMS_ATTEST");
     let magic = f.u32("magic")?;

@@ -297,7 +297,9 @@ impl EmbeddedBackend {
             });
         }
         let policy = self.policy_for(spec)?;
-        self.verifier.set_policy(&pool_key(spec), policy);
+        self.verifier
+            .set_policy(&pool_key(spec), policy)
+            .map_err(|e| Error::Attestation(e.to_string()))?;
         let outcome = self.attest(spec, &mut tpm, &report.event_log)?;
         Ok(match outcome {
             Outcome::Healthy { token } => BootReport {
@@ -444,7 +446,9 @@ impl NodeBackend for EmbeddedBackend {
         // Disabling the vTPM drops it; enabling it again gives the node a new TPM.
         if !spec.security_profile.enable_vtpm {
             let _ = std::fs::remove_dir_all(dir.join("vtpm"));
-            self.verifier.forget(&spec.name);
+            self.verifier
+                .forget(&spec.name)
+                .map_err(|e| failed(Error::Attestation(e.to_string())))?;
         }
         self.boot(spec).map_err(failed)
     }
@@ -457,7 +461,9 @@ impl NodeBackend for EmbeddedBackend {
 
     fn delete(&self, node: &str) -> std::result::Result<(), BackendError> {
         let dir = self.node_dir(node).map_err(failed)?;
-        self.verifier.forget(node);
+        self.verifier
+            .forget(node)
+            .map_err(|e| failed(Error::Attestation(e.to_string())))?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -77,14 +77,18 @@ async fn ack_alert(State(s): State<Shared>, Path(id): Path<String>) -> Response 
             format!("alert id {id:?} is not a number"),
         );
     };
-    if v.acknowledge(id) {
-        Json(json!({"id": id, "acknowledged": true})).into_response()
-    } else {
-        error(
+    match v.acknowledge(id) {
+        Ok(true) => Json(json!({"id": id, "acknowledged": true})).into_response(),
+        Ok(false) => error(
             StatusCode::NOT_FOUND,
             "AlertNotFound",
             format!("no alert {id}"),
-        )
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "StoreUnavailable",
+            e.to_string(),
+        ),
     }
 }
 

@@ -4,8 +4,12 @@
 //! outcome — a signed health token (ES256 JWT) or an integrity alert naming the failing
 //! components — with a history per node and alerts to list, acknowledge and stream.
 //!
-//! State is in memory behind one lock and every record is serialisable, so the server can
-//! persist it; no network I/O here (the server publishes the JWKS and streams alerts).
+//! Decisions are made from memory behind one lock. A persistent verifier is given a
+//! [`Journal`]: every enrollment, policy, verdict, acknowledgement and deletion is written to
+//! it *before* memory changes and before the caller sees the outcome, so a verdict a node was
+//! told is never lost; [`Verifier::restore`] loads a [`Snapshot`] back at start-up. No I/O
+//! here: the server implements the journal on its store, publishes the JWKS and streams
+//! alerts.
 
 #![forbid(unsafe_code)]
 
@@ -14,10 +18,11 @@ use attest::enroll::{self, CredentialChallenge, TrustedRoots};
 use attest::policy::ReferencePolicy;
 use attest::token::TokenSigner;
 use attest::{AkPublic, PcrValues};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use tpm::codec::{Marshal, Unmarshal};
 use tpm::object::TpmtPublic;
 
 /// How long a nonce or an enrollment challenge stays valid, in seconds.
@@ -38,6 +43,9 @@ pub enum VerifierError {
     NoChallenge(String),
     #[error("no reference policy for pool {0}")]
     NoPolicy(String),
+    /// The journal could not record the change; nothing changed (the caller retries).
+    #[error("the verifier's store is unavailable: {0}")]
+    Storage(String),
 }
 
 impl VerifierError {
@@ -46,12 +54,15 @@ impl VerifierError {
             Self::Enrollment(_) => 403,
             Self::NotEnrolled(_) | Self::NoChallenge(_) => 409,
             Self::NoPolicy(_) => 404,
+            Self::Storage(_) => 503,
         }
     }
 }
 
-/// An enrolled node: its EK and its AK, bound by credential activation.
-#[derive(Debug, Clone, Serialize)]
+/// An enrolled node: its EK and its AK, bound by credential activation. Serialised with both
+/// public areas (TPMT_PUBLIC, hex), which is how it is persisted and restored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "EnrollmentDocument")]
 pub struct Enrollment {
     pub node: String,
     pub pool: String,
@@ -64,10 +75,54 @@ pub struct Enrollment {
     #[serde(skip)]
     ek: TpmtPublic,
     pub enrolled_at: u64,
+    /// The EK's TPMT_PUBLIC, hex.
+    pub ek_public: String,
+    /// The AK's TPMT_PUBLIC, hex.
+    pub ak_public: String,
+}
+
+/// An [`Enrollment`] as stored: the public areas are parsed (and the AK's attributes checked
+/// again) when it is read back.
+#[derive(Deserialize)]
+struct EnrollmentDocument {
+    node: String,
+    pool: String,
+    ek_certificate_serial: String,
+    ek_certificate_issuer: String,
+    enrolled_at: u64,
+    ek_public: String,
+    ak_public: String,
+}
+
+impl TryFrom<EnrollmentDocument> for Enrollment {
+    type Error = String;
+    fn try_from(d: EnrollmentDocument) -> Result<Self, String> {
+        let public = |what: &str, h: &str| {
+            let bytes = hex::decode(h).map_err(|e| format!("{what}: {e}"))?;
+            TpmtPublic::from_bytes(&bytes).map_err(|rc| format!("{what}: TPM_RC {:#x}", rc.0))
+        };
+        let ek = public("ek_public", &d.ek_public)?;
+        let ak_tpmt = public("ak_public", &d.ak_public)?;
+        let ak_name = hex::encode(ak_tpmt.name());
+        let ak = AkPublic::from_tpmt_public(ak_tpmt).map_err(|e| e.to_string())?;
+        enroll::check_ak_attributes(&ak).map_err(|e| e.to_string())?;
+        Ok(Enrollment {
+            node: d.node,
+            pool: d.pool,
+            ek_certificate_serial: d.ek_certificate_serial,
+            ek_certificate_issuer: d.ek_certificate_issuer,
+            ak_name,
+            ak,
+            ek,
+            enrolled_at: d.enrolled_at,
+            ek_public: d.ek_public,
+            ak_public: d.ak_public,
+        })
+    }
 }
 
 /// The severity of an integrity alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The node booted something it must not (components, Secure Boot, policy).
@@ -77,7 +132,7 @@ pub enum Severity {
 }
 
 /// An integrity alert: a node failed attestation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IntegrityAlert {
     pub id: u64,
     pub severity: Severity,
@@ -123,8 +178,11 @@ pub enum Outcome {
 }
 
 /// One entry of a node's attestation history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttestationRecord {
+    /// Unique per verdict (random, hex): what makes a journal write idempotent.
+    pub id: String,
+    pub node: String,
     pub time: u64,
     pub healthy: bool,
     pub reset_count: Option<u32>,
@@ -132,13 +190,56 @@ pub struct AttestationRecord {
     pub alert_id: Option<u64>,
 }
 
+/// A change a persistent verifier records before making it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JournalEntry {
+    Enrolled(Enrollment),
+    Policy {
+        pool: String,
+        policy: ReferencePolicy,
+    },
+    /// A verdict, with the alert it raised.
+    Attested {
+        record: AttestationRecord,
+        alert: Option<IntegrityAlert>,
+    },
+    Acknowledged {
+        id: u64,
+    },
+    /// A deleted node's enrollment is dropped (its history and alerts stay).
+    Forgotten {
+        node: String,
+    },
+}
+
+/// Where a persistent verifier writes its changes. `write` returns only once the entry is
+/// durable; an error leaves the verifier unchanged and is reported to the caller as
+/// [`VerifierError::Storage`]. Writing the same entry twice must be harmless.
+pub trait Journal: Send + Sync {
+    fn write(&self, entry: &JournalEntry) -> Result<(), String>;
+}
+
+/// What a verifier restores at start-up from its journal's store.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub enrollments: Vec<Enrollment>,
+    pub policies: Vec<(String, ReferencePolicy)>,
+    /// Attestation records, oldest first (the newest [`HISTORY`] per node are kept).
+    pub history: Vec<AttestationRecord>,
+    pub alerts: Vec<IntegrityAlert>,
+}
+
+/// Nonces a node may hold at once (a retried request must not invalidate the first).
+pub const OUTSTANDING_NONCES: usize = 4;
+
 #[derive(Default)]
 struct State {
     enrollments: BTreeMap<String, Enrollment>,
     /// node → (challenge, EK, AK, pool, EK certificate facts, expiry).
     pending: BTreeMap<String, (CredentialChallenge, Enrollment, u64)>,
-    /// node → (nonce, expiry).
-    nonces: BTreeMap<String, (Vec<u8>, u64)>,
+    /// node → the nonces issued and not yet used, with their expiry, oldest first.
+    nonces: BTreeMap<String, VecDeque<(Vec<u8>, u64)>>,
     policies: BTreeMap<String, ReferencePolicy>,
     history: BTreeMap<String, VecDeque<AttestationRecord>>,
     alerts: Vec<IntegrityAlert>,
@@ -151,6 +252,7 @@ pub struct Verifier {
     signer: TokenSigner,
     issuer: String,
     state: Mutex<State>,
+    journal: Option<Box<dyn Journal>>,
 }
 
 fn random(n: usize) -> Vec<u8> {
@@ -172,6 +274,41 @@ impl Verifier {
                 next_alert: 1,
                 ..Default::default()
             }),
+            journal: None,
+        }
+    }
+
+    /// This verifier, writing every change to `journal` first.
+    pub fn with_journal(mut self, journal: Box<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Load what a journal recorded (call before serving; replaces the current state).
+    pub fn restore(&self, snapshot: Snapshot) {
+        let mut st = self.state();
+        st.enrollments = snapshot
+            .enrollments
+            .into_iter()
+            .map(|e| (e.node.clone(), e))
+            .collect();
+        st.policies = snapshot.policies.into_iter().collect();
+        st.history.clear();
+        for r in snapshot.history {
+            let h = st.history.entry(r.node.clone()).or_default();
+            h.push_back(r);
+            while h.len() > HISTORY {
+                h.pop_front();
+            }
+        }
+        st.next_alert = snapshot.alerts.iter().map(|a| a.id).max().unwrap_or(0) + 1;
+        st.alerts = snapshot.alerts;
+    }
+
+    fn journal(&self, entry: JournalEntry) -> Result<(), VerifierError> {
+        match &self.journal {
+            Some(j) => j.write(&entry).map_err(VerifierError::Storage),
+            None => Ok(()),
         }
     }
 
@@ -184,9 +321,18 @@ impl Verifier {
         self.signer.jwks()
     }
 
-    /// Set the reference policy of a pool (`RG/CLUSTER/POOL`).
-    pub fn set_policy(&self, pool: &str, policy: ReferencePolicy) {
+    /// Set the reference policy of a pool (`RG/CLUSTER/POOL`); setting the same policy again
+    /// changes nothing.
+    pub fn set_policy(&self, pool: &str, policy: ReferencePolicy) -> Result<(), VerifierError> {
+        if self.state().policies.get(pool) == Some(&policy) {
+            return Ok(());
+        }
+        self.journal(JournalEntry::Policy {
+            pool: pool.to_string(),
+            policy: policy.clone(),
+        })?;
         self.state().policies.insert(pool.to_string(), policy);
+        Ok(())
     }
 
     pub fn policy(&self, pool: &str) -> Option<ReferencePolicy> {
@@ -235,6 +381,8 @@ impl Verifier {
             ak: ak_public,
             ek: ek.clone(),
             enrolled_at: now,
+            ek_public: hex::encode(ek.to_bytes()),
+            ak_public: hex::encode(ak.to_bytes()),
         };
         self.state().pending.insert(
             node.to_string(),
@@ -251,8 +399,8 @@ impl Verifier {
         answer: &[u8],
         now: u64,
     ) -> Result<Enrollment, VerifierError> {
-        let mut st = self.state();
-        let (challenge, enrollment, expiry) = st
+        let (challenge, enrollment, expiry) = self
+            .state()
             .pending
             .remove(node)
             .ok_or_else(|| VerifierError::NoChallenge(node.to_string()))?;
@@ -264,7 +412,10 @@ impl Verifier {
                 "the TPM did not return the credential: the AK is not in the TPM of this EK".into(),
             ));
         }
-        st.enrollments.insert(node.to_string(), enrollment.clone());
+        self.journal(JournalEntry::Enrolled(enrollment.clone()))?;
+        self.state()
+            .enrollments
+            .insert(node.to_string(), enrollment.clone());
         Ok(enrollment)
     }
 
@@ -272,17 +423,22 @@ impl Verifier {
         self.state().enrollments.get(node).cloned()
     }
 
-    /// A fresh nonce for the node's next quote (each used once).
+    /// A fresh nonce for the node's next quote (each used once; the newest
+    /// [`OUTSTANDING_NONCES`] stay valid).
     pub fn nonce(&self, node: &str, now: u64) -> Vec<u8> {
         let n = random(32);
-        self.state()
-            .nonces
-            .insert(node.to_string(), (n.clone(), now + CHALLENGE_TTL));
+        let mut st = self.state();
+        let q = st.nonces.entry(node.to_string()).or_default();
+        q.retain(|(_, expiry)| now <= *expiry);
+        q.push_back((n.clone(), now + CHALLENGE_TTL));
+        while q.len() > OUTSTANDING_NONCES {
+            q.pop_front();
+        }
         n
     }
 
-    /// Appraise a node's evidence. The nonce must be the one last issued to the node and
-    /// unexpired (it is consumed either way); `quoted_nonce` is what the node says it used.
+    /// Appraise a node's evidence. The quote must carry a nonce issued to the node, unused
+    /// and unexpired (it is consumed by this call whatever the verdict).
     pub fn attest(
         &self,
         node: &str,
@@ -296,13 +452,19 @@ impl Verifier {
             .enrollment(node)
             .ok_or_else(|| VerifierError::NotEnrolled(node.to_string()))?;
         let policy = self.policy(&enrollment.pool);
+        let quoted = attest::quoted_nonce(quote);
+        let quoted = quoted.as_deref();
         let expected = {
             let mut st = self.state();
-            match st.nonces.remove(node) {
-                Some((n, expiry)) if now <= expiry => n,
-                // No live nonce: whatever was quoted is a replay (an empty expected nonce
-                // never matches a quote's extraData of a real nonce).
-                _ => Vec::new(),
+            let q = st.nonces.entry(node.to_string()).or_default();
+            let live = q
+                .iter()
+                .position(|(n, expiry)| Some(n.as_slice()) == quoted && now <= *expiry);
+            match live.and_then(|i| q.remove(i)) {
+                Some((n, _)) => n,
+                // No live nonce: whatever was quoted is a replay (the newest nonce issued,
+                // or none, is what the quote is compared with, and it does not match).
+                None => q.back().map(|(n, _)| n.clone()).unwrap_or_default(),
             }
         };
         let evidence = Evidence {
@@ -312,10 +474,15 @@ impl Verifier {
             event_log: Some(event_log),
         };
         let appraisal = appraise(&enrollment.ak, &expected, &evidence, policy.as_ref());
-        Ok(self.record(&enrollment, appraisal, now))
+        self.record(&enrollment, appraisal, now)
     }
 
-    fn record(&self, enrollment: &Enrollment, appraisal: Appraisal, now: u64) -> Outcome {
+    fn record(
+        &self,
+        enrollment: &Enrollment,
+        appraisal: Appraisal,
+        now: u64,
+    ) -> Result<Outcome, VerifierError> {
         let previous = self
             .state()
             .history
@@ -328,6 +495,8 @@ impl Verifier {
             .then(|| self.token(enrollment, &appraisal, previous, now));
         let mut st = self.state();
         let mut record = AttestationRecord {
+            id: hex::encode(random(16)),
+            node: enrollment.node.clone(),
             time: now,
             healthy: appraisal.valid,
             reset_count: appraisal.reset_count,
@@ -356,16 +525,27 @@ impl Verifier {
                 };
                 st.next_alert += 1;
                 record.alert_id = Some(alert.id);
-                st.alerts.push(alert.clone());
                 Outcome::Unhealthy { alert }
             }
         };
+        drop(st);
+        // Durable before anyone is told (an alert id lost to a failed write stays unused).
+        let alert = match &outcome {
+            Outcome::Unhealthy { alert } => Some(alert.clone()),
+            Outcome::Healthy { .. } => None,
+        };
+        self.journal(JournalEntry::Attested {
+            record: record.clone(),
+            alert: alert.clone(),
+        })?;
+        let mut st = self.state();
+        st.alerts.extend(alert);
         let h = st.history.entry(enrollment.node.clone()).or_default();
         h.push_back(record);
         while h.len() > HISTORY {
             h.pop_front();
         }
-        outcome
+        Ok(outcome)
     }
 
     /// The health token: claims modelled on Azure Attestation's TPM claims.
@@ -418,14 +598,15 @@ impl Verifier {
     }
 
     /// Acknowledge an alert; false if there is none with that id.
-    pub fn acknowledge(&self, id: u64) -> bool {
-        match self.state().alerts.iter_mut().find(|a| a.id == id) {
-            Some(a) => {
-                a.acknowledged = true;
-                true
-            }
-            None => false,
+    pub fn acknowledge(&self, id: u64) -> Result<bool, VerifierError> {
+        if !self.state().alerts.iter().any(|a| a.id == id) {
+            return Ok(false);
         }
+        self.journal(JournalEntry::Acknowledged { id })?;
+        if let Some(a) = self.state().alerts.iter_mut().find(|a| a.id == id) {
+            a.acknowledged = true;
+        }
+        Ok(true)
     }
 
     /// A node's attestation history, oldest first.
@@ -437,11 +618,23 @@ impl Verifier {
             .unwrap_or_default()
     }
 
-    /// Forget a deleted node (its enrollment, nonce and pending challenge; alerts stay).
-    pub fn forget(&self, node: &str) {
+    /// Forget a deleted node (its enrollment, nonces and pending challenge; history and
+    /// alerts stay).
+    pub fn forget(&self, node: &str) -> Result<(), VerifierError> {
+        if self.state().enrollments.contains_key(node) {
+            self.journal(JournalEntry::Forgotten {
+                node: node.to_string(),
+            })?;
+        }
         let mut st = self.state();
         st.enrollments.remove(node);
         st.pending.remove(node);
         st.nonces.remove(node);
+        Ok(())
+    }
+
+    /// Every enrolled node's enrollment.
+    pub fn enrollments(&self) -> Vec<Enrollment> {
+        self.state().enrollments.values().cloned().collect()
     }
 }

@@ -140,7 +140,7 @@ pub fn bench_attest(a: &AttestBench) -> Result<ExitCode> {
             verifier.set_policy(
                 "pool",
                 attest::policy::ReferencePolicy::from_claims(&claims, &[]),
-            );
+            )?;
         }
         let c = tpm.client();
         let ek = c.create_ek()?;
