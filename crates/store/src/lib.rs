@@ -1,6 +1,6 @@
-//! Persistence for the management plane: managed clusters, agent pools, nodes and long-running
-//! operations, in SQLite (the default, one file in the data directory) or PostgreSQL, behind
-//! one API. Knows SQL and the domain types; never decides anything the domain decides.
+//! Persistence for the management plane (managed clusters, agent pools, nodes, long-running
+//! operations) and the verifier's journal (enrollments, policies, verdicts, alerts), in
+//! SQLite (the default, one file in the data directory) or PostgreSQL, behind one API. Knows SQL and the domain types; never decides anything the domain decides.
 //!
 //! Built on `sqlx`'s `Any` driver: one query text serves both databases (`$N` placeholders,
 //! `INSERT … ON CONFLICT … DO UPDATE`, which SQLite ≥ 3.24 and PostgreSQL share), while the
@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod attestations;
 mod clusters;
 mod error;
 mod migrate;
@@ -27,6 +28,7 @@ mod nodes;
 mod operations;
 mod pools;
 
+pub use attestations::Attestations;
 pub use clusters::Clusters;
 pub use error::StoreError;
 pub use nodes::Nodes;
@@ -121,6 +123,10 @@ impl Store {
 
     pub fn agent_pools(&self) -> AgentPools<'_> {
         AgentPools { pool: &self.pool }
+    }
+
+    pub fn attestations(&self) -> Attestations<'_> {
+        Attestations { pool: &self.pool }
     }
 
     pub fn nodes(&self) -> Nodes<'_> {

@@ -137,7 +137,7 @@ async fn migrations_apply_once_and_reopen_cleanly() {
         let s = Store::open(&url).await.unwrap();
         assert_eq!(s.dialect(), dialect);
         let first = s.applied_migrations().await.unwrap();
-        assert_eq!(first, vec![1]);
+        assert_eq!(first, vec![1, 2]);
         s.close().await;
         let s = Store::open(&url).await.unwrap();
         assert_eq!(s.applied_migrations().await.unwrap(), first);
@@ -329,4 +329,68 @@ async fn unsupported_urls_are_refused_before_connecting() {
         "{err}"
     );
     assert!(!err.to_string().contains("pw"), "{err}");
+}
+
+fn verdict(id: &str, node: &str, time: u64, alert: Option<u64>) -> verifier::JournalEntry {
+    let record = verifier::AttestationRecord {
+        id: id.into(),
+        node: node.into(),
+        time,
+        healthy: alert.is_none(),
+        reset_count: Some(3),
+        restart_count: Some(0),
+        alert_id: alert,
+    };
+    let alert = alert.map(|id| verifier::IntegrityAlert {
+        id,
+        severity: verifier::Severity::Critical,
+        node: node.into(),
+        pool: "rg/c/p".into(),
+        time,
+        failures: Vec::new(),
+        acknowledged: false,
+    });
+    verifier::JournalEntry::Attested { record, alert }
+}
+
+#[tokio::test]
+async fn verifier_journal_round_trips_idempotently_and_keeps_the_newest_history() {
+    on_both(|url, _| async move {
+        let s = Store::open(&url).await.unwrap();
+        let a = s.attestations();
+        let policy: attest::policy::ReferencePolicy =
+            serde_json::from_str(r#"{"version": 1, "secure_boot": true}"#).unwrap();
+        let mut batch = vec![verifier::JournalEntry::Policy {
+            pool: "rg/c/p".into(),
+            policy: policy.clone(),
+        }];
+        for t in 0..10u64 {
+            batch.push(verdict(
+                &format!("v{t}"),
+                "n1",
+                100 + t,
+                (t == 4).then_some(7),
+            ));
+        }
+        batch.push(verdict("w0", "n2", 50, None));
+        a.write(&batch).await.unwrap();
+        // The same batch again (a retry after a lost acknowledgement) changes nothing.
+        a.write(&batch).await.unwrap();
+        a.write(&[verifier::JournalEntry::Acknowledged { id: 7 }])
+            .await
+            .unwrap();
+        assert_eq!(a.count(None).await.unwrap(), (11, 10));
+        assert_eq!(a.count(Some("n1")).await.unwrap(), (10, 9));
+        assert!(a.contains("v3").await.unwrap());
+        assert!(!a.contains("v99").await.unwrap());
+        let snap = a.snapshot(4).await.unwrap();
+        assert_eq!(snap.policies, vec![("rg/c/p".to_string(), policy)]);
+        let ids: Vec<_> = snap.history.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["v6", "v7", "v8", "v9", "w0"]);
+        assert_eq!(snap.alerts.len(), 1);
+        assert!(snap.alerts[0].acknowledged);
+        assert_eq!(snap.alerts[0].node, "n1");
+        s.close().await;
+    })
+    .await;
 }
