@@ -35,6 +35,8 @@ pub struct AppState {
     pub writes: tokio::sync::Mutex<()>,
     /// The registrar and verifier, when the node backend attests (the embedded backend).
     pub verifier: Option<std::sync::Arc<verifier::Verifier>>,
+    /// Agent requests per client address.
+    pub agent_limiter: crate::agents::RateLimiter,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -80,6 +82,7 @@ pub fn router(state: Shared) -> Router {
             get(get_operation),
         )
         .merge(crate::attestation::admin_router())
+        .merge(crate::agents::admin_router())
         .fallback(|req: Request| async move {
             ApiError::NoRoute(format!("{} {}", req.method(), req.uri().path()))
         })
@@ -87,6 +90,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::attestation::public_router())
+        .merge(crate::agents::agent_router(state.clone()))
         .merge(kube::router(state.clone()))
         .merge(arm)
         .layer(DefaultBodyLimit::max(state.max_body))

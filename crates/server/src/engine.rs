@@ -274,6 +274,21 @@ impl Engine {
         Ok(Some(node))
     }
 
+    /// Record an attestation a node's agent pushed (the verdict itself is in the verifier's
+    /// journal); a node the management plane no longer has is left alone.
+    pub async fn record_attestation(
+        &self,
+        name: &str,
+        attestation: Attestation,
+    ) -> Result<(), StoreError> {
+        if let Some(mut node) = self.store.nodes().get(name).await? {
+            node.attestation = attestation;
+            apply_attestation(&mut node);
+            self.store.nodes().put(&node).await?;
+        }
+        Ok(())
+    }
+
     /// Tamper with a node's disk (demos and tests).
     pub async fn tamper(&self, name: &str, component: &str) -> Result<String, (String, String)> {
         let backend = self.backend.clone();

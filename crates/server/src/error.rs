@@ -27,6 +27,8 @@ pub enum ServerError {
     },
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("the verifier's journal: {0}")]
+    Journal(String),
 }
 
 #[derive(Debug, Error)]

@@ -7,15 +7,18 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod agents;
 mod api;
 mod attestation;
 mod auth;
 pub mod backend;
 mod engine;
 mod error;
+mod journal;
 mod kube;
 mod time;
 
+pub use agents::AGENT_MAX_BODY;
 pub use auth::{load_or_create_admin_token, ADMIN_TOKEN_FILE};
 pub use error::{ApiError, ServerError};
 
@@ -27,6 +30,8 @@ use std::sync::Arc;
 
 /// Largest request body accepted (resource documents are a few KiB).
 pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
+/// Agent requests per second accepted from one client address (bursts of twice that).
+pub const DEFAULT_AGENT_RATE_LIMIT: u32 = 100;
 /// Where `trustlaunch up` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";
 
@@ -39,6 +44,8 @@ pub struct Config {
     pub database_url: String,
     pub admin_token: String,
     pub max_body: usize,
+    /// Agent requests per second per client address.
+    pub agent_rate_limit: u32,
 }
 
 /// What the server did at start-up, for the caller to print.
@@ -48,8 +55,9 @@ pub struct Started {
     pub resumed_operations: usize,
 }
 
-/// Opens the store, resumes unfinished operations, binds `config.listen` and serves until
-/// `shutdown` completes. `on_start` is called once the socket is bound.
+/// Opens the store, restores the verifier from its journal (and journals it from then on),
+/// resumes unfinished operations, binds `config.listen` and serves until `shutdown`
+/// completes. `on_start` is called once the socket is bound.
 pub async fn serve(
     config: Config,
     backend: Arc<dyn NodeBackend>,
@@ -58,6 +66,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let store = store::Store::open(&config.database_url).await?;
+    if let Some(v) = &verifier {
+        v.restore(store.attestations().snapshot(verifier::HISTORY).await?);
+        let journal =
+            journal::StoreJournal::start(&config.database_url).map_err(ServerError::Journal)?;
+        v.attach_journal(Box::new(journal));
+    }
     let engine = engine::Engine::new(store.clone(), backend);
     let resumed = engine.resume_unfinished().await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -74,12 +88,16 @@ pub async fn serve(
         max_body: config.max_body,
         writes: tokio::sync::Mutex::new(()),
         verifier,
+        agent_limiter: agents::RateLimiter::new(config.agent_rate_limit),
     });
     on_start(&Started {
         listen,
         resumed_operations: resumed,
     });
-    axum::serve(listener, api::router(state))
+    axum::serve(
+        listener,
+        api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)?;

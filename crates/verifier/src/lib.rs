@@ -252,7 +252,7 @@ pub struct Verifier {
     signer: TokenSigner,
     issuer: String,
     state: Mutex<State>,
-    journal: Option<Box<dyn Journal>>,
+    journal: std::sync::OnceLock<Box<dyn Journal>>,
 }
 
 fn random(n: usize) -> Vec<u8> {
@@ -274,14 +274,13 @@ impl Verifier {
                 next_alert: 1,
                 ..Default::default()
             }),
-            journal: None,
+            journal: std::sync::OnceLock::new(),
         }
     }
 
-    /// This verifier, writing every change to `journal` first.
-    pub fn with_journal(mut self, journal: Box<dyn Journal>) -> Self {
-        self.journal = Some(journal);
-        self
+    /// From now on, write every change to `journal` first (once; false if one is attached).
+    pub fn attach_journal(&self, journal: Box<dyn Journal>) -> bool {
+        self.journal.set(journal).is_ok()
     }
 
     /// Load what a journal recorded (call before serving; replaces the current state).
@@ -306,7 +305,7 @@ impl Verifier {
     }
 
     fn journal(&self, entry: JournalEntry) -> Result<(), VerifierError> {
-        match &self.journal {
+        match self.journal.get() {
             Some(j) => j.write(&entry).map_err(VerifierError::Storage),
             None => Ok(()),
         }

@@ -53,6 +53,14 @@ pub struct UpArgs {
     /// POST each new integrity alert (JSON) to this URL, with retries (repeatable).
     #[arg(long, value_name = "URL")]
     alert_webhook: Vec<String>,
+    /// Trust EK certificates issued by this CA (PEM or DER; repeatable), besides this host's
+    /// vTPM CA (DATA_DIR/vtpm-ca), e.g. another hypervisor host's.
+    #[arg(long, value_name = "FILE")]
+    ek_ca: Vec<PathBuf>,
+    /// Agent requests accepted per second from one client address (bursts of twice that);
+    /// more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = server::DEFAULT_AGENT_RATE_LIMIT, value_name = "N")]
+    agent_rate_limit: u32,
 }
 
 /// Deliver new alerts to the webhooks: polled every 500 ms, each POSTed as JSON with up to
@@ -98,14 +106,14 @@ fn deliver_alerts(verifier: Arc<verifier::Verifier>, hooks: Vec<String>) {
         .ok();
 }
 
-/// The embedded backend and its verifier: nodes under DATA_DIR/nodes, EK certificates from
-/// the vTPM CA in DATA_DIR/vtpm-ca (the verifier's trusted root), the token key in
+/// The registrar and verifier: EK certificates trusted from the host's vTPM CA in
+/// DATA_DIR/vtpm-ca (created on first start) and from `ek_cas`; the token key in
 /// DATA_DIR/token-key.pem.
-pub fn embedded_backend(
+pub fn verifier_for(
     data_dir: &std::path::Path,
-    images: &std::path::Path,
     issuer: &str,
-) -> anyhow::Result<(Arc<nodehost::EmbeddedBackend>, Arc<verifier::Verifier>)> {
+    ek_cas: &[PathBuf],
+) -> anyhow::Result<Arc<verifier::Verifier>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(data_dir)?;
@@ -114,6 +122,18 @@ pub fn embedded_backend(
         .with_context(|| format!("the vTPM CA in {}", ca_dir.display()))?;
     let mut roots = attest::enroll::TrustedRoots::new();
     roots.add(ca.certificate_der())?;
+    for path in ek_cas {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("--ek-ca {}", path.display()))?;
+        let der = match std::str::from_utf8(&bytes) {
+            Ok(text) if text.contains("-----BEGIN") => pem_body(text)
+                .with_context(|| format!("--ek-ca {}: no CERTIFICATE block", path.display()))?,
+            _ => bytes,
+        };
+        roots
+            .add(&der)
+            .with_context(|| format!("--ek-ca {}", path.display()))?;
+    }
     let key_path = data_dir.join("token-key.pem");
     let signer = match std::fs::read_to_string(&key_path) {
         Ok(pem) => attest::token::TokenSigner::from_pkcs8_pem(&pem)?,
@@ -131,16 +151,35 @@ pub fn embedded_backend(
             signer
         }
     };
-    let verifier = Arc::new(verifier::Verifier::new(roots, signer, issuer));
+    Ok(Arc::new(verifier::Verifier::new(roots, signer, issuer)))
+}
+
+/// The first CERTIFICATE block of a PEM text, decoded.
+fn pem_body(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let start = text.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = start + text[start..].find("-----END CERTIFICATE-----")?;
+    let b64: String = text[start..end].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// The embedded backend: nodes under DATA_DIR/nodes, their EK certificates from the vTPM CA
+/// in DATA_DIR/vtpm-ca, attesting to `verifier`.
+pub fn embedded_backend(
+    data_dir: &std::path::Path,
+    images: &std::path::Path,
+    verifier: &Arc<verifier::Verifier>,
+) -> anyhow::Result<Arc<nodehost::EmbeddedBackend>> {
+    let ca_dir = data_dir.join("vtpm-ca");
     let backend = nodehost::EmbeddedBackend::new(
         data_dir,
         nodehost::ImageCatalog {
             dir: images.to_path_buf(),
         },
         &ca_dir,
-        Arc::clone(&verifier),
+        Arc::clone(verifier),
     )?;
-    Ok((Arc::new(backend), verifier))
+    Ok(Arc::new(backend))
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -155,6 +194,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         database_url: database_url.clone(),
         admin_token,
         max_body: args.max_body,
+        agent_rate_limit: args.agent_rate_limit,
     };
     let images = args
         .images
@@ -166,9 +206,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         _ => images.join("default").join("esp").is_dir(),
     };
     let issuer = format!("http://{}", args.listen);
-    let (backend, verifier, backend_note): (Arc<dyn control::NodeBackend>, _, String) = if embedded
-    {
-        let (b, v) = embedded_backend(&data_dir, &images, &issuer).with_context(|| {
+    let verifier = verifier_for(&data_dir, &issuer, &args.ek_ca)?;
+    let (backend, backend_note): (Arc<dyn control::NodeBackend>, String) = if embedded {
+        let b = embedded_backend(&data_dir, &images, &verifier).with_context(|| {
             format!(
                 "the embedded backend needs the node images: bash lab/build-node-image.sh {}",
                 images.parent().unwrap_or(&images).display()
@@ -176,7 +216,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         })?;
         (
             b,
-            Some(v),
             format!(
                 "embedded (virtual firmware, a vTPM per node, attestation; images {})",
                 images.display()
@@ -188,14 +227,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 inner: control::RecordsOnly,
                 boot: Duration::from_millis(args.simulate_boot_ms),
             }),
-            None,
-            "records-only (nodes are records; attestation stays Pending)".to_string(),
+            "records-only (nodes are records; their agents attest over the API)".to_string(),
         )
     };
-    if let Some(v) = &verifier {
-        if !args.alert_webhook.is_empty() {
-            deliver_alerts(Arc::clone(v), args.alert_webhook.clone());
-        }
+    if !args.alert_webhook.is_empty() {
+        deliver_alerts(Arc::clone(&verifier), args.alert_webhook.clone());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -220,7 +256,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         server::serve(
             config,
             backend,
-            verifier,
+            Some(verifier),
             |started| {
                 let url = format!("http://{}", started.listen);
                 if let Err(e) = std::fs::write(&endpoint_file, format!("{url}\n")) {
