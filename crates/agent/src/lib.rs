@@ -1,9 +1,14 @@
 //! The node agent's TPM side: what it asks of the node's TPM to enroll and to attest.
-//! Transport-agnostic and free of network I/O: the binary wires a transport (in-process
-//! vTPM, swtpm over TCP, /dev/tpmrm0) and a way to reach the verifier.
+//! The TPM client works over any [`Transport`]; [`transport`] has the ones a real node uses
+//! (/dev/tpmrm0, a simulator's TCP or Unix socket). No network I/O towards the verifier:
+//! the binary (`trustlaunch agent`) or the embedded node host wires that.
 
 #![forbid(unsafe_code)]
 
 pub mod tpm;
+pub mod transport;
 
-pub use crate::tpm::{ak_template, Client, LoadedKey, Quote, TpmError, Transport};
+pub use crate::tpm::{
+    ak_template, Client, Evidence, Identity, LoadedKey, Quote, TpmError, Transport,
+};
+pub use crate::transport::{Connection, TpmAddress};

@@ -507,3 +507,52 @@ fn pcr_selection(pcrs: &[(HashAlg, Vec<u8>)]) -> Vec<u8> {
     }
     out
 }
+
+/// What enrollment needs from a TPM: the ECC EK and its certificate, and the AK.
+pub struct Identity {
+    pub ek: LoadedKey,
+    pub ak: LoadedKey,
+    /// The EK certificate (DER) from NV index 0x01C0000A.
+    pub ek_certificate: Vec<u8>,
+}
+
+/// What one attestation needs from a TPM: a quote over the nonce and the quoted values.
+pub struct Evidence {
+    pub quote: Quote,
+    /// (bank, PCR, value) for every PCR quoted.
+    pub pcrs: Vec<(HashAlg, u8, Vec<u8>)>,
+}
+
+impl<T: Transport> Client<T> {
+    /// The EK, its certificate and the AK (both keys loaded; flush them when done).
+    pub fn identity(&mut self) -> Result<Identity, TpmError> {
+        let ek = self.create_ek()?;
+        let ek_certificate = self.nv_read_all(tpm::ek::ECC_EK_CERT_INDEX)?;
+        let ak = self.create_ak()?;
+        Ok(Identity {
+            ek,
+            ak,
+            ek_certificate,
+        })
+    }
+
+    /// A quote of `pcrs` in `bank` over `nonce`, and the values quoted. The PCRs are read
+    /// after the quote: a verifier rejects them if an extend came in between.
+    pub fn evidence(
+        &mut self,
+        ak: &LoadedKey,
+        nonce: &[u8],
+        bank: HashAlg,
+        pcrs: &[u8],
+    ) -> Result<Evidence, TpmError> {
+        let quote = self.quote(ak, nonce, &[(bank, pcrs.to_vec())])?;
+        let mut values = Vec::with_capacity(pcrs.len());
+        for &pcr in pcrs {
+            values.push((bank, pcr, self.pcr_read(bank, pcr)?));
+        }
+        Ok(Evidence {
+            quote,
+            pcrs: values,
+        })
+    }
+}

@@ -327,43 +327,38 @@ impl EmbeddedBackend {
     fn attest(&self, spec: &NodeSpec, tpm: &mut NodeTpm, event_log: &[u8]) -> Result<Outcome> {
         let err = |e: agent::TpmError| Error::Tpm(e.to_string());
         let client = tpm.client();
-        let ek = client.create_ek().map_err(err)?;
-        let cert = client
-            .nv_read_all(::tpm::ek::ECC_EK_CERT_INDEX)
-            .map_err(err)?;
-        let ak = client.create_ak().map_err(err)?;
+        let id = client.identity().map_err(err)?;
         let verr = |e: verifier::VerifierError| Error::Attestation(e.to_string());
         let (id_object, secret) = self
             .verifier
             .begin_enrollment(
                 &spec.name,
                 &pool_key(spec),
-                &cert,
-                &ek.public,
-                &ak.public,
+                &id.ek_certificate,
+                &id.ek.public,
+                &id.ak.public,
                 now(),
             )
             .map_err(verr)?;
         let answer = client
-            .activate_credential(&ak, &ek, &id_object, &secret)
+            .activate_credential(&id.ak, &id.ek, &id_object, &secret)
             .map_err(err)?;
         self.verifier
             .finish_enrollment(&spec.name, &answer, now())
             .map_err(verr)?;
         let nonce = self.verifier.nonce(&spec.name, now());
-        let selection = vec![(::tpm::hash::HashAlg::Sha256, QUOTED_PCRS.to_vec())];
-        let quote = client.quote(&ak, &nonce, &selection).map_err(err)?;
+        let evidence = client
+            .evidence(&id.ak, &nonce, ::tpm::hash::HashAlg::Sha256, &QUOTED_PCRS)
+            .map_err(err)?;
         let mut pcrs = attest::PcrValues::new();
-        for pcr in QUOTED_PCRS {
-            let v = client
-                .pcr_read(::tpm::hash::HashAlg::Sha256, pcr)
-                .map_err(err)?;
-            pcrs.insert(::tpm::hash::HashAlg::Sha256, pcr, v)
+        for (bank, pcr, v) in evidence.pcrs {
+            pcrs.insert(bank, pcr, v)
                 .map_err(|e| Error::Attestation(e.to_string()))?;
         }
-        for h in [ak.handle, ek.handle] {
+        for h in [id.ak.handle, id.ek.handle] {
             client.flush(h).map_err(err)?;
         }
+        let quote = evidence.quote;
         self.verifier
             .attest(
                 &spec.name,

@@ -153,10 +153,20 @@ impl futures_core::Stream for ReceiverStream {
     }
 }
 
+/// The newest verdicts of a node (up to `verifier::HISTORY`, oldest first) and how many the
+/// store holds in all.
 async fn history(State(s): State<Shared>, Path(name): Path<String>) -> Response {
-    match &s.verifier {
-        Some(v) => Json(json!({"node": name, "value": v.history(&name)})).into_response(),
-        None => no_verifier(),
+    let Some(v) = &s.verifier else {
+        return no_verifier();
+    };
+    match s.store.attestations().count(Some(&name)).await {
+        Ok((total, healthy)) => Json(json!({
+            "node": name,
+            "value": v.history(&name),
+            "stored": {"total": total, "healthy": healthy},
+        }))
+        .into_response(),
+        Err(e) => ApiError::Store(e).into_response(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Command-line surface: what was typed, resolved into typed configuration, then run.
 
+mod agent;
 mod aks;
 mod aks_output;
 mod attest;
@@ -58,6 +59,9 @@ enum Command {
     /// embedded backend, and walk through Trusted Launch (attested nodes, labels, an
     /// integrity alert naming a tampered kernel, a rolling reimage back to health).
     Quickstart(quickstart::QuickstartArgs),
+    /// The node agent, for nodes that are real VMs: enroll the node's TPM, then attest at
+    /// start and periodically, pushing evidence to the verifier.
+    Agent(Box<agent::AgentArgs>),
     /// Integrity alerts raised by the verifier (list, acknowledge).
     Alerts(Box<aks::AlertsArgs>),
     /// One node's VM: reboot, attestation history, and tamper (for demos and tests).
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(*args),
         Command::Aks(args) => aks::run(*args),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Alerts(args) => aks::run_alerts(*args),
         Command::Node(args) => aks::run_node(*args),
     }
