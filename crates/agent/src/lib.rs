@@ -4,6 +4,7 @@
 //! the binary (`trustlaunch agent`) or the embedded node host wires that.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod tpm;
 pub mod transport;

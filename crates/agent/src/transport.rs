@@ -23,8 +23,12 @@ impl std::str::FromStr for TpmAddress {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(a) = s.strip_prefix("tcp:") {
-            if a.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-                return Err(format!("{s:?}: tcp:HOST:PORT needs a host and a port number"));
+            if a.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(format!(
+                    "{s:?}: tcp:HOST:PORT needs a host and a port number"
+                ));
             }
             Ok(Self::Tcp(a.to_string()))
         } else if let Some(p) = s.strip_prefix("unix:") {
@@ -144,7 +148,13 @@ mod tests {
             "unix:/run/t.sock".parse::<TpmAddress>(),
             Ok(TpmAddress::Unix("/run/t.sock".into()))
         );
-        assert!("tcp:host".parse::<TpmAddress>().unwrap_err().contains("HOST:PORT"));
-        assert!("tpm0".parse::<TpmAddress>().unwrap_err().contains("tcp:HOST:PORT"));
+        assert!("tcp:host"
+            .parse::<TpmAddress>()
+            .unwrap_err()
+            .contains("HOST:PORT"));
+        assert!("tpm0"
+            .parse::<TpmAddress>()
+            .unwrap_err()
+            .contains("tcp:HOST:PORT"));
     }
 }

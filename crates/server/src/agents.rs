@@ -19,6 +19,10 @@
 //! GET|PUT /admin/attestation/policies/{rg}/{cluster}/{pool}   (admin) a pool's reference policy
 //! ```
 
+// Helpers return the finished error response for handlers to send as is; its size is
+// irrelevant next to a network round trip.
+#![allow(clippy::result_large_err)]
+
 use crate::api::Shared;
 use crate::error::ApiError;
 use attest::policy::ReferencePolicy;
@@ -110,7 +114,10 @@ async fn rate_limit(State(s): State<Shared>, req: Request, next: Next) -> Respon
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "TooManyRequests",
-                format!("more than {} agent requests per second from {ip}; retry in {wait} s", s.agent_limiter.rate),
+                format!(
+                    "more than {} agent requests per second from {ip}; retry in {wait} s",
+                    s.agent_limiter.rate
+                ),
             );
             if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
                 r.headers_mut().insert("retry-after", v);
@@ -240,10 +247,8 @@ async fn enroll(
             "{}/{}/{}",
             record.resource_group, record.cluster_name, record.pool_name
         );
-        let (blob, secret) = blocking(move || {
-            v.begin_enrollment(&node, &pool, &cert, &ek, &ak, now())
-        })
-        .await?;
+        let (blob, secret) =
+            blocking(move || v.begin_enrollment(&node, &pool, &cert, &ek, &ak, now())).await?;
         Ok::<_, Response>(
             Json(json!({"credentialBlob": hex::encode(blob), "encryptedSecret": hex::encode(secret)}))
                 .into_response(),
@@ -301,7 +306,11 @@ fn pcr_values(pcrs: &BTreeMap<String, BTreeMap<String, String>>) -> Result<PcrVa
         let alg = HashAlg::ALL
             .into_iter()
             .find(|a| a.name() == bank)
-            .ok_or_else(|| bad(format!("pcrs: unknown bank {bank:?} (sha1, sha256, sha384, sha512)")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "pcrs: unknown bank {bank:?} (sha1, sha256, sha384, sha512)"
+                ))
+            })?;
         for (index, value) in values {
             let i: u8 = index
                 .parse()
@@ -338,7 +347,8 @@ async fn evidence(
             return Err(refused(&VerifierError::NoPolicy(pool)));
         }
         let n = node.clone();
-        let outcome = blocking(move || v.attest(&n, &quote, &signature, &pcrs, &log, now())).await?;
+        let outcome =
+            blocking(move || v.attest(&n, &quote, &signature, &pcrs, &log, now())).await?;
         let attestation = match &outcome {
             Outcome::Healthy { token } => Attestation {
                 status: AttestationStatus::Healthy,

@@ -70,14 +70,24 @@ fn writer(url: &str, rx: &mpsc::Receiver<Job>, ready: &mpsc::SyncSender<Result<(
         let deadline = Instant::now() + RETRY_FOR;
         let mut delay = Duration::from_millis(50);
         let result = loop {
-            match rt.block_on(store.attestations().write(&entries)) {
+            // Bounded by the deadline: a connection attempt to a database that is down
+            // would otherwise wait for the pool's own, longer timeout.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = rt.block_on(async {
+                tokio::time::timeout(left, store.attestations().write(&entries)).await
+            });
+            let attempt = match attempt {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer from the database within {RETRY_FOR:?}")),
+            };
+            match attempt {
                 Ok(()) => break Ok(()),
                 Err(e) if Instant::now() + delay < deadline => {
                     eprintln!("verifier journal: {e}; retrying in {delay:?}");
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
-                Err(e) => break Err(e.to_string()),
+                Err(e) => break Err(e),
             }
         };
         for j in jobs {

@@ -21,6 +21,7 @@ mod time;
 pub use agents::AGENT_MAX_BODY;
 pub use auth::{load_or_create_admin_token, ADMIN_TOKEN_FILE};
 pub use error::{ApiError, ServerError};
+pub use journal::RETRY_FOR as JOURNAL_RETRY;
 
 use control::NodeBackend;
 use std::future::Future;
@@ -98,9 +99,9 @@ pub async fn serve(
         listener,
         api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)?;
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(ServerError::Serve)?;
     store.close().await;
     Ok(())
 }

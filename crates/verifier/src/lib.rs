@@ -194,7 +194,7 @@ pub struct AttestationRecord {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JournalEntry {
-    Enrolled(Enrollment),
+    Enrolled(Box<Enrollment>),
     Policy {
         pool: String,
         policy: ReferencePolicy,
@@ -411,7 +411,7 @@ impl Verifier {
                 "the TPM did not return the credential: the AK is not in the TPM of this EK".into(),
             ));
         }
-        self.journal(JournalEntry::Enrolled(enrollment.clone()))?;
+        self.journal(JournalEntry::Enrolled(Box::new(enrollment.clone())))?;
         self.state()
             .enrollments
             .insert(node.to_string(), enrollment.clone());

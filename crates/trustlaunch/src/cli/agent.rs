@@ -41,9 +41,9 @@ pub struct AgentArgs {
         value_name = "FILE"
     )]
     eventlog: PathBuf,
-    /// Seconds between attestations.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-    interval: u64,
+    /// Seconds between attestations (fractions allowed).
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS", value_parser = interval)]
+    interval: f64,
     /// Attest once and exit.
     #[arg(long, conflicts_with = "count")]
     once: bool,
@@ -53,6 +53,13 @@ pub struct AgentArgs {
     /// Give up on one attestation after retrying this long.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     retry_for: u64,
+}
+
+fn interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
+    }
 }
 
 /// Why one try failed: retry it (transient) or stop.
@@ -140,7 +147,12 @@ impl Agent {
                 .ok_or_else(|| Failure::Fatal(anyhow::anyhow!("enroll: the answer has no {k}")))
         };
         let secret = tpm
-            .activate_credential(&id.ak, &id.ek, &field("credentialBlob")?, &field("encryptedSecret")?)
+            .activate_credential(
+                &id.ak,
+                &id.ek,
+                &field("credentialBlob")?,
+                &field("encryptedSecret")?,
+            )
             .map_err(tpm_err)?;
         for h in [id.ak.handle, id.ek.handle] {
             let _ = tpm.flush(h);
@@ -161,7 +173,9 @@ impl Agent {
         let nonce = nonce["nonce"]
             .as_str()
             .and_then(|s| hex::decode(s).ok())
-            .ok_or_else(|| Failure::Retry("nonce: the answer has no nonce".into(), Duration::ZERO))?;
+            .ok_or_else(|| {
+                Failure::Retry("nonce: the answer has no nonce".into(), Duration::ZERO)
+            })?;
         let mut tpm = self.tpm()?;
         let tpm_err = |e: agent::TpmError| Failure::Retry(format!("TPM: {e}"), Duration::ZERO);
         let ak = tpm.create_ak().map_err(tpm_err)?;
@@ -187,7 +201,11 @@ impl Agent {
     }
 
     /// `op` until it succeeds, re-enrolling when told to, for at most `--retry-for`.
-    fn with_retries<T>(&self, what: &str, mut op: impl FnMut(&Self) -> Result<T, Failure>) -> anyhow::Result<T> {
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(&Self) -> Result<T, Failure>,
+    ) -> anyhow::Result<T> {
         let deadline = Instant::now() + Duration::from_secs(self.args.retry_for);
         let mut delay = Duration::from_millis(200);
         loop {
@@ -206,7 +224,11 @@ impl Agent {
             };
             let wait = delay.max(why.1);
             if Instant::now() + wait > deadline {
-                bail!("{what}: {} (gave up after {} s)", why.0, self.args.retry_for);
+                bail!(
+                    "{what}: {} (gave up after {} s)",
+                    why.0,
+                    self.args.retry_for
+                );
             }
             eprintln!("{what}: {}; retrying in {wait:?}", why.0);
             std::thread::sleep(wait);
@@ -216,8 +238,21 @@ impl Agent {
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    match attest_loop(args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn attest_loop(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if !args.server.starts_with("http://") && !args.server.starts_with("https://") {
-        bail!("--server {:?}: expected an http:// or https:// URL", args.server);
+        bail!(
+            "--server {:?}: expected an http:// or https:// URL",
+            args.server
+        );
     }
     let count = if args.once { Some(1) } else { args.count };
     let agent = Agent {
@@ -248,6 +283,6 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             });
         }
-        std::thread::sleep(Duration::from_secs(agent.args.interval));
+        std::thread::sleep(Duration::from_secs_f64(agent.args.interval));
     }
 }

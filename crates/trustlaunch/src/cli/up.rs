@@ -123,8 +123,7 @@ pub fn verifier_for(
     let mut roots = attest::enroll::TrustedRoots::new();
     roots.add(ca.certificate_der())?;
     for path in ek_cas {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("--ek-ca {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("--ek-ca {}", path.display()))?;
         let der = match std::str::from_utf8(&bytes) {
             Ok(text) if text.contains("-----BEGIN") => pem_body(text)
                 .with_context(|| format!("--ek-ca {}: no CERTIFICATE block", path.display()))?,
