@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 /// The policy format version this verifier reads and writes.
 pub const POLICY_VERSION: u32 = 1;
 
+/// The PCRs a learned policy pins besides the boot components (PCR 4, 8 and 9 are judged per
+/// component): the firmware's, the Secure Boot policy's and shim's.
+pub const LEARNED_PCRS: [u32; 8] = [0, 1, 2, 3, 5, 6, 7, 14];
+
 /// What nodes must have booted. Every rule is optional; an empty policy accepts any boot
 /// whose quote and log are consistent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

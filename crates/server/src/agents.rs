@@ -17,6 +17,8 @@
 //! POST /attestation/v1/nodes/{node}/evidence  {quote, signature (hex), pcrs {bank: {pcr: hex}}, eventLog (base64)}
 //!                                              → {status: Healthy, token} | {status: Unhealthy, alert}
 //! GET|PUT /admin/attestation/policies/{rg}/{cluster}/{pool}   (admin) a pool's reference policy
+//! POST .../{pool}/relearn {node}   (admin) learn it from that node's latest boot
+//! POST /admin/nodes/{name}/relearn   (admin) the same for the node's own pool
 //! ```
 
 // Helpers return the finished error response for handlers to send as is; its size is
@@ -61,10 +63,16 @@ pub fn agent_router(state: Shared) -> Router<Shared> {
 
 /// Operators' routes (behind the admin token).
 pub fn admin_router() -> Router<Shared> {
-    Router::new().route(
-        "/admin/attestation/policies/{rg}/{cluster}/{pool}",
-        get(get_policy).put(put_policy),
-    )
+    Router::new()
+        .route(
+            "/admin/attestation/policies/{rg}/{cluster}/{pool}",
+            get(get_policy).put(put_policy),
+        )
+        .route(
+            "/admin/attestation/policies/{rg}/{cluster}/{pool}/relearn",
+            post(relearn),
+        )
+        .route("/admin/nodes/{name}/relearn", post(relearn_node))
 }
 
 /// A token bucket per client address: `rate` requests per second, bursts of twice that.
@@ -142,6 +150,8 @@ fn refused(e: &VerifierError) -> Response {
         VerifierError::NoChallenge(_) => "NoPendingChallenge",
         VerifierError::NoPolicy(_) => "NoReferencePolicy",
         VerifierError::Storage(_) => "StoreUnavailable",
+        VerifierError::NoEvidence(_) => "NoEvidence",
+        VerifierError::WrongPool { .. } => "WrongPool",
     };
     error(
         StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -415,6 +425,41 @@ async fn put_policy(
         let p = policy.clone();
         blocking(move || v.set_policy(&key, p)).await?;
         Ok::<_, Response>(Json(policy).into_response())
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelearnBody {
+    node: String,
+}
+
+async fn relearn(
+    State(s): State<Shared>,
+    Path((rg, cluster, pool)): Path<(String, String, String)>,
+    b: Result<Bytes, BytesRejection>,
+) -> Response {
+    let run = async {
+        let v = verifier_of(&s)?;
+        let b: RelearnBody = body(b)?;
+        let key = pool_key(&rg, &cluster, &pool);
+        let policy = blocking(move || v.relearn(&key, &b.node)).await?;
+        Ok::<_, Response>(Json(policy).into_response())
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+async fn relearn_node(State(s): State<Shared>, Path(node): Path<String>) -> Response {
+    let run = async {
+        let v = verifier_of(&s)?;
+        let pool = v
+            .enrollment(&node)
+            .map(|e| e.pool)
+            .ok_or_else(|| refused(&VerifierError::NotEnrolled(node.clone())))?;
+        let p = pool.clone();
+        let policy = blocking(move || v.relearn(&p, &node)).await?;
+        Ok::<_, Response>(Json(json!({"pool": pool, "policy": policy})).into_response())
     };
     run.await.unwrap_or_else(|r| r)
 }

@@ -303,6 +303,11 @@ fn pcrs_that_do_not_match_the_log_raise_an_alert_and_an_unknown_ca_is_refused() 
         "nodepool list-nodes -g rg --cluster-name c1 -n nodepool1",
     ));
     assert_eq!(nodes[0]["attestation"]["status"], "Unhealthy");
+    // Evidence that does not hold together teaches nothing: no relearning from it.
+    let out = node_cli(&s, &["relearn", &node]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no consistent evidence"), "{err}");
 
     // A TPM endorsed by another CA (another host's, not trusted here) cannot enroll.
     let other_ca = tempfile::tempdir().unwrap();
@@ -312,6 +317,74 @@ fn pcrs_that_do_not_match_the_log_raise_an_alert_and_an_unknown_ca_is_refused() 
     assert_eq!(code, 2, "{err}");
     assert!(lines.is_empty());
     assert!(err.contains("HTTP 403 EnrollmentRefused"), "{err}");
+}
+
+/// `trustlaunch node ARGS` against the server.
+fn node_cli(s: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(EXE)
+        .arg("node")
+        .args(args)
+        .env("TRUSTLAUNCH_DATA_DIR", &s.dir)
+        .env_remove("TRUSTLAUNCH_ENDPOINT")
+        .env_remove("TRUSTLAUNCH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A pool whose policy is out of date (another kernel) alerts on a good node; `trustlaunch
+/// node relearn` learns the policy from that node's latest boot and the next attestation is
+/// healthy.
+#[test]
+fn relearn_takes_the_pool_policy_from_a_nodes_latest_boot() {
+    let s = Server::start(None, &["--backend", "records"]);
+    let node = cluster_with_one_node(&s);
+    let out = Command::new(EXE)
+        .args(["attest", "policy", "from-eventlog"])
+        .arg(corpus_log())
+        .output()
+        .unwrap();
+    let mut stale: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kernel = stale["components"]["kernel"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stale["components"]["kernel"] = json!(["ab".repeat(32)]);
+    let r = http()
+        .put(&format!(
+            "{}/admin/attestation/policies/rg/c1/nodepool1",
+            s.url
+        ))
+        .set("Authorization", &format!("Bearer {}", admin_token(&s)))
+        .send_json(stale);
+    assert_eq!(answer(r).0, 200);
+    let tpm = Vtpm::start(&s.dir.join("vtpm-ca"));
+    tpm.boot(&corpus_log());
+
+    let (code, lines, err) = run_agent(&s, &node, &tpm, &corpus_log(), 1);
+    assert_eq!(code, 1, "{err}");
+    let f = &lines[0]["alert"]["failures"][0];
+    assert_eq!(f["reason"], "kernel digest not in baseline", "{f:#}");
+    assert_eq!(f["observed"], kernel.as_str());
+
+    let out = node_cli(&s, &["relearn", &node]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pool"], "rg/c1/nodepool1");
+    assert_eq!(v["policy"]["components"]["kernel"], json!([kernel]));
+    let (_, p) = admin_get(&s, "/admin/attestation/policies/rg/c1/nodepool1");
+    assert_eq!(p, v["policy"]);
+
+    let (code, lines, err) = run_agent(&s, &node, &tpm, &corpus_log(), 1);
+    assert_eq!(
+        (code, lines[0]["status"].as_str()),
+        (0, Some("Healthy")),
+        "{err}"
+    );
 }
 
 #[test]

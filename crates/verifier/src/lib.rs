@@ -43,6 +43,14 @@ pub enum VerifierError {
     NoChallenge(String),
     #[error("no reference policy for pool {0}")]
     NoPolicy(String),
+    #[error("no consistent evidence from node {0} since the verifier started: relearn after its next attestation")]
+    NoEvidence(String),
+    #[error("node {node} is in pool {actual}, not {pool}")]
+    WrongPool {
+        node: String,
+        pool: String,
+        actual: String,
+    },
     /// The journal could not record the change; nothing changed (the caller retries).
     #[error("the verifier's store is unavailable: {0}")]
     Storage(String),
@@ -52,7 +60,8 @@ impl VerifierError {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::Enrollment(_) => 403,
-            Self::NotEnrolled(_) | Self::NoChallenge(_) => 409,
+            Self::NotEnrolled(_) | Self::NoChallenge(_) | Self::NoEvidence(_) => 409,
+            Self::WrongPool { .. } => 400,
             Self::NoPolicy(_) => 404,
             Self::Storage(_) => 503,
         }
@@ -230,6 +239,9 @@ pub struct Snapshot {
     pub alerts: Vec<IntegrityAlert>,
 }
 
+/// Quoted PCR values: bank → PCR → lowercase hex.
+type PcrMap = BTreeMap<String, BTreeMap<u32, String>>;
+
 /// Nonces a node may hold at once (a retried request must not invalidate the first).
 pub const OUTSTANDING_NONCES: usize = 4;
 
@@ -241,6 +253,9 @@ struct State {
     /// node → the nonces issued and not yet used, with their expiry, oldest first.
     nonces: BTreeMap<String, VecDeque<(Vec<u8>, u64)>>,
     policies: BTreeMap<String, ReferencePolicy>,
+    /// node → what its latest consistent evidence (valid quote, log replaying to it) showed,
+    /// whatever the policy said: what a relearn learns from.
+    last_boot: BTreeMap<String, (attest::appraisal::BootClaims, PcrMap, u64)>,
     history: BTreeMap<String, VecDeque<AttestationRecord>>,
     alerts: Vec<IntegrityAlert>,
     next_alert: u64,
@@ -537,7 +552,15 @@ impl Verifier {
             record: record.clone(),
             alert: alert.clone(),
         })?;
+        let consistent = !appraisal
+            .failures
+            .iter()
+            .any(|f| matches!(f.component.as_deref(), Some("quote" | "event log")));
         let mut st = self.state();
+        if let (true, Some(boot)) = (consistent, appraisal.boot) {
+            st.last_boot
+                .insert(enrollment.node.clone(), (boot, appraisal.pcrs, now));
+        }
         st.alerts.extend(alert);
         let h = st.history.entry(enrollment.node.clone()).or_default();
         h.push_back(record);
@@ -630,6 +653,42 @@ impl Verifier {
         st.pending.remove(node);
         st.nonces.remove(node);
         Ok(())
+    }
+
+    /// Relearn `pool`'s policy from `node`'s latest consistent boot (like GCP's
+    /// `--shielded-learn-integrity-policy`): its Secure Boot state, components, command line
+    /// and the values of [`attest::policy::LEARNED_PCRS`]. The node must be in that pool.
+    pub fn relearn(&self, pool: &str, node: &str) -> Result<ReferencePolicy, VerifierError> {
+        let e = self
+            .enrollment(node)
+            .ok_or_else(|| VerifierError::NotEnrolled(node.to_string()))?;
+        if e.pool != pool {
+            return Err(VerifierError::WrongPool {
+                node: node.to_string(),
+                pool: pool.to_string(),
+                actual: e.pool,
+            });
+        }
+        let (claims, pcrs, time) = self
+            .state()
+            .last_boot
+            .get(node)
+            .cloned()
+            .ok_or_else(|| VerifierError::NoEvidence(node.to_string()))?;
+        let values: Vec<(String, u32, String)> = attest::policy::LEARNED_PCRS
+            .iter()
+            .filter_map(|n| {
+                pcrs.get("sha256")
+                    .and_then(|b| b.get(n))
+                    .map(|v| ("sha256".to_string(), *n, v.clone()))
+            })
+            .collect();
+        let mut policy = ReferencePolicy::from_claims(&claims, &values);
+        policy.description = Some(format!(
+            "learned from node {node}'s boot attested at {time} (unix time)"
+        ));
+        self.set_policy(pool, policy.clone())?;
+        Ok(policy)
     }
 
     /// Every enrolled node's enrollment.

@@ -118,6 +118,13 @@ enum NodeCommand {
         /// The node's name.
         node: String,
     },
+    /// Relearn the reference policy of the node's pool from the node's latest boot (its
+    /// Secure Boot state, boot components, command line and firmware PCRs), after an
+    /// intended change such as a firmware or kernel update. Prints the new policy.
+    Relearn {
+        /// The node's name.
+        node: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -979,6 +986,10 @@ pub fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         let v = match args.command {
             NodeCommand::Reboot { node } => {
                 c.call("POST", &format!("/admin/nodes/{node}/reboot"), None)?
+                    .0
+            }
+            NodeCommand::Relearn { node } => {
+                c.call("POST", &format!("/admin/nodes/{node}/relearn"), None)?
                     .0
             }
             NodeCommand::Tamper { node, component } => {

@@ -12,9 +12,7 @@ use eventlog::{AlgorithmId, EventLog};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The PCRs a learned or predicted policy pins besides the boot components (PCR 4, 8 and 9
-/// are judged per component): the firmware's, the Secure Boot policy's and shim's.
-const LEARNED_PCRS: [u32; 8] = [0, 1, 2, 3, 5, 6, 7, 14];
+use attest::policy::LEARNED_PCRS;
 /// What a prediction from the image alone can know: the Secure Boot policy and shim's
 /// state (the firmware PCRs belong to the platform).
 const PREDICTED_PCRS: [u32; 2] = [7, 14];
