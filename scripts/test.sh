@@ -35,16 +35,20 @@ if ((${#missing[@]})); then
 else
     echo "all present"
 fi
-# virt-firmware (PyPI; not packaged in Debian 12): virt-fw-vars reads and writes OVMF variable
-# stores, the independent peer of tests/secureboot.rs for crates/secureboot's varstore.
-if ! command -v virt-fw-vars >/dev/null 2>&1; then
-    echo "installing virt-firmware (pip, in /opt/trustlaunch-tools)"
+# Python tools not packaged in Debian 12, from PyPI into one venv (/opt/trustlaunch-tools):
+# virt-firmware's virt-fw-vars reads and writes OVMF variable stores (the independent peer of
+# tests/secureboot.rs for crates/secureboot's varstore); openapi-spec-validator checks the
+# server's OpenAPI document (tests/agent_push.rs).
+for tool in virt-fw-vars:virt-firmware openapi-spec-validator:openapi-spec-validator; do
+    cmd=${tool%%:*} pkg=${tool#*:}
+    command -v "$cmd" >/dev/null 2>&1 && continue
+    echo "installing $pkg (pip, in /opt/trustlaunch-tools)"
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    "${sudo[@]}" python3 -m venv --system-site-packages /opt/trustlaunch-tools
-    "${sudo[@]}" /opt/trustlaunch-tools/bin/pip install -q virt-firmware
-    "${sudo[@]}" ln -sf /opt/trustlaunch-tools/bin/virt-fw-vars /usr/local/bin/virt-fw-vars
-fi
+    [[ -x /opt/trustlaunch-tools/bin/pip ]] || "${sudo[@]}" python3 -m venv --system-site-packages /opt/trustlaunch-tools
+    "${sudo[@]}" /opt/trustlaunch-tools/bin/pip install -q "$pkg"
+    "${sudo[@]}" ln -sf "/opt/trustlaunch-tools/bin/$cmd" "/usr/local/bin/$cmd"
+done
 
 # --- PostgreSQL for the store tests -------------------------------------------------------
 # The store's tests run every repository on SQLite and on PostgreSQL; without a server they

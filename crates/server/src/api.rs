@@ -89,12 +89,24 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/openapi.json", get(openapi))
         .merge(crate::attestation::public_router())
         .merge(crate::agents::agent_router(state.clone()))
         .merge(kube::router(state.clone()))
         .merge(arm)
         .layer(DefaultBodyLimit::max(state.max_body))
         .with_state(state)
+}
+
+/// The OpenAPI 3.0 document of every route (public, as the routes' shapes are no secret).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 async fn authenticate(State(s): State<Shared>, req: Request, next: Next) -> Response {
@@ -574,4 +586,83 @@ async fn credentials(
     let value = base64::engine::general_purpose::STANDARD
         .encode(serde_json::to_vec_pretty(&kubeconfig).unwrap_or_default());
     Ok(Json(json!({"kubeconfigs": [{"name": "clusterUser", "value": value}]})).into_response())
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Every `.route(PATH, METHODS)` in the router's source files, as path → methods.
+    fn routes_in_source() -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for src in [
+            include_str!("api.rs"),
+            include_str!("kube.rs"),
+            include_str!("attestation.rs"),
+            include_str!("agents.rs"),
+        ] {
+            let src = src.split("#[cfg(test)]").next().unwrap();
+            for chunk in src.split(".route(").skip(1) {
+                // The call's own arguments: up to its closing parenthesis.
+                let mut depth = 1usize;
+                let end = chunk
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        match c {
+                            '(' => depth += 1,
+                            ')' => depth -= 1,
+                            _ => {}
+                        }
+                        depth == 0
+                    })
+                    .map_or(chunk.len(), |(i, _)| i);
+                let chunk = &chunk[..end];
+                let path = if chunk.trim_start().starts_with("CLUSTERS,") {
+                    super::CLUSTERS
+                } else {
+                    let q = chunk.find('"').unwrap();
+                    let rest = &chunk[q + 1..];
+                    &rest[..rest.find('"').unwrap()]
+                };
+                let path = path
+                    .replace("{CLUSTERS}", super::CLUSTERS)
+                    .replace("{{", "{")
+                    .replace("}}", "}");
+                let methods = out.entry(path).or_default();
+                for m in ["get", "put", "post", "delete"] {
+                    if chunk.contains(&format!("{m}(")) {
+                        methods.insert(m.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_and_methods_served() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let documented: BTreeMap<String, BTreeSet<String>> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(p, ops)| {
+                (
+                    p.clone(),
+                    ops.as_object().unwrap().keys().cloned().collect(),
+                )
+            })
+            .collect();
+        let served = routes_in_source();
+        assert!(served.len() > 25, "{served:?}");
+        assert_eq!(documented, served);
+        // Every operation names its responses and has a unique id.
+        let mut ids = BTreeSet::new();
+        for ops in doc["paths"].as_object().unwrap().values() {
+            for op in ops.as_object().unwrap().values() {
+                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()));
+                assert!(ids.insert(op["operationId"].as_str().unwrap().to_string()));
+            }
+        }
+    }
 }

@@ -648,3 +648,41 @@ fn restarting_postgresql_during_a_run_loses_no_verdict() {
 fn server_journal_retry() -> Duration {
     server::JOURNAL_RETRY
 }
+
+/// The server publishes its OpenAPI document without credentials, and openapi-spec-validator
+/// (PyPI; scripts/test.sh installs it) finds it valid OpenAPI 3.0.
+#[test]
+fn the_openapi_document_is_served_and_valid() {
+    let s = Server::start(None, &["--backend", "records"]);
+    let r = http()
+        .get(&format!("{}/openapi.json", s.url))
+        .call()
+        .unwrap();
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let text = r.into_string().unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert!(doc["paths"]["/attestation/v1/nodes/{node}/evidence"]["post"].is_object());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new("openapi-spec-validator")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The validator is not a rubber stamp: an operation whose path parameter is undeclared
+    // fails it.
+    let mut broken = doc.clone();
+    broken["paths"]["/admin/alerts/{id}/ack"]["post"]["parameters"] = json!([]);
+    std::fs::write(&path, broken.to_string()).unwrap();
+    let out = Command::new("openapi-spec-validator")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
