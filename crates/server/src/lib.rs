@@ -14,14 +14,14 @@ mod auth;
 pub mod backend;
 mod engine;
 mod error;
-mod journal;
+pub mod journal;
 mod kube;
 mod time;
 
 pub use agents::AGENT_MAX_BODY;
 pub use auth::{load_or_create_admin_token, ADMIN_TOKEN_FILE};
 pub use error::{ApiError, ServerError};
-pub use journal::RETRY_FOR as JOURNAL_RETRY;
+pub use journal::{StoreJournal, RETRY_FOR as JOURNAL_RETRY};
 
 use control::NodeBackend;
 use std::future::Future;
