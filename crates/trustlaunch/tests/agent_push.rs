@@ -686,3 +686,134 @@ fn the_openapi_document_is_served_and_valid() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Evidence submitted by hand (what an attacker on the network or on the node could send),
+/// after the node enrolled with `trustlaunch agent --once`: (status, answer).
+struct Submitter<'a> {
+    s: &'a Server,
+    node: String,
+}
+
+impl Submitter<'_> {
+    fn post(&self, what: &str, body: Value) -> (u16, Value) {
+        answer(
+            http()
+                .post(&format!(
+                    "{}/attestation/v1/nodes/{}/{what}",
+                    self.s.url, self.node
+                ))
+                .send_json(body),
+        )
+    }
+
+    fn nonce(&self) -> Vec<u8> {
+        let (code, v) = self.post("nonce", json!({}));
+        assert_eq!(code, 200, "{v}");
+        hex::decode(v["nonce"].as_str().unwrap()).unwrap()
+    }
+
+    /// The TPM's quote over `nonce` as the evidence body, with `log`.
+    fn evidence(tpm: &Vtpm, nonce: &[u8], log: &[u8]) -> Value {
+        use base64::Engine as _;
+        let mut c = tpm.client();
+        let ak = c.create_ak().unwrap();
+        let e = c
+            .evidence(
+                &ak,
+                nonce,
+                tpm::hash::HashAlg::Sha256,
+                &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14],
+            )
+            .unwrap();
+        c.flush(ak.handle).unwrap();
+        let pcrs: serde_json::Map<String, Value> = e
+            .pcrs
+            .iter()
+            .map(|(_, p, v)| (p.to_string(), json!(hex::encode(v))))
+            .collect();
+        json!({
+            "quote": hex::encode(&e.quote.attest),
+            "signature": hex::encode(&e.quote.signature),
+            "pcrs": {"sha256": pcrs},
+            "eventLog": base64::engine::general_purpose::STANDARD.encode(log),
+        })
+    }
+
+    /// Submits `body`; the verdict must be Unhealthy with an alert naming `reason`, and the
+    /// alert must be listed.
+    fn alerts(&self, body: Value, reason: &str) {
+        let (code, v) = self.post("evidence", body);
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["status"], "Unhealthy", "{reason}: {v:#}");
+        let reasons: Vec<&str> = v["alert"]["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["reason"].as_str())
+            .collect();
+        assert!(
+            reasons.iter().any(|r| r.contains(reason)),
+            "expected {reason:?} in {reasons:?}"
+        );
+        let id = v["alert"]["id"].as_u64().unwrap();
+        let (_, listed) = admin_get(self.s, "/admin/alerts");
+        assert!(
+            listed["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["id"] == id && a["node"] == self.node.as_str()),
+            "{listed:#}"
+        );
+    }
+}
+
+/// The attacks the verifier must catch in pushed evidence, each raising a listed alert that
+/// names the reason: a replayed quote (an old nonce), a quote by another TPM's AK, an event
+/// log with a retyped event, a truncated log.
+#[test]
+fn replayed_foreign_retyped_and_truncated_evidence_raise_alerts() {
+    let s = Server::start(None, &["--backend", "records"]);
+    let node = cluster_with_one_node(&s);
+    put_learned_policy(&s);
+    let tpm = Vtpm::start(&s.dir.join("vtpm-ca"));
+    tpm.boot(&corpus_log());
+    let (code, _, err) = run_agent(&s, &node, &tpm, &corpus_log(), 1);
+    assert_eq!(code, 0, "{err}");
+    let sub = Submitter { s: &s, node };
+    let log = std::fs::read(corpus_log()).unwrap();
+
+    // Genuine evidence is healthy once; the same evidence again is a replay.
+    let genuine = Submitter::evidence(&tpm, &sub.nonce(), &log);
+    let (_, v) = sub.post("evidence", genuine.clone());
+    assert_eq!(v["status"], "Healthy", "{v:#}");
+    sub.alerts(genuine, "nonce mismatch: possible replay");
+
+    // Another TPM (endorsed by the same CA, with the same boot) quotes the node's nonce.
+    let other = Vtpm::start(&s.dir.join("vtpm-ca"));
+    other.boot(&corpus_log());
+    sub.alerts(
+        Submitter::evidence(&other, &sub.nonce(), &log),
+        "quote signature",
+    );
+
+    // The Secure Boot variable's event retyped: its digest still matches, its meaning not.
+    let mut parsed = eventlog::EventLog::parse(&log).unwrap();
+    let sb = parsed
+        .events
+        .iter()
+        .position(|e| e.event_type == eventlog::EventType::EV_EFI_VARIABLE_DRIVER_CONFIG)
+        .unwrap();
+    parsed.events[sb].event_type = eventlog::EventType::EV_EVENT_TAG;
+    sub.alerts(
+        Submitter::evidence(&tpm, &sub.nonce(), &parsed.to_bytes()),
+        "event 4: type EV_EVENT_TAG is not allowed in PCR 7",
+    );
+
+    // The log cut in the middle of an event.
+    let cut = eventlog::EventLog::parse(&log).unwrap().events[16].offset + 10;
+    sub.alerts(
+        Submitter::evidence(&tpm, &sub.nonce(), &log[..cut]),
+        "event 16",
+    );
+}
