@@ -216,8 +216,17 @@ fn run_agent(
 
 #[test]
 fn a_thousand_healthy_attestations_pushed_over_http_raise_no_alert_and_survive_a_crash() {
+    thousand_healthy(None);
+}
+
+#[test]
+fn a_thousand_healthy_attestations_on_postgresql() {
+    thousand_healthy(Some(control_plane::fresh_postgres()));
+}
+
+fn thousand_healthy(database: Option<String>) {
     let mut s = Server::start(
-        None,
+        database,
         &["--backend", "records", "--agent-rate-limit", "100000"],
     );
     let node = cluster_with_one_node(&s);
