@@ -116,6 +116,53 @@ impl PcrValues {
         &self.0
     }
 
+    /// The "pcrs" file `tpm2_quote -o FILE` writes for these values, its banks in the order
+    /// the quote selected them (`order`; banks not listed follow by algorithm id), PCRs
+    /// ascending, unused slots and padding zero: what tpm2-tools based verifiers such as
+    /// Keylime read.
+    pub fn to_tpm2_tools(&self, order: &[HashAlg]) -> Vec<u8> {
+        let mut banks: Vec<(HashAlg, Vec<(u8, &[u8])>)> = Vec::new();
+        for ((bank, pcr), value) in &self.0 {
+            match banks.iter_mut().find(|(b, _)| b == bank) {
+                Some((_, list)) => list.push((*pcr, value)),
+                None => banks.push((*bank, vec![(*pcr, value.as_slice())])),
+            }
+        }
+        banks.sort_by_key(|(b, _)| order.iter().position(|o| o == b).unwrap_or(order.len()));
+        let mut out = vec![0u8; layout::SELECTION_LIST_SIZE];
+        let count = banks.len().min(layout::BANK_SLOTS);
+        out[..4].copy_from_slice(&(count as u32).to_le_bytes());
+        for (i, (bank, list)) in banks.iter().take(count).enumerate() {
+            let at = 4 + i * layout::SELECTION_SIZE;
+            out[at..at + 2].copy_from_slice(&bank.id().to_le_bytes());
+            out[at + 2] = 3;
+            for (pcr, _) in list {
+                if let Some(b) = out.get_mut(at + 3 + usize::from(pcr / 8)) {
+                    *b |= 1 << (pcr % 8);
+                }
+            }
+        }
+        let digests: Vec<&[u8]> = banks
+            .iter()
+            .take(count)
+            .flat_map(|(_, list)| list.iter().map(|(_, v)| *v))
+            .collect();
+        let lists = digests.chunks(layout::DIGEST_SLOTS).count();
+        out.extend_from_slice(&(lists as u32).to_le_bytes());
+        for chunk in digests.chunks(layout::DIGEST_SLOTS) {
+            let mut list = vec![0u8; layout::DIGEST_LIST_SIZE];
+            list[..4].copy_from_slice(&(chunk.len() as u32).to_le_bytes());
+            for (j, d) in chunk.iter().enumerate() {
+                let at = 4 + j * layout::DIGEST_SIZE;
+                let n = d.len().min(layout::DIGEST_BUFFER);
+                list[at..at + 2].copy_from_slice(&(n as u16).to_le_bytes());
+                list[at + 2..at + 2 + n].copy_from_slice(&d[..n]);
+            }
+            out.extend_from_slice(&list);
+        }
+        out
+    }
+
     /// Parse the "pcrs" file that `tpm2_quote -o FILE` writes (its default `-F serialized`
     /// format; `tpm2_pcrread -o FILE -F serialized` writes the same). See
     /// [`tpm2_tools_layout`] for the layout. Padding bytes and bytes past a digest's size are

@@ -547,6 +547,11 @@ fn quote_and_verify(backend: Backend, kind: AkKind) {
     );
     assert_eq!(from_tpm.is_restricted_signing(), Some(true), "{ctx}");
     let file_pcrs = PcrValues::from_tpm2_tools(&pcrs_file).unwrap();
+    assert_eq!(
+        file_pcrs.to_tpm2_tools(&[HashAlg::Sha256, HashAlg::Sha1]),
+        pcrs_file,
+        "{ctx}: our pcrs file is tpm2_quote's, byte for byte"
+    );
     let text_pcrs = PcrValues::from_text(&pcrs_text).unwrap();
     assert_eq!(
         file_pcrs,
