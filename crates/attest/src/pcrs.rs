@@ -121,44 +121,54 @@ impl PcrValues {
     /// ascending, unused slots and padding zero: what tpm2-tools based verifiers such as
     /// Keylime read.
     pub fn to_tpm2_tools(&self, order: &[HashAlg]) -> Vec<u8> {
-        let mut banks: Vec<(HashAlg, Vec<(u8, &[u8])>)> = Vec::new();
+        /// A bank: its values in ascending PCR order and its pcrSelect bitmap.
+        type Bank<'a> = (HashAlg, Vec<&'a [u8]>, [u8; layout::SELECT_MAX]);
+        let mut banks: Vec<Bank<'_>> = Vec::new();
         for ((bank, pcr), value) in &self.0 {
-            match banks.iter_mut().find(|(b, _)| b == bank) {
-                Some((_, list)) => list.push((*pcr, value)),
-                None => banks.push((*bank, vec![(*pcr, value.as_slice())])),
-            }
-        }
-        banks.sort_by_key(|(b, _)| order.iter().position(|o| o == b).unwrap_or(order.len()));
-        let mut out = vec![0u8; layout::SELECTION_LIST_SIZE];
-        let count = banks.len().min(layout::BANK_SLOTS);
-        out[..4].copy_from_slice(&(count as u32).to_le_bytes());
-        for (i, (bank, list)) in banks.iter().take(count).enumerate() {
-            let at = 4 + i * layout::SELECTION_SIZE;
-            out[at..at + 2].copy_from_slice(&bank.id().to_le_bytes());
-            out[at + 2] = 3;
-            for (pcr, _) in list {
-                if let Some(b) = out.get_mut(at + 3 + usize::from(pcr / 8)) {
+            let i = match banks.iter().position(|(b, _, _)| b == bank) {
+                Some(i) => i,
+                None => {
+                    banks.push((*bank, Vec::new(), [0; layout::SELECT_MAX]));
+                    banks.len() - 1
+                }
+            };
+            if let Some((_, values, select)) = banks.get_mut(i) {
+                values.push(value);
+                if let Some(b) = select.get_mut(usize::from(pcr / 8)) {
                     *b |= 1 << (pcr % 8);
                 }
             }
         }
+        banks.sort_by_key(|(b, _, _)| order.iter().position(|o| o == b).unwrap_or(order.len()));
+        banks.truncate(layout::BANK_SLOTS);
+        let mut out = Vec::with_capacity(layout::SELECTION_LIST_SIZE + 4);
+        out.extend_from_slice(&(banks.len() as u32).to_le_bytes());
+        for slot in 0..layout::BANK_SLOTS {
+            match banks.get(slot) {
+                Some((bank, _, select)) => {
+                    out.extend_from_slice(&bank.id().to_le_bytes());
+                    out.push(3); // sizeofSelect: PCRs 0-23
+                    out.extend_from_slice(select);
+                    out.push(0); // padding
+                }
+                None => out.extend_from_slice(&[0; layout::SELECTION_SIZE]),
+            }
+        }
         let digests: Vec<&[u8]> = banks
             .iter()
-            .take(count)
-            .flat_map(|(_, list)| list.iter().map(|(_, v)| *v))
+            .flat_map(|(_, values, _)| values.iter().copied())
             .collect();
-        let lists = digests.chunks(layout::DIGEST_SLOTS).count();
-        out.extend_from_slice(&(lists as u32).to_le_bytes());
-        for chunk in digests.chunks(layout::DIGEST_SLOTS) {
-            let mut list = vec![0u8; layout::DIGEST_LIST_SIZE];
-            list[..4].copy_from_slice(&(chunk.len() as u32).to_le_bytes());
-            for (j, d) in chunk.iter().enumerate() {
-                let at = 4 + j * layout::DIGEST_SIZE;
-                let n = d.len().min(layout::DIGEST_BUFFER);
-                list[at..at + 2].copy_from_slice(&(n as u16).to_le_bytes());
-                list[at + 2..at + 2 + n].copy_from_slice(&d[..n]);
+        let lists = digests.chunks(layout::DIGEST_SLOTS);
+        out.extend_from_slice(&(lists.len() as u32).to_le_bytes());
+        for chunk in lists {
+            out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+            for slot in 0..layout::DIGEST_SLOTS {
+                let d = chunk.get(slot).copied().unwrap_or(&[]);
+                let d = d.get(..layout::DIGEST_BUFFER).unwrap_or(d);
+                out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+                out.extend_from_slice(d);
+                out.resize(out.len() + layout::DIGEST_BUFFER - d.len(), 0);
             }
-            out.extend_from_slice(&list);
         }
         out
     }
