@@ -33,6 +33,19 @@ pub struct AuthenticodeSignature<'a> {
     /// The contents octets of SpcIndirectDataContent: what the signer's messageDigest
     /// attribute covers (EDK2 strips the SEQUENCE header the same way).
     content: &'a [u8],
+    /// OpenSSL's parse of `der`, made once on first use (parsing is the costly part of a
+    /// verification: every embedded certificate's key goes through OpenSSL's decoders).
+    parsed: Parsed,
+}
+
+/// A lazily parsed PKCS#7, shared by the clones of one signature.
+#[derive(Clone, Default)]
+struct Parsed(std::sync::Arc<std::sync::OnceLock<Option<Pkcs7>>>);
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parsed")
+    }
 }
 
 impl<'a> AuthenticodeSignature<'a> {
@@ -100,6 +113,7 @@ impl<'a> AuthenticodeSignature<'a> {
             indirect_algorithm: digest_algorithm,
             digest: digest.value,
             content: spc.value,
+            parsed: Parsed::default(),
         })
     }
 
@@ -134,7 +148,15 @@ impl<'a> AuthenticodeSignature<'a> {
     /// Every certificate the SignedData carries, in order (EDK2's `Pkcs7GetSigners` list,
     /// which its dbx checks walk).
     pub fn certificates(&self) -> Result<Vec<X509>> {
-        let p7 = Pkcs7::from_der(self.der).map_err(|e| Error::crypto(WHAT, e))?;
+        let p7 = match self.pkcs7() {
+            Some(p7) => p7,
+            None => {
+                return Err(Pkcs7::from_der(self.der).err().map_or_else(
+                    || Error::malformed(WHAT, 0, "PKCS#7 does not parse"),
+                    |e| Error::crypto(WHAT, e),
+                ))
+            }
+        };
         Ok(p7
             .signed()
             .and_then(|s| s.certificates())
@@ -147,7 +169,15 @@ impl<'a> AuthenticodeSignature<'a> {
     /// `trusted`, which may be an intermediate (partial chain); no validity-period check, any
     /// purpose.
     pub fn verify_chain(&self, trusted: &X509) -> bool {
-        verify_pkcs7(self.der, Some(self.content), trusted, &[])
+        self.pkcs7()
+            .is_some_and(|p7| verify_parsed(p7, Some(self.content), trusted, &[]))
+    }
+
+    fn pkcs7(&self) -> Option<&Pkcs7> {
+        self.parsed
+            .0
+            .get_or_init(|| Pkcs7::from_der(self.der).ok())
+            .as_ref()
     }
 }
 
@@ -182,9 +212,13 @@ pub(crate) fn verify_pkcs7(
     trusted: &X509,
     extra: &[X509],
 ) -> bool {
-    let Ok(p7) = Pkcs7::from_der(p7_der) else {
-        return false;
-    };
+    match Pkcs7::from_der(p7_der) {
+        Ok(p7) => verify_parsed(&p7, content, trusted, extra),
+        Err(_) => false,
+    }
+}
+
+fn verify_parsed(p7: &Pkcs7, content: Option<&[u8]>, trusted: &X509, extra: &[X509]) -> bool {
     let Some(store) = trust_store(&[trusted]) else {
         return false;
     };
