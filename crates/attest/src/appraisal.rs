@@ -87,7 +87,9 @@ pub struct ComponentClaim {
 pub struct BootClaims {
     pub secure_boot: bool,
     pub components: Vec<ComponentClaim>,
-    /// SHA-256 of each EFI_SIGNATURE_DATA's data in the measured db and dbx.
+    /// SHA-256 of each EFI_SIGNATURE_DATA's data in the measured PK, KEK, db and dbx.
+    pub pk: Vec<String>,
+    pub kek: Vec<String>,
     pub db: Vec<String>,
     pub dbx: Vec<String>,
 }
@@ -236,6 +238,8 @@ pub fn boot_claims(log: &EventLog) -> Result<BootClaims, Failure> {
     Ok(BootClaims {
         secure_boot: state.enabled,
         components,
+        pk: entries("PK"),
+        kek: entries("KEK"),
         db: entries("db"),
         dbx: entries("dbx"),
     })

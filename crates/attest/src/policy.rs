@@ -43,6 +43,12 @@ pub struct ReferencePolicy {
     /// Accepted kernel command lines (as grub measured them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_cmdline: Vec<String>,
+    /// If set, the PK (SHA-256 of its EFI_SIGNATURE_DATA data) must be one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_pk: Option<Vec<String>>,
+    /// If set, every KEK entry must be one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_kek: Option<Vec<String>>,
     /// If set, every db entry (SHA-256 of its EFI_SIGNATURE_DATA data) must be one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_db: Option<Vec<String>>,
@@ -152,6 +158,8 @@ impl ReferencePolicy {
         let needs_log = self.secure_boot.is_some()
             || !self.components.is_empty()
             || !self.kernel_cmdline.is_empty()
+            || self.allowed_pk.is_some()
+            || self.allowed_kek.is_some()
             || self.allowed_db.is_some()
             || !self.required_dbx.is_empty();
         let Some(claims) = claims else {
@@ -213,10 +221,15 @@ impl ReferencePolicy {
                 }
             }
         }
-        if let Some(allowed) = &self.allowed_db {
-            for entry in claims.db.iter().filter(|e| !allowed.contains(e)) {
+        for (name, allowed, present) in [
+            ("PK", &self.allowed_pk, &claims.pk),
+            ("KEK", &self.allowed_kek, &claims.kek),
+            ("db", &self.allowed_db, &claims.db),
+        ] {
+            let Some(allowed) = allowed else { continue };
+            for entry in present.iter().filter(|e| !allowed.contains(e)) {
                 failures.push(
-                    Failure::new("db holds an entry the policy does not allow")
+                    Failure::new(format!("{name} holds an entry the policy does not allow"))
                         .component("secure boot policy")
                         .pcr(7)
                         .values(allowed.join(" | "), entry.clone()),
