@@ -326,6 +326,20 @@ fn pcrs_that_do_not_match_the_log_raise_an_alert_and_an_unknown_ca_is_refused() 
     assert_eq!(code, 2, "{err}");
     assert!(lines.is_empty());
     assert!(err.contains("HTTP 403 EnrollmentRefused"), "{err}");
+    // ... and the refusal is an integrity alert naming the EK certificate.
+    let (_, alerts) = admin_get(&s, "/admin/alerts");
+    let last = alerts["value"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["node"], node.as_str());
+    assert_eq!(last["severity"], "high");
+    let f = &last["failures"][0];
+    assert_eq!(f["component"], "EK certificate", "{last:#}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("enrollment refused: "),
+        "{last:#}"
+    );
 }
 
 /// `trustlaunch node ARGS` against the server.

@@ -364,22 +364,43 @@ impl Verifier {
         ak: &TpmtPublic,
         now: u64,
     ) -> Result<(Vec<u8>, Vec<u8>), VerifierError> {
-        let refuse = |e: attest::Error| VerifierError::Enrollment(e.to_string());
-        // Re-enrollment (after a reimage: a new AK) keeps the node's TPM: another EK claiming
-        // an enrolled node is refused until the node is deleted.
-        if let Some(existing) = self.state().enrollments.get(node) {
-            if existing.ek != *ek {
-                return Err(VerifierError::Enrollment(format!(
-                    "node {node} is enrolled with another TPM (EK certificate {}); delete the node to enroll a new one",
-                    existing.ek_certificate_serial
-                )));
+        // A refused enrollment is an integrity event: the node presented a TPM this verifier
+        // does not trust. It raises an alert (component "TPM") before the refusal is returned.
+        let refuse = |component: &str, reason: String| -> VerifierError {
+            let failure = Failure {
+                reason: format!("enrollment refused: {reason}"),
+                component: Some(component.to_string()),
+                pcr: None,
+                expected: None,
+                observed: None,
+                event: None,
+            };
+            match self.raise(node, pool, vec![failure], Severity::High, now) {
+                Ok(()) => VerifierError::Enrollment(reason),
+                Err(e) => e,
             }
+        };
+        let cert = enroll::verify_ek_certificate(ek_certificate, &[], &self.roots)
+            .map_err(|e| refuse("EK certificate", e.to_string()))?;
+        cert.check_certifies(ek)
+            .map_err(|e| refuse("EK certificate", e.to_string()))?;
+        // (An untrusted TPM is reported as such first.) Re-enrollment after a reimage (a new
+        // AK) keeps the node's TPM: another EK claiming an enrolled node is refused until the
+        // node is deleted.
+        let other_tpm = self.state().enrollments.get(node).and_then(|existing| {
+            (existing.ek != *ek).then(|| existing.ek_certificate_serial.clone())
+        });
+        if let Some(serial) = other_tpm {
+            return Err(refuse(
+                "TPM",
+                format!("node {node} is enrolled with another TPM (EK certificate {serial}); delete the node to enroll a new one"),
+            ));
         }
-        let cert =
-            enroll::verify_ek_certificate(ek_certificate, &[], &self.roots).map_err(refuse)?;
-        cert.check_certifies(ek).map_err(refuse)?;
-        let ak_public = AkPublic::from_tpmt_public(ak.clone()).map_err(refuse)?;
-        enroll::check_ak_attributes(&ak_public).map_err(refuse)?;
+        let ak_public = AkPublic::from_tpmt_public(ak.clone())
+            .map_err(|e| refuse("attestation key", e.to_string()))?;
+        enroll::check_ak_attributes(&ak_public)
+            .map_err(|e| refuse("attestation key", e.to_string()))?;
+        let refuse = |e: attest::Error| VerifierError::Enrollment(e.to_string());
         let mut rng = |b: &mut [u8]| b.copy_from_slice(&random(b.len()));
         let challenge = enroll::make_challenge(ek, &ak.name(), &mut rng).map_err(refuse)?;
         let out = (
@@ -568,6 +589,52 @@ impl Verifier {
             h.pop_front();
         }
         Ok(outcome)
+    }
+
+    /// Record an alert outside an appraisal (a refused enrollment), with its history entry.
+    fn raise(
+        &self,
+        node: &str,
+        pool: &str,
+        failures: Vec<Failure>,
+        severity: Severity,
+        now: u64,
+    ) -> Result<(), VerifierError> {
+        let id = {
+            let mut st = self.state();
+            st.next_alert += 1;
+            st.next_alert - 1
+        };
+        let alert = IntegrityAlert {
+            id,
+            severity,
+            node: node.to_string(),
+            pool: pool.to_string(),
+            time: now,
+            failures,
+            acknowledged: false,
+        };
+        let record = AttestationRecord {
+            id: hex::encode(random(16)),
+            node: node.to_string(),
+            time: now,
+            healthy: false,
+            reset_count: None,
+            restart_count: None,
+            alert_id: Some(id),
+        };
+        self.journal(JournalEntry::Attested {
+            record: record.clone(),
+            alert: Some(alert.clone()),
+        })?;
+        let mut st = self.state();
+        st.alerts.push(alert);
+        let h = st.history.entry(node.to_string()).or_default();
+        h.push_back(record);
+        while h.len() > HISTORY {
+            h.pop_front();
+        }
+        Ok(())
     }
 
     /// The health token: claims modelled on Azure Attestation's TPM claims.
