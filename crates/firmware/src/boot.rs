@@ -27,7 +27,7 @@ use secureboot::module_sig::{self, ModuleVerdict};
 use secureboot::pe::{DigestFlavor, PeImage};
 use secureboot::policy::{Authority, DatabaseName, EntryRef};
 use secureboot::varstore::VariableStore;
-use secureboot::{verify_image, Databases, Loader, ShimPolicy, Verdict};
+use secureboot::{verify_image_with, Databases, KnownDigests, Loader, ShimPolicy, Verdict};
 use std::collections::BTreeMap;
 
 /// Where the default removable-media boot path puts shim.
@@ -323,8 +323,14 @@ impl BootCache {
         }
     }
 
-    fn get(&mut self, kernel: &[u8]) -> Result<Vec<openssl::x509::X509>, String> {
-        let id = sha256_hex(kernel);
+    /// The kernel's built-in certificates; `digest` identifies the kernel (its Authenticode
+    /// SHA-256, which covers every section, as measured), or its file's SHA-256 is used.
+    fn get(
+        &mut self,
+        kernel: &[u8],
+        digest: Option<&str>,
+    ) -> Result<Vec<openssl::x509::X509>, String> {
+        let id = digest.map_or_else(|| sha256_hex(kernel), |d| format!("authenticode:{d}"));
         if !self.by_kernel.contains_key(&id) {
             let vmlinux = crate::kernel::inflate(kernel)?;
             let ders = module_sig::embedded_certificates(&vmlinux)
@@ -466,6 +472,7 @@ pub fn boot_with(
         secure_boot,
         m,
         components: Vec::new(),
+        pe_digests: Vec::new(),
         stop: None,
         firmware_authorities: Vec::new(),
         shim_authorities: Vec::new(),
@@ -498,6 +505,9 @@ struct Run<'a, 't> {
     /// The kernel grub loaded (its built-in keys verify modules).
     kernel: Option<Vec<u8>>,
     cache: &'a mut BootCache,
+    /// Authenticode digests computed during this boot: (path, flavour, one per bank). The
+    /// Secure Boot check and the PCR 4 measurement of an image share them.
+    pe_digests: Vec<(String, &'static str, Vec<crate::measure::Digest>)>,
 }
 
 impl Run<'_, '_> {
@@ -520,11 +530,19 @@ impl Run<'_, '_> {
         path: &str,
         bytes: &[u8],
         loader: &Loader,
+        flavor: DigestFlavor,
     ) -> Result<Option<Option<String>>, TpmFailure> {
         if !self.secure_boot {
             return Ok(Some(None));
         }
-        match verify_image(&self.dbs, bytes, loader) {
+        // The digests the image will be measured with serve the check too.
+        let mut known = KnownDigests::default();
+        for d in self.pe_digests(path, bytes, flavor)?.unwrap_or_default() {
+            if let Some(alg) = crate::measure::authenticode_alg(d.alg) {
+                known.insert(alg, flavor, d.bytes);
+            }
+        }
+        match verify_image_with(&self.dbs, bytes, loader, &known) {
             Verdict::Denied { reason } => {
                 self.stop(component, path, reason.to_string(), true);
                 Ok(None)
@@ -555,6 +573,36 @@ impl Run<'_, '_> {
         }
     }
 
+    /// The image's Authenticode digests in every bank: remembered from this boot or (by
+    /// content identity) an earlier one, or computed now. None when it is not a PE image.
+    fn pe_digests(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        flavor: DigestFlavor,
+    ) -> Result<Option<Vec<crate::measure::Digest>>, TpmFailure> {
+        let kind = flavor_kind(flavor);
+        if let Some(d) = self.cache.measured(self.image.content_id(path), kind) {
+            return Ok(Some(d.to_vec()));
+        }
+        if let Some((_, _, d)) = self
+            .pe_digests
+            .iter()
+            .find(|(p, k, _)| p == path && *k == kind)
+        {
+            return Ok(Some(d.clone()));
+        }
+        let Ok(pe) = PeImage::parse(bytes) else {
+            return Ok(None);
+        };
+        let d = self
+            .m
+            .authenticode_digests(&pe, flavor)
+            .map_err(TpmFailure)?;
+        self.pe_digests.push((path.to_string(), kind, d.clone()));
+        Ok(Some(d))
+    }
+
     fn measure_pe(
         &mut self,
         component: &str,
@@ -573,7 +621,7 @@ impl Run<'_, '_> {
         };
         let data = platform::image_load_event(bytes.len(), device_path);
         let (id, kind) = (self.image.content_id(path), flavor_kind(flavor));
-        let known = self.cache.measured(id, kind).map(<[_]>::to_vec);
+        let known = self.pe_digests(path, bytes, flavor)?;
         let digests = self
             .m
             .boot_application(&pe, flavor, &data, times, known.as_deref())
@@ -603,7 +651,14 @@ impl Run<'_, '_> {
             );
             return Ok(());
         };
-        let Some(authority) = self.verify("shim", SHIM_PATH, shim, &Loader::Firmware)? else {
+        let Some(authority) = self.verify(
+            "shim",
+            SHIM_PATH,
+            shim,
+            &Loader::Firmware,
+            DigestFlavor::Firmware,
+        )?
+        else {
             return Ok(());
         };
         let device = platform::esp_file_path(&SHIM_PATH.replace('/', "\\"));
@@ -672,7 +727,8 @@ impl Run<'_, '_> {
             return Ok(());
         };
         let loader = Loader::Shim(Box::new(policy.clone()));
-        let Some(authority) = self.verify("grub", GRUB_PATH, grub, &loader)? else {
+        let Some(authority) = self.verify("grub", GRUB_PATH, grub, &loader, DigestFlavor::Shim)?
+        else {
             return Ok(());
         };
         let device = platform::relative_file_path(&GRUB_PATH.replace('/', "\\"));
@@ -763,7 +819,13 @@ impl Run<'_, '_> {
         let mut keyring = Vec::new();
         if self.secure_boot {
             let kernel = self.kernel.clone().unwrap_or_default();
-            match self.cache.get(&kernel) {
+            let digest = self
+                .components
+                .iter()
+                .rev()
+                .find(|c| c.name == "kernel")
+                .map(|c| c.sha256.clone());
+            match self.cache.get(&kernel, digest.as_deref()) {
                 Ok(keys) => keyring.extend(keys),
                 Err(e) => {
                     self.stop(
@@ -952,7 +1014,9 @@ impl GrubHost for GrubMachine<'_, '_, '_> {
 
     fn load_kernel(&mut self, path: &str, image: &[u8], _cmdline: &str) -> Result<(), String> {
         let loader = Loader::Shim(Box::new(self.run.shim.clone().unwrap_or_default()));
-        let verified = self.run.verify("kernel", path, image, &loader);
+        let verified = self
+            .run
+            .verify("kernel", path, image, &loader, DigestFlavor::Shim);
         let authority = match verified {
             Ok(Some(a)) => a,
             Ok(None) => return Err(format!("{path}: Secure Boot denied the kernel")),

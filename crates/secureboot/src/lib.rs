@@ -45,8 +45,8 @@ pub use error::Error;
 pub use guid::Guid;
 pub use hash::HashAlgorithm;
 pub use policy::{
-    verify_image, Authority, DatabaseName, Databases, DenyReason, EntryRef, Loader, ShimPolicy,
-    Verdict,
+    verify_image, verify_image_with, Authority, DatabaseName, Databases, DenyReason, EntryRef,
+    KnownDigests, Loader, ShimPolicy, Verdict,
 };
 
 /// Every fallible function of this crate returns this.

@@ -217,9 +217,44 @@ pub enum Loader {
 
 /// Decides whether `image` may run when `loader` loads it with `dbs` in force.
 pub fn verify_image(dbs: &Databases, image: &[u8], loader: &Loader) -> Verdict {
+    verify_image_with(dbs, image, loader, &KnownDigests::default())
+}
+
+/// Authenticode digests of the image a caller has already computed (firmware that measures
+/// an image hashes it in every PCR bank anyway): the verdict uses them instead of hashing the
+/// image again. A digest is used only for its exact algorithm and flavour.
+#[derive(Debug, Clone, Default)]
+pub struct KnownDigests(Vec<(HashAlgorithm, DigestFlavor, Vec<u8>)>);
+
+impl KnownDigests {
+    pub fn insert(&mut self, alg: HashAlgorithm, flavor: DigestFlavor, digest: Vec<u8>) {
+        self.0.push((alg, flavor, digest));
+    }
+
+    /// The known digest, or the image hashed now.
+    fn digest(
+        &self,
+        pe: &PeImage<'_>,
+        alg: HashAlgorithm,
+        flavor: DigestFlavor,
+    ) -> Result<Vec<u8>> {
+        match self.0.iter().find(|(a, f, _)| *a == alg && *f == flavor) {
+            Some((_, _, d)) => Ok(d.clone()),
+            None => pe.authenticode_digest(alg, flavor),
+        }
+    }
+}
+
+/// [`verify_image`], reusing digests the caller computed for this very image.
+pub fn verify_image_with(
+    dbs: &Databases,
+    image: &[u8],
+    loader: &Loader,
+    known: &KnownDigests,
+) -> Verdict {
     let decided = match loader {
-        Loader::Firmware => firmware(dbs, image),
-        Loader::Shim(shim) => shim_verify(dbs, shim, image),
+        Loader::Firmware => firmware(dbs, image, known),
+        Loader::Shim(shim) => shim_verify(dbs, shim, image, known),
     };
     match decided {
         Ok(v) => v,
@@ -322,11 +357,11 @@ fn forbidden_by_dbx(
 }
 
 /// EDK2 `DxeImageVerificationHandler`, in its order.
-fn firmware(dbs: &Databases, image: &[u8]) -> Result<Verdict> {
+fn firmware(dbs: &Databases, image: &[u8], known: &KnownDigests) -> Result<Verdict> {
     let pe = PeImage::parse(image)?;
     if !pe.is_signed() {
         // Unsigned: only a SHA-256 hash in db (and not in dbx) lets it run.
-        let d = pe.authenticode_digest(HashAlgorithm::Sha256, DigestFlavor::Firmware)?;
+        let d = known.digest(&pe, HashAlgorithm::Sha256, DigestFlavor::Firmware)?;
         if let Some(entry) = find_hash(&dbs.dbx, DatabaseName::Dbx, HashAlgorithm::Sha256, &d) {
             return denied(DenyReason::RevokedImageHash {
                 entry,
@@ -356,7 +391,7 @@ fn firmware(dbs: &Databases, image: &[u8]) -> Result<Verdict> {
             }
         };
         let alg = sig.image_hash_algorithm();
-        let digest = pe.authenticode_digest(alg, DigestFlavor::Firmware)?;
+        let digest = known.digest(&pe, alg, DigestFlavor::Firmware)?;
         let covers = sig.covers(alg, &digest);
         if let Some(reason) = forbidden_by_dbx(&sig, covers, &dbs.dbx)? {
             return denied(reason);
@@ -470,10 +505,15 @@ fn shim_certificates(db: &[SignatureList], database: DatabaseName) -> Vec<(Entry
 /// checked against the deny lists and the allow lists by certificate and the vendor
 /// certificate, always with the SHA-256 digest, and any one allowed signature suffices),
 /// then SBAT.
-fn shim_verify(dbs: &Databases, shim: &ShimPolicy, image: &[u8]) -> Result<Verdict> {
+fn shim_verify(
+    dbs: &Databases,
+    shim: &ShimPolicy,
+    image: &[u8],
+    known: &KnownDigests,
+) -> Result<Verdict> {
     let pe = PeImage::parse(image)?;
-    let sha256 = pe.authenticode_digest(HashAlgorithm::Sha256, DigestFlavor::Shim)?;
-    let sha1 = pe.authenticode_digest(HashAlgorithm::Sha1, DigestFlavor::Shim)?;
+    let sha256 = known.digest(&pe, HashAlgorithm::Sha256, DigestFlavor::Shim)?;
+    let sha1 = known.digest(&pe, HashAlgorithm::Sha1, DigestFlavor::Shim)?;
     let deny_hashes = [
         (
             &shim.vendor_dbx,
