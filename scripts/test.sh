@@ -38,8 +38,9 @@ fi
 # Python tools not packaged in Debian 12, from PyPI into one venv (/opt/trustlaunch-tools):
 # virt-firmware's virt-fw-vars reads and writes OVMF variable stores (the independent peer of
 # tests/secureboot.rs for crates/secureboot's varstore); openapi-spec-validator checks the
-# server's OpenAPI document (tests/agent_push.rs).
-for tool in virt-fw-vars:virt-firmware openapi-spec-validator:openapi-spec-validator; do
+# server's OpenAPI document (tests/agent_push.rs); schemathesis sends every operation in it
+# generated requests (tests/api_schemathesis.rs).
+for tool in virt-fw-vars:virt-firmware openapi-spec-validator:openapi-spec-validator schemathesis:schemathesis; do
     cmd=${tool%%:*} pkg=${tool#*:}
     command -v "$cmd" >/dev/null 2>&1 && continue
     echo "installing $pkg (pip, in /opt/trustlaunch-tools)"
