@@ -17,9 +17,10 @@ missing=()
 # sbsigntool, pesign, efitools, binutils, xz-utils: the peers of tests/secureboot.rs
 # (sbverify/sbsign/sbattach, pesign -h, sig-list-to-certs/hash-to-efi-sig-list, objcopy, and xz
 # for the kernel's built-in keys).
+# gnu-efi: the UEFI application tests/byo_keys_qemu.rs signs with its own keys and boots.
 # postgresql: the store's second backend (crates/store/tests run on SQLite and PostgreSQL).
 for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev openssl libssl-dev pkg-config qemu-system-x86 ovmf cpio \
-    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils python3-venv postgresql curl; do
+    python3-jwt python3-cryptography sbsigntool pesign efitools binutils xz-utils python3-venv postgresql curl gnu-efi; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # kubectl: the Kubernetes node API is checked with the real client (Debian's kubernetes-client,

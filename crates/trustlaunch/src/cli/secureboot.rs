@@ -48,10 +48,52 @@ pub enum SecurebootCommand {
     /// replaced by the signature lists of its files: certificates, ESLs or .auth payloads),
     /// as the firmware's variable driver writes them.
     Enroll(EnrollArgs),
-    /// List the variables of an OVMF_VARS image, one a line: `GUID live|deleted
-    /// attributes=0xN size=N NAME` (the name last: names may hold spaces); --extract DIR writes
-    /// PK, KEK, db and dbx as ESL files (DIR/PK.esl ...).
+    /// OVMF variable stores: `vars list VARS`, `vars extract VARS --out DIR`, `vars enroll
+    /// VARS --pk … --out NEW.fd` (`vars VARS [--extract DIR]` lists, and extracts, too).
     Vars(VarsArgs),
+    /// A new Secure Boot key hierarchy: `keys new --out DIR`.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Kernel modules: `module verify MODULE (--vars … [--shim …] | --keyring CERT…)` and
+    /// `module sign`.
+    #[command(subcommand)]
+    Module(ModuleCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Write PK.key PK.crt KEK.key KEK.crt db.key db.crt into DIR: RSA-2048 keys (PEM, 0600)
+    /// and self-signed X.509 certificates (SHA-256, ten years), the form OVMF and shim take.
+    /// Enroll them with `vars enroll`, sign images with `sign --key db.key --cert db.crt`.
+    New {
+        #[arg(long, visible_alias = "output", value_name = "DIR")]
+        out: PathBuf,
+        /// The certificates' subject prefix (`CN=<NAME> PK` ...).
+        #[arg(long, default_value = "trustlaunch")]
+        name: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ModuleCommand {
+    /// `verify` for a kernel module (same arguments; exit 0 allowed, 1 denied, 2 error).
+    Verify(VerifyArgs),
+    /// Sign a kernel module, as the kernel's sign-file does.
+    Sign(SignModuleArgs),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VarsCommand {
+    /// List the variables, one a line: `GUID live|deleted attributes=0xN size=N NAME`.
+    List { vars: PathBuf },
+    /// Write PK.esl, KEK.esl, db.esl and dbx.esl into DIR.
+    Extract {
+        vars: PathBuf,
+        #[arg(long, visible_alias = "output", value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write PK, KEK, db and/or dbx into a copy of VARS (as `enroll`).
+    Enroll(EnrollArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,7 +128,7 @@ pub struct VerifyArgs {
     #[arg(long, requires = "shim")]
     shim_protocol: bool,
     /// Modules: extra keyring certificates (PEM, DER or ESL; repeatable).
-    #[arg(long, num_args = 1..)]
+    #[arg(long, visible_alias = "keyring", num_args = 1..)]
     key: Vec<PathBuf>,
     /// Modules: a kernel image (a bzImage such as /boot/vmlinuz-*, decompressed with the
     /// system's xz/gzip/zstd/lz4/lzma/bzip2/lzop, or a vmlinux) whose built-in certificates
@@ -121,7 +163,7 @@ pub struct SignArgs {
     /// sha256 (default), sha384, sha512 or sha1.
     #[arg(long, default_value = "sha256")]
     alg: String,
-    #[arg(long)]
+    #[arg(long, visible_alias = "out")]
     output: PathBuf,
 }
 
@@ -134,7 +176,7 @@ pub struct SignModuleArgs {
     /// The signer's certificate (PEM or DER).
     #[arg(long)]
     cert: PathBuf,
-    #[arg(long)]
+    #[arg(long, visible_alias = "out")]
     output: PathBuf,
 }
 
@@ -155,7 +197,7 @@ pub struct SignVariableArgs {
     /// The vendor GUID (default: the one the UEFI specification gives NAME).
     #[arg(long)]
     vendor: Option<String>,
-    #[arg(long)]
+    #[arg(long, visible_alias = "out")]
     output: PathBuf,
 }
 
@@ -186,13 +228,18 @@ pub struct EnrollArgs {
     /// The variables' timestamp, `YYYY-MM-DD HH:MM:SS` (UTC); now when absent.
     #[arg(long)]
     timestamp: Option<String>,
-    #[arg(long)]
+    #[arg(long, visible_alias = "out")]
     output: PathBuf,
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct VarsArgs {
-    vars: PathBuf,
+    #[command(subcommand)]
+    command: Option<VarsCommand>,
+    /// An OVMF_VARS image to list (the short form of `vars list`).
+    #[arg(required = true)]
+    vars: Option<PathBuf>,
     /// Write PK.esl, KEK.esl, db.esl and dbx.esl into this directory.
     #[arg(long)]
     extract: Option<PathBuf>,
@@ -202,7 +249,18 @@ pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
     let result = match cmd {
         SecurebootCommand::Verify(a) => verify(&a),
         SecurebootCommand::Hash(a) => hash(&a),
-        SecurebootCommand::Vars(a) => vars(&a),
+        SecurebootCommand::Vars(a) => match a.command {
+            Some(VarsCommand::List { vars: v }) => list_vars(&v, None),
+            Some(VarsCommand::Extract { vars: v, out }) => extract_vars(&v, &out),
+            Some(VarsCommand::Enroll(e)) => enroll(&e),
+            None => match &a.vars {
+                Some(v) => list_vars(v, a.extract.as_deref()),
+                None => Err(anyhow::anyhow!("VARS: an OVMF_VARS image is required")),
+            },
+        },
+        SecurebootCommand::Keys(KeysCommand::New { out, name }) => new_keys(&out, &name),
+        SecurebootCommand::Module(ModuleCommand::Verify(a)) => verify(&a),
+        SecurebootCommand::Module(ModuleCommand::Sign(a)) => sign_module(&a),
         SecurebootCommand::Sign(a) => sign(&a),
         SecurebootCommand::SignModule(a) => sign_module(&a),
         SecurebootCommand::SignVariable(a) => sign_variable(&a),
@@ -610,10 +668,86 @@ fn hash(a: &HashArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn vars(a: &VarsArgs) -> Result<ExitCode> {
-    let bytes = read(&a.vars)?;
+fn extract_vars(path: &Path, dir: &Path) -> Result<ExitCode> {
+    let bytes = read(path)?;
     let store = VariableStore::parse(&bytes)
-        .with_context(|| format!("{}: variable store", a.vars.display()))?;
+        .with_context(|| format!("{}: variable store", path.display()))?;
+    write_esls(&store, dir)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_esls(store: &VariableStore<'_>, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, data) in store.secure_boot_variables() {
+        let path = dir.join(format!("{name}.esl"));
+        std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// PK, KEK and db: RSA-2048 keys and self-signed certificates, written into `dir`.
+fn new_keys(dir: &Path, name: &str) -> Result<ExitCode> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for role in ["PK", "KEK", "db"] {
+        let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+        let mut subject = X509NameBuilder::new()?;
+        subject.append_entry_by_text("CN", &format!("{name} {role}"))?;
+        let subject = subject.build();
+        let mut b = X509Builder::new()?;
+        b.set_version(2)?;
+        let mut serial = BigNum::new()?;
+        serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+        let serial = serial.to_asn1_integer()?;
+        b.set_serial_number(&serial)?;
+        b.set_subject_name(&subject)?;
+        b.set_issuer_name(&subject)?;
+        b.set_pubkey(&key)?;
+        let (from, to) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(3650)?);
+        b.set_not_before(&from)?;
+        b.set_not_after(&to)?;
+        b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+        b.append_extension(ski)?;
+        b.sign(&key, MessageDigest::sha256())?;
+        let cert = b.build();
+        let key_path = dir.join(format!("{role}.key"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_path)
+            .with_context(|| format!("writing {}", key_path.display()))?;
+        f.write_all(&key.private_key_to_pem_pkcs8()?)?;
+        let cert_path = dir.join(format!("{role}.crt"));
+        std::fs::write(&cert_path, cert.to_pem()?)
+            .with_context(|| format!("writing {}", cert_path.display()))?;
+        println!("{} {}", key_path.display(), cert_path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_vars(path: &Path, extract: Option<&Path>) -> Result<ExitCode> {
+    let bytes = read(path)?;
+    let store = VariableStore::parse(&bytes)
+        .with_context(|| format!("{}: variable store", path.display()))?;
     for v in store.variables.iter() {
         println!(
             "{} {} attributes={:#x} size={} {}",
@@ -624,12 +758,8 @@ fn vars(a: &VarsArgs) -> Result<ExitCode> {
             v.name,
         );
     }
-    if let Some(dir) = &a.extract {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, data) in store.secure_boot_variables() {
-            let path = dir.join(format!("{name}.esl"));
-            std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
-        }
+    if let Some(dir) = extract {
+        write_esls(&store, dir)?;
     }
     Ok(ExitCode::SUCCESS)
 }
