@@ -78,7 +78,11 @@ async fn ack_alert(State(s): State<Shared>, Path(id): Path<String>) -> Response 
         );
     };
     match v.acknowledge(id) {
-        Ok(true) => Json(json!({"id": id, "acknowledged": true})).into_response(),
+        // The alert as it now stands (what `alerts list` shows for it).
+        Ok(true) => match v.alerts(None).into_iter().find(|a| a.id == id) {
+            Some(alert) => Json(alert).into_response(),
+            None => Json(json!({"id": id, "acknowledged": true})).into_response(),
+        },
         Ok(false) => error(
             StatusCode::NOT_FOUND,
             "AlertNotFound",

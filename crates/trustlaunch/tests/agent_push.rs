@@ -308,6 +308,29 @@ fn pcrs_that_do_not_match_the_log_raise_an_alert_and_an_unknown_ca_is_refused() 
     );
     let (_, alerts) = admin_get(&s, "/admin/alerts");
     assert_eq!(alerts["value"][0]["node"], node.as_str());
+    // Acknowledged through the API: the answer is the alert as it now stands.
+    let id = alerts["value"][0]["id"].as_u64().unwrap();
+    let (code, acked) = answer(
+        http()
+            .post(&format!("{}/admin/alerts/{id}/ack", s.url))
+            .set("Authorization", &format!("Bearer {}", admin_token(&s)))
+            .call(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        (acked["id"].as_u64(), &acked["acknowledged"]),
+        (Some(id), &json!(true))
+    );
+    assert_eq!(acked["failures"], alerts["value"][0]["failures"]);
+    let (_, alerts) = admin_get(&s, "/admin/alerts");
+    assert_eq!(alerts["value"][0]["acknowledged"], true);
+    let (code, _) = answer(
+        http()
+            .post(&format!("{}/admin/alerts/99999/ack", s.url))
+            .set("Authorization", &format!("Bearer {}", admin_token(&s)))
+            .call(),
+    );
+    assert_eq!(code, 404);
     let nodes = s.ok(&sh(
         "nodepool list-nodes -g rg --cluster-name c1 -n nodepool1",
     ));
