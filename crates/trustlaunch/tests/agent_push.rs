@@ -659,26 +659,61 @@ fn restarting_postgresql_during_a_run_loses_no_verdict() {
         }
         text
     });
-    let mut lines = Vec::new();
-    let mut restarted = false;
-    for l in BufReader::new(agent.stdout.take().unwrap()).lines() {
-        let v: Value = serde_json::from_str(&l.unwrap()).unwrap();
-        lines.push(v);
-        if lines.len() == 100 && !restarted {
-            pg.down();
-            std::thread::sleep(server_journal_retry() + Duration::from_secs(2));
-            pg.up();
-            restarted = true;
-        }
+    // Each verdict line with the time it arrived, read on a thread of its own.
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Value)>>> = Default::default();
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        let stdout = agent.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&l).unwrap_or(Value::Null);
+                seen.lock().unwrap().push((Instant::now(), v));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.lock().unwrap().len() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent stalled before the outage"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
+    pg.down();
+    let down = Instant::now();
+    let at_down = seen.lock().unwrap().len();
+    std::thread::sleep(server_journal_retry() + Duration::from_secs(2));
+    let up = Instant::now();
+    let at_up = seen.lock().unwrap().len();
+    pg.up();
+    reader.join().unwrap();
+    let timed = std::mem::take(&mut *seen.lock().unwrap());
+    // No verdict is confirmed while the database is down (a line arriving in the first
+    // half second may be a commit that finished just before the stop).
+    let during = timed
+        .iter()
+        .filter(|(t, _)| *t > down + Duration::from_millis(500) && *t < up)
+        .count();
+    let diagnostics = format!(
+        "{at_down} verdicts before the stop, {at_up} when it restarted, {during} confirmed while down, {} in all",
+        timed.len()
+    );
+    assert_eq!(during, 0, "{diagnostics}");
+    assert!(
+        at_up < 300,
+        "the agent was done before the database came back: {diagnostics}"
+    );
+    let lines: Vec<Value> = timed.into_iter().map(|(_, v)| v).collect();
     let code = agent.wait().unwrap().code();
     let err = err.join().unwrap();
     assert_eq!(code, Some(0), "{err}");
-    assert!(restarted);
     assert_eq!(lines.len(), 300);
     assert!(lines.iter().all(|l| l["status"] == "Healthy"), "{err}");
     // The outage was seen: the verifier said its store was unavailable and the agent retried.
-    assert!(err.contains("HTTP 503 StoreUnavailable"), "{err}");
+    assert!(
+        err.contains("HTTP 503 StoreUnavailable"),
+        "{diagnostics}\nagent stderr:\n{err}"
+    );
     // Every verdict the agent received is stored. A commit cut off by the outage may have
     // landed without its answer reaching the agent (which then attested again): such a
     // verdict is stored too, so there may be more rows than lines, never fewer.
