@@ -628,7 +628,7 @@ fn unsafe_free_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// PostgreSQL goes down (an immediate stop) in the middle of a run of 300 attestations and
+/// PostgreSQL goes down (an immediate stop) in the middle of a run of 400 attestations and
 /// stays down longer than the verifier's journal retries: the verifier answers 503, the
 /// agent retries with fresh nonces, and when the database is back every verdict the agent
 /// was given is stored, once.
@@ -644,8 +644,9 @@ fn restarting_postgresql_during_a_run_loses_no_verdict() {
     let tpm = Vtpm::start(&s.dir.join("vtpm-ca"));
     tpm.boot(&corpus_log());
 
-    // 20 ms apart, so that the outage falls in the middle of the run.
-    let mut agent = agent_cmd(&s, &node, &tpm, &corpus_log(), 300, "0.02")
+    // 50 ms apart: the outage (from the 50th verdict, 10 s) falls well inside the run (at
+    // least 20 s) however busy the machine is.
+    let mut agent = agent_cmd(&s, &node, &tpm, &corpus_log(), 400, "0.05")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -672,7 +673,7 @@ fn restarting_postgresql_during_a_run_loses_no_verdict() {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while seen.lock().unwrap().len() < 100 {
+    while seen.lock().unwrap().len() < 50 {
         assert!(
             Instant::now() < deadline,
             "the agent stalled before the outage"
@@ -700,14 +701,14 @@ fn restarting_postgresql_during_a_run_loses_no_verdict() {
     );
     assert_eq!(during, 0, "{diagnostics}");
     assert!(
-        at_up < 300,
+        at_up < 400,
         "the agent was done before the database came back: {diagnostics}"
     );
     let lines: Vec<Value> = timed.into_iter().map(|(_, v)| v).collect();
     let code = agent.wait().unwrap().code();
     let err = err.join().unwrap();
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(lines.len(), 300);
+    assert_eq!(lines.len(), 400);
     assert!(lines.iter().all(|l| l["status"] == "Healthy"), "{err}");
     // The outage was seen: the verifier said its store was unavailable and the agent retried.
     assert!(
@@ -719,7 +720,7 @@ fn restarting_postgresql_during_a_run_loses_no_verdict() {
     // verdict is stored too, so there may be more rows than lines, never fewer.
     let (_, h) = admin_get(&s, &format!("/admin/nodes/{node}/attestations"));
     let total = h["stored"]["total"].as_u64().unwrap();
-    assert!((300..=302).contains(&total), "{h:#}");
+    assert!((400..=402).contains(&total), "{h:#}");
     assert_eq!(h["stored"]["healthy"], total, "{h:#}");
     let (_, alerts) = admin_get(&s, "/admin/alerts");
     assert_eq!(alerts["value"], json!([]));
