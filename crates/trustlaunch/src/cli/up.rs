@@ -25,7 +25,10 @@ pub const ENDPOINT_FILE: &str = "endpoint";
 The server prints its URL and writes it to DATA_DIR/endpoint; the `aks` commands find it there,
 or through TRUSTLAUNCH_ENDPOINT / --endpoint. Operators authenticate with the bearer token in
 DATA_DIR/admin-token (created 0600 on first start). Unfinished operations (a rolling reimage cut
-short by a crash) resume when the server starts again.")]
+short by a crash) resume when the server starts again. The registrar and verifier run with every
+backend: node agents enroll and push evidence to /attestation/v1/nodes/NODE/...; verdicts,
+enrollments, policies and alerts are journalled in the database before anyone is told. The API
+is described at /openapi.json.")]
 pub struct UpArgs {
     /// State directory: admin token, endpoint file, and the SQLite database by default.
     #[arg(long, env = "TRUSTLAUNCH_DATA_DIR", value_name = "DIR")]
@@ -43,7 +46,8 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 0, value_name = "MS", hide = true)]
     simulate_boot_ms: u64,
     /// How nodes are realised: `embedded` (virtual firmware + a vTPM per node + the node
-    /// agent attesting to the built-in verifier), `records` (nodes are records only), or
+    /// agent attesting to the built-in verifier), `records` (nodes are records, realised
+    /// elsewhere: their `trustlaunch agent` attests over the API), or
     /// `auto`: embedded when the node images exist.
     #[arg(long, default_value = "auto", value_parser = ["auto", "embedded", "records"])]
     backend: String,
