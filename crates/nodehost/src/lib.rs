@@ -312,13 +312,7 @@ impl EmbeddedBackend {
                 booted: true,
                 failure: None,
                 attestation: Some(AttestationStatus::Unhealthy),
-                evidence: Some(serde_json::json!({
-                    "alertId": alert.id,
-                    "severity": alert.severity,
-                    "failedComponents": alert.components(),
-                    "failures": alert.failures,
-                    "summary": alert.summary(),
-                })),
+                evidence: Some(alert.node_record()),
             },
         })
     }

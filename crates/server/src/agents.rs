@@ -368,13 +368,7 @@ async fn evidence(
             Outcome::Unhealthy { alert } => Attestation {
                 status: AttestationStatus::Unhealthy,
                 token: None,
-                alert: Some(json!({
-                    "alertId": alert.id,
-                    "severity": alert.severity,
-                    "failedComponents": alert.components(),
-                    "failures": alert.failures,
-                    "summary": alert.summary(),
-                })),
+                alert: Some(alert.node_record()),
             },
         };
         // The verdict is already durable; the node record mirrors it for kubectl and the

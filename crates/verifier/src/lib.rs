@@ -165,6 +165,18 @@ impl IntegrityAlert {
         out
     }
 
+    /// What the management plane records on the node for this alert (its attestation's
+    /// `alert`): id, severity, the failing components, the failures and a one-line summary.
+    pub fn node_record(&self) -> Value {
+        json!({
+            "alertId": self.id,
+            "severity": self.severity,
+            "failedComponents": self.components(),
+            "failures": self.failures,
+            "summary": self.summary(),
+        })
+    }
+
     /// One line for logs and node conditions.
     pub fn summary(&self) -> String {
         self.failures
