@@ -2,6 +2,8 @@
 //! CLI, driven over their swtpm control sockets (Unix, CMD_INIT) and TCP data channels with
 //! raw TPM commands; isolation, socket modes, restart, and the API's errors.
 
+mod raw_tpm;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -264,6 +266,113 @@ fn instances_are_isolated_listed_deleted_and_restored() {
     assert_eq!(list["instances"].as_array().map(Vec::len), Some(1));
     assert_eq!(ta.get_random(), 0);
     drop(host);
+}
+
+/// The prepared instance directories in `d` and the inodes of their control sockets.
+fn spares(d: &Path) -> Vec<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d.join("instances")).expect("instances") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(".spare-") {
+            if let Ok(m) = std::fs::metadata(p.join("ctrl.sock")) {
+                out.push((p, m.ino()));
+            }
+        }
+    }
+    out
+}
+
+fn wait_for_spares(d: &Path, n: usize) -> Vec<(PathBuf, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = spares(d);
+        if s.len() >= n {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} prepared directories",
+            s.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn creates_take_prepared_directories_and_save_before_anything_is_revealed() {
+    use std::os::unix::fs::MetadataExt;
+    let (_t, d) = dir();
+    let host = start_host(&d);
+    let prepared = wait_for_spares(&d, 4);
+
+    // A create renames a prepared directory into place: its bound control socket (0600)
+    // is the instance's, and it is gone from the prepared ones (which are made again).
+    let a = cli_json(&d, &["create", "vm-a", "--tcp"]);
+    let ctrl = PathBuf::from(a["ctrl_socket"].as_str().expect("ctrl"));
+    let ino = std::fs::metadata(&ctrl).expect("ctrl.sock").ino();
+    let taken = prepared.iter().find(|(_, i)| *i == ino);
+    assert!(taken.is_some(), "vm-a's socket is not a prepared one");
+    let (taken_dir, _) = taken.expect("taken");
+    assert!(!taken_dir.exists(), "the prepared directory was renamed");
+    assert_eq!(mode(&ctrl), 0o600);
+    wait_for_spares(&d, 4);
+
+    // Nothing revealed yet: INIT, Startup, GetRandom and an extend leave nothing on disk.
+    let state = d.join("instances/vm-a/state/tpm2-state.bin");
+    let mut ta = Tpm::connect(&a);
+    assert_eq!(ta.get_random(), 0);
+    ta.extend_pcr16([0x22; 32]);
+    assert!(!state.exists(), "saved although nothing was revealed");
+
+    // A revealing command (NV_DefineSpace, NV_Write) is answered only once saved.
+    let r = raw_tpm::transact(&mut ta.data, &raw_tpm::nv_define()).expect("define");
+    assert_eq!(raw_tpm::rc(&r), 0, "NV_DefineSpace");
+    assert!(state.exists(), "answered before the state was saved");
+    let r = raw_tpm::transact(&mut ta.data, &raw_tpm::nv_write(0x1234_5678)).expect("write");
+    assert_eq!(raw_tpm::rc(&r), 0, "NV_Write");
+
+    // vm-b reveals nothing before the host dies.
+    let b = cli_json(&d, &["create", "vm-b", "--tcp"]);
+    let mut tb = Tpm::connect(&b);
+    assert_eq!(tb.get_random(), 0);
+    drop((ta, tb));
+    let pid = host.0.id();
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    drop(host);
+
+    // After the crash: vm-a has what it answered; vm-b starts with a TPM manufactured
+    // afresh (its first one was never seen); the prepared directories of the dead host
+    // are removed and new ones made.
+    let old: Vec<PathBuf> = spares(&d).into_iter().map(|(p, _)| p).collect();
+    assert!(!old.is_empty());
+    let host = start_host(&d);
+    let a2 = cli_json(&d, &["show", "vm-a"]);
+    let mut ta = Tpm::connect(&a2);
+    let r = raw_tpm::transact(&mut ta.data, &raw_tpm::nv_read()).expect("read");
+    assert_eq!(raw_tpm::rc(&r), 0, "NV_Read");
+    assert_eq!(r.len(), 10 + 4 + 2 + 8 + 5, "NV_Read response");
+    assert_eq!(&r[16..24], &0x1234_5678u64.to_be_bytes());
+    let b2 = cli_json(&d, &["show", "vm-b"]);
+    let mut tb = Tpm::connect(&b2);
+    assert_eq!(tb.get_random(), 0);
+    wait_for_spares(&d, 4);
+    for p in old {
+        assert!(!p.exists(), "{} was reused or left behind", p.display());
+    }
+
+    // A clean stop removes the prepared directories.
+    drop((ta, tb));
+    host.terminate();
+    assert!(
+        spares(&d).is_empty(),
+        "prepared directories left after a stop"
+    );
 }
 
 #[test]

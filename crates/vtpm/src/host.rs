@@ -28,7 +28,7 @@
 //! "data_tcp" (address or null), "serving", "running", "locality", "established",
 //! "ek_cert", "host_pid"}`. Errors are `{"error": MESSAGE}`.
 
-use crate::instance::{Endorsement, Instance};
+use crate::instance::{Endorsement, FirstSave, Instance};
 use crate::log::Log;
 use crate::net::{accept_loop, Endpoint, Listener, StopHandle, Stream};
 use crate::state::StateDir;
@@ -39,10 +39,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,31 @@ struct Running {
     ek_cert: bool,
 }
 
+/// How many prepared instance directories [`Host::keep_spares`] keeps by default.
+pub const SPARES: usize = 4;
+/// Name prefix of prepared instance directories (never a valid instance name).
+const SPARE_PREFIX: &str = ".spare-";
+
+/// An instance directory made ahead of a create, off the request's path: the directory
+/// and its state directory (opened and locked), an empty `instance.json`, and the control
+/// socket bound with mode 0600. A create renames it into place, so the request's only
+/// file-system work is that rename (allocating the inodes costs far more on a busy file
+/// system). It holds no TPM: the instance's TPM is manufactured at create. A spare is
+/// never reused across host starts (`restore` removes any left behind).
+struct Spare {
+    dir: PathBuf,
+    state: StateDir,
+    ctrl: Listener,
+}
+
+/// The prepared directories and the thread that makes them.
+#[derive(Default)]
+struct Spares {
+    ready: Vec<Spare>,
+    wanted: usize,
+    stopped: bool,
+}
+
 /// The registry of a host's instances.
 pub struct Host {
     dir: PathBuf,
@@ -115,6 +141,9 @@ pub struct Host {
     ca: Mutex<Option<Arc<ManufacturerCa>>>,
     instances: Mutex<BTreeMap<String, Running>>,
     creating: Mutex<BTreeSet<String>>,
+    spares: Mutex<Spares>,
+    spares_changed: Condvar,
+    spare_serial: AtomicU64,
     log: Log,
 }
 
@@ -142,8 +171,99 @@ impl Host {
             ca: Mutex::new(None),
             instances: Mutex::new(BTreeMap::new()),
             creating: Mutex::new(BTreeSet::new()),
+            spares: Mutex::new(Spares::default()),
+            spares_changed: Condvar::new(),
+            spare_serial: AtomicU64::new(0),
             log,
         }))
+    }
+
+    /// Keep `n` prepared instance directories ready (see [`Spare`]) from now on, made by a
+    /// background thread; creates take one when there is one. Call it once the host owns
+    /// the directory (after [`bind_api`] and [`Host::restore`]).
+    pub fn keep_spares(self: &Arc<Self>, n: usize) -> io::Result<()> {
+        lock(&self.spares).wanted = n;
+        let host = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("vtpm-host-spares".into())
+            .stack_size(INSTANCE_STACK)
+            .spawn(move || loop {
+                let Some(host) = host.upgrade() else { return };
+                {
+                    let spares = lock(&host.spares);
+                    if spares.stopped {
+                        return;
+                    }
+                    if spares.ready.len() >= spares.wanted {
+                        // Woken by a take or a stop; the timeout only notices a dropped host.
+                        let _ = host
+                            .spares_changed
+                            .wait_timeout(spares, Duration::from_secs(1));
+                        continue;
+                    }
+                }
+                match host.make_spare() {
+                    Ok(spare) => {
+                        let mut spares = lock(&host.spares);
+                        if spares.stopped {
+                            drop(spares);
+                            remove_spare(spare);
+                            return;
+                        }
+                        spares.ready.push(spare);
+                    }
+                    Err(e) => {
+                        host.log
+                            .error(format_args!("cannot prepare an instance directory: {e}"));
+                        drop(host);
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })
+            .map(drop)
+    }
+
+    fn make_spare(&self) -> io::Result<Spare> {
+        let n = self.spare_serial.fetch_add(1, Ordering::Relaxed);
+        let dir = self
+            .dir
+            .join("instances")
+            .join(format!("{SPARE_PREFIX}{}-{n}", std::process::id()));
+        fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let made = (|| {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir.join("state"))?;
+            let state = StateDir::open(dir.join("state")).map_err(io::Error::other)?;
+            state.prepare()?;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join("instance.json"))?;
+            let ctrl = Listener::bind(&Endpoint::Unix {
+                path: dir.join("ctrl.sock"),
+                mode: Some(0o600),
+                uid: None,
+                gid: None,
+            })?;
+            Ok(Spare {
+                dir: dir.clone(),
+                state,
+                ctrl,
+            })
+        })();
+        if made.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    fn take_spare(&self) -> Option<Spare> {
+        let mut spares = lock(&self.spares);
+        let spare = spares.ready.pop();
+        self.spares_changed.notify_all();
+        spare
     }
 
     /// The host directory.
@@ -157,15 +277,23 @@ impl Host {
 
     /// Start every instance found in the host directory; returns how many started.
     /// Instances that fail to start are logged and left on disk.
+    /// Prepared directories left by an earlier run are removed (a spare is never reused).
     pub fn restore(self: &Arc<Self>) -> usize {
         let Ok(entries) = fs::read_dir(self.dir.join("instances")) else {
             return 0;
         };
-        let mut names: Vec<String> = entries
+        let all: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| valid_name(n))
             .collect();
+        for spare in all.iter().filter(|n| n.starts_with(SPARE_PREFIX)) {
+            let d = self.dir.join("instances").join(spare);
+            if let Err(e) = fs::remove_dir_all(&d) {
+                self.log
+                    .error(format_args!("cannot remove {}: {e}", d.display()));
+            }
+        }
+        let mut names: Vec<String> = all.into_iter().filter(|n| valid_name(n)).collect();
         names.sort();
         let mut n = 0;
         for name in names {
@@ -182,7 +310,7 @@ impl Host {
                 ek_cert: Some(cfg["ek_cert"].as_bool().unwrap_or(false)),
             };
             let port = cfg["tcp_port"].as_u64().and_then(|p| u16::try_from(p).ok());
-            match self.start(&name, &opts, port) {
+            match self.start(&name, &opts, port, None) {
                 Ok(_) => n += 1,
                 Err(e) => self
                     .log
@@ -231,16 +359,33 @@ impl Host {
             }
             creating.insert(name.to_string());
         }
-        let result = fs::DirBuilder::new()
-            .mode(0o700)
-            .create(self.instance_dir(name))
-            .map_err(|e| {
-                err(
-                    500,
-                    format!("cannot create {}: {e}", self.instance_dir(name).display()),
-                )
-            })
-            .and_then(|()| self.start(name, opts, None));
+        let d = self.instance_dir(name);
+        let prepared = self
+            .take_spare()
+            .and_then(|mut spare| match fs::rename(&spare.dir, &d) {
+                Ok(()) => {
+                    spare.state.relocate(d.join("state"));
+                    spare.ctrl.relocate(d.join("ctrl.sock"));
+                    Some((spare.state, spare.ctrl))
+                }
+                Err(e) => {
+                    self.log.error(format_args!(
+                        "cannot rename {} to {}: {e}",
+                        spare.dir.display(),
+                        d.display()
+                    ));
+                    remove_spare(spare);
+                    None
+                }
+            });
+        let result = match prepared {
+            Some(prepared) => self.start(name, opts, None, Some(prepared)),
+            None => fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&d)
+                .map_err(|e| err(500, format!("cannot create {}: {e}", d.display())))
+                .and_then(|()| self.start(name, opts, None, None)),
+        };
         if result.is_err() {
             let _ = fs::remove_dir_all(self.instance_dir(name));
         }
@@ -249,40 +394,50 @@ impl Host {
     }
 
     /// Open (or manufacture) the instance's TPM, bind its sockets and serve it.
+    /// `prepared`: the state directory and control socket of a [`Spare`] renamed into
+    /// place. A newly manufactured TPM is saved before its first revealing response
+    /// ([`FirstSave::BeforeReveal`]), not here.
     fn start(
         self: &Arc<Self>,
         name: &str,
         opts: &CreateOptions,
         port: Option<u16>,
+        prepared: Option<(StateDir, Listener)>,
     ) -> Result<Value, ApiError> {
         let d = self.instance_dir(name);
         let ek_cert = opts.ek_cert.unwrap_or(self.ca_dir.is_some());
         let endorsement = self.endorsement(ek_cert)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(d.join("state"))
-            .map_err(|e| err(500, format!("instance {name}: {e}")))?;
-        let state = StateDir::open(d.join("state"))
-            .map_err(|e| err(500, format!("instance {name}: {e}")))?;
+        let ctrl_path = d.join("ctrl.sock");
+        let (state, ctrl) = match prepared {
+            Some(p) => p,
+            None => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(d.join("state"))
+                    .map_err(|e| err(500, format!("instance {name}: {e}")))?;
+                let state = StateDir::open(d.join("state"))
+                    .map_err(|e| err(500, format!("instance {name}: {e}")))?;
+                let ctrl = Listener::bind(&Endpoint::Unix {
+                    path: ctrl_path.clone(),
+                    mode: Some(0o600),
+                    uid: None,
+                    gid: None,
+                })
+                .map_err(|e| {
+                    err(
+                        500,
+                        format!("instance {name}: cannot bind {}: {e}", ctrl_path.display()),
+                    )
+                })?;
+                (state, ctrl)
+            }
+        };
         let log = self.log.clone();
         let instance = Arc::new(
-            Instance::open_with(state, log, &endorsement)
+            Instance::open_with_first_save(state, log, &endorsement, FirstSave::BeforeReveal)
                 .map_err(|e| err(500, format!("instance {name}: {e}")))?,
         );
-        let ctrl_path = d.join("ctrl.sock");
-        let ctrl = Listener::bind(&Endpoint::Unix {
-            path: ctrl_path.clone(),
-            mode: Some(0o600),
-            uid: None,
-            gid: None,
-        })
-        .map_err(|e| {
-            err(
-                500,
-                format!("instance {name}: cannot bind {}: {e}", ctrl_path.display()),
-            )
-        })?;
         let (data, tcp) = if opts.tcp {
             let bound = port
                 .and_then(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).ok())
@@ -294,7 +449,7 @@ impl Host {
             (None, None)
         };
         let cfg = json!({"tcp": opts.tcp, "tcp_port": tcp.map(|a| a.port()), "ek_cert": ek_cert});
-        fs::write(d.join("instance.json"), cfg.to_string())
+        write_config(&d.join("instance.json"), cfg.to_string().as_bytes())
             .map_err(|e| err(500, format!("instance {name}: {e}")))?;
         let stop = StopHandle::new().map_err(|e| err(500, format!("instance {name}: {e}")))?;
         let mut config = SocketConfig::new(data, Some(ctrl));
@@ -386,8 +541,15 @@ impl Host {
         Ok(json!({ "deleted": name }))
     }
 
-    /// Stop every instance (each saves its state).
+    /// Stop every instance (each saves its state) and remove the prepared directories.
     pub fn stop_all(&self) {
+        let spares = {
+            let mut s = lock(&self.spares);
+            s.stopped = true;
+            std::mem::take(&mut s.ready)
+        };
+        self.spares_changed.notify_all();
+        spares.into_iter().for_each(remove_spare);
         let all = std::mem::take(&mut *lock(&self.instances));
         for r in all.values() {
             r.stop.stop();
@@ -485,6 +647,26 @@ impl Host {
             }
         }
     }
+}
+
+/// Write `instance.json`: overwritten, then cut to length, rather than truncated first
+/// (ext4 flushes a file truncated to zero when it is closed, a disk write on the create
+/// path for a file nothing reads until the next start).
+fn write_config(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.set_len(bytes.len() as u64)
+}
+
+fn remove_spare(spare: Spare) {
+    let Spare { dir, state, ctrl } = spare;
+    drop((state, ctrl));
+    let _ = fs::remove_dir_all(dir);
 }
 
 fn stop_instance(mut r: Running) {

@@ -62,8 +62,8 @@ pub const MAX_LOCALITY: u8 = 4;
 struct Inner {
     tpm: Tpm,
     dir: StateDir,
-    /// `nv_generation()` of what is on disk.
-    saved_generation: u64,
+    /// `nv_generation()` of what is on disk (`None`: a manufactured TPM not saved yet).
+    saved_generation: Option<u64>,
     /// The last attempt to persist failed: commands are refused until a retry succeeds.
     persist_failed: bool,
     /// The engine panicked: its state is not trusted any more (nothing is persisted).
@@ -76,9 +76,10 @@ struct Inner {
     pending_volatile: Option<Vec<u8>>,
 }
 
-/// A vTPM: the engine behind a mutex, persisted to its state directory after every
-/// change. Transports read a whole request before calling in, so the lock is only
-/// held while the engine executes and the state is written.
+/// A vTPM: the engine behind a mutex, persisted to its state directory before any
+/// response that could reveal a change (see [`reveals_nothing`]). Transports read a whole
+/// request before calling in, so the lock is only held while the engine executes and
+/// the state is written.
 pub struct Instance {
     inner: Mutex<Inner>,
     log: Log,
@@ -141,6 +142,48 @@ impl Endorsement {
     }
 }
 
+/// When [`Instance::open_with_first_save`] writes a newly manufactured TPM's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstSave {
+    /// Before the instance is returned (as swtpm writes its state at start).
+    #[default]
+    AtOnce,
+    /// Before the first response that could reveal it (the rule every later change
+    /// follows, [`reveals_nothing`]): until then nothing derived from the new seeds has
+    /// left the process, so a crash that loses the unsaved TPM loses nothing anyone saw,
+    /// and the next start manufactures afresh. The vTPM host creates instances so: a
+    /// create then costs no disk write.
+    BeforeReveal,
+}
+
+/// TPM_CC values of the commands whose responses reveal nothing of the TPM's persistent
+/// state, so a change they make (TPM2_Startup advances the reset count and marks the
+/// shutdown unorderly) may stay unsaved until a later response could reveal it:
+/// Startup, SelfTest, IncrementalSelfTest, GetTestResult, GetRandom and StirRandom (the
+/// random generator is reseeded from the host at every start), Hash, and PCR_Read,
+/// PCR_Extend and PCR_Event (PCRs are volatile). Every other response waits until the
+/// state it follows is on disk, so whatever a VM reports elsewhere (an EK, a quote with
+/// its reset count, an NV value) survives a crash of the host; what a crash loses was
+/// never seen. A boot sends dozens of extends; none of them waits for the disk.
+pub fn reveals_nothing(command: &[u8]) -> bool {
+    const CODES: [u32; 10] = [
+        0x144, // Startup
+        0x143, // SelfTest
+        0x142, // IncrementalSelfTest
+        0x17C, // GetTestResult
+        0x17B, // GetRandom
+        0x146, // StirRandom
+        0x17D, // Hash
+        0x17E, // PCR_Read
+        0x182, // PCR_Extend
+        0x13C, // PCR_Event
+    ];
+    command
+        .get(6..10)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .is_some_and(|cc| CODES.contains(&cc))
+}
+
 fn entropy() -> Result<[u8; 32], Error> {
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| Error::Entropy(e.to_string()))?;
@@ -189,6 +232,17 @@ impl Instance {
         log: Log,
         endorsement: &Endorsement,
     ) -> Result<Instance, Error> {
+        Self::open_with_first_save(dir, log, endorsement, FirstSave::AtOnce)
+    }
+
+    /// As [`Instance::open_with`], writing a newly manufactured TPM's state when
+    /// `first_save` says.
+    pub fn open_with_first_save(
+        dir: StateDir,
+        log: Log,
+        endorsement: &Endorsement,
+        first_save: FirstSave,
+    ) -> Result<Instance, Error> {
         let seed = entropy()?;
         let (tpm, fresh) = match dir.load()? {
             Some(blob) => {
@@ -212,8 +266,12 @@ impl Instance {
                 (tpm, true)
             }
         };
+        let mut saved_generation = Some(tpm.nv_generation());
         if fresh {
-            dir.store(&tpm.permanent_state())?;
+            match first_save {
+                FirstSave::AtOnce => dir.store(&tpm.permanent_state())?,
+                FirstSave::BeforeReveal => saved_generation = None,
+            }
         } else if dir.needs_encryption()? {
             // A plaintext state opened with a key is encrypted at once, twice so that
             // the previous copy (`.prev`) is no longer the plaintext either.
@@ -225,7 +283,6 @@ impl Instance {
                 dir.state_file().display()
             ));
         }
-        let saved_generation = tpm.nv_generation();
         Ok(Instance {
             inner: Mutex::new(Inner {
                 tpm,
@@ -276,7 +333,9 @@ impl Instance {
         };
         // The response is returned even if saving fails: the command has taken effect
         // in memory. Later commands are refused until the state is on disk again.
-        let _ = self.persist_locked(&mut g);
+        if !reveals_nothing(command) {
+            let _ = self.persist_locked(&mut g);
+        }
         response
     }
 
@@ -285,12 +344,12 @@ impl Instance {
             return Err(Error::Failed);
         }
         let generation = g.tpm.nv_generation();
-        if generation == g.saved_generation && !g.persist_failed {
+        if g.saved_generation == Some(generation) && !g.persist_failed {
             return Ok(());
         }
         match g.dir.store(&g.tpm.permanent_state()) {
             Ok(()) => {
-                g.saved_generation = generation;
+                g.saved_generation = Some(generation);
                 if g.persist_failed {
                     self.log.info("TPM state saved again");
                 }
@@ -306,7 +365,8 @@ impl Instance {
         }
     }
 
-    /// Save the permanent state if it changed since it was last saved.
+    /// Save the permanent state if it changed since it was last saved (or was never
+    /// saved).
     pub fn persist(&self) -> Result<(), Error> {
         let mut g = self.lock();
         self.persist_locked(&mut g)
@@ -357,20 +417,26 @@ impl Instance {
                 }
             }
         }
+        // _TPM_Init answers nothing: what it changed is saved before the next revealing
+        // response (see `reveals_nothing`).
         inner.running = true;
-        let _ = self.persist_locked(&mut g);
         Ok(())
     }
 
     /// A state blob of the running TPM ([`crate::stateblob`] describes them).
     pub fn get_state_blob(&self, ty: BlobType) -> Result<Vec<u8>, BlobError> {
-        let g = self.lock();
+        let mut g = self.lock();
         if !g.running {
             return Err(BlobError::NotRunning);
         }
         if g.failed {
             return Err(BlobError::Failed);
         }
+        // A blob reveals everything: what it holds is on disk first.
+        self.persist_locked(&mut g).map_err(|e| match e {
+            Error::State(e) => BlobError::Store(e),
+            _ => BlobError::Failed,
+        })?;
         let tpm = &g.tpm;
         let blob = catch_unwind(AssertUnwindSafe(|| match ty {
             BlobType::Permanent => Ok(state::encode(&tpm.permanent_state())),
@@ -415,7 +481,7 @@ impl Instance {
                     .map_err(|_| BlobError::Failed)?
                     .map_err(BlobError::Rejected)?;
                 g.dir.store(payload).map_err(BlobError::Store)?;
-                g.saved_generation = tpm.nv_generation();
+                g.saved_generation = Some(tpm.nv_generation());
                 g.tpm = tpm;
                 g.persist_failed = false;
                 g.failed = false;
@@ -547,6 +613,100 @@ mod tests {
         inst.power_off().expect("power off");
         assert!(!inst.is_running());
         assert!(inst.power_on().expect("on"));
+    }
+
+    /// TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FIXED, 1): a revealing command.
+    const GET_CAPABILITY: [u8; 22] = [
+        0x80, 0x01, 0, 0, 0, 22, 0, 0, 0x01, 0x7a, 0, 0, 0, 6, 0, 0, 1, 0, 0, 0, 0, 1,
+    ];
+    /// TPM2_GetRandom(8).
+    const GET_RANDOM: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 8];
+
+    fn deferred(dir: &std::path::Path) -> Instance {
+        Instance::open_with_first_save(
+            StateDir::open(dir).expect("statedir"),
+            Log::none(),
+            &Endorsement::None,
+            FirstSave::BeforeReveal,
+        )
+        .expect("instance")
+    }
+
+    /// A deferred instance, powered on and started.
+    fn started(dir: &std::path::Path) -> Instance {
+        let inst = deferred(dir);
+        inst.init().expect("init");
+        assert_eq!(inst.startup(StartupType::Clear), 0);
+        inst
+    }
+
+    #[test]
+    fn first_save_waits_for_the_first_revealing_response() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(crate::state::STATE_FILE);
+        let inst = deferred(dir.path());
+        assert!(!file.exists());
+        inst.init().expect("init");
+        assert_eq!(inst.startup(StartupType::Clear), 0);
+        assert_eq!(response_code(&inst.execute(None, &GET_RANDOM)), Some(0));
+        assert!(!file.exists(), "saved before anything was revealed");
+        let r = inst.execute(None, &GET_CAPABILITY);
+        assert_eq!(response_code(&r), Some(0));
+        assert!(
+            file.exists(),
+            "GetCapability answered before the state was saved"
+        );
+        // What is on disk is a TPM the engine restores.
+        drop(inst);
+        let on_disk = StateDir::open(dir.path())
+            .expect("statedir")
+            .load()
+            .expect("load")
+            .expect("saved");
+        Tpm::restore(&on_disk, &[1; 32]).expect("restore");
+    }
+
+    #[test]
+    fn a_tpm_never_revealed_is_manufactured_afresh() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inst = started(dir.path());
+        drop(inst); // a crash: nothing was saved, and nothing was seen
+        let dir_state = StateDir::open(dir.path()).expect("statedir");
+        assert_eq!(dir_state.load().expect("load"), None);
+    }
+
+    #[test]
+    fn a_state_blob_is_saved_before_it_is_handed_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inst = started(dir.path());
+        let file = dir.path().join(crate::state::STATE_FILE);
+        assert!(!file.exists());
+        let blob = inst.get_state_blob(BlobType::Permanent).expect("blob");
+        assert!(file.exists(), "the blob left before the state was saved");
+        drop(inst);
+        let sd = StateDir::open(dir.path()).expect("statedir");
+        let on_disk = sd.load().expect("load").expect("saved");
+        // The same TPM, apart from the clock (which runs between the save and the blob).
+        let blob = crate::state::decode(&blob).expect("blob");
+        assert_eq!(blob.len(), on_disk.len());
+        Tpm::restore(&on_disk, &[1; 32]).expect("restore");
+    }
+
+    #[test]
+    fn which_commands_reveal_nothing() {
+        assert!(reveals_nothing(&StartupType::Clear.command()));
+        assert!(reveals_nothing(&GET_RANDOM));
+        assert!(!reveals_nothing(&GET_CAPABILITY));
+        // TPM2_Shutdown, TPM2_NV_Write, TPM2_Quote, TPM2_ReadClock, TPM2_CreatePrimary.
+        for cc in [0x145u16, 0x137, 0x158, 0x181, 0x131] {
+            let [hi, lo] = cc.to_be_bytes();
+            let cmd = [0x80, 0x01, 0, 0, 0, 10, 0, 0, hi, lo];
+            assert!(!reveals_nothing(&cmd), "{cc:#x}");
+        }
+        assert!(
+            !reveals_nothing(&[0x80, 0x01, 0, 0]),
+            "too short to tell: save"
+        );
     }
 
     #[test]

@@ -167,6 +167,19 @@ impl AsFd for Listener {
     }
 }
 
+impl Listener {
+    /// Follow a bound Unix socket to `path` after its directory was renamed (so the file
+    /// removed on drop is the socket's, not whatever the old path now names).
+    pub fn relocate(&mut self, path: PathBuf) {
+        if let Listener::Unix {
+            cleanup: Some(p), ..
+        } = self
+        {
+            *p = path;
+        }
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Listener::Unix {

@@ -51,7 +51,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Magic bytes at the start of a state file.
@@ -73,6 +73,8 @@ pub const PREV_FILE: &str = "tpm2-state.bin.prev";
 pub const BAD_FILE: &str = "tpm2-state.bin.bad";
 const TEMP_FILE: &str = ".tpm2-state.bin.tmp";
 const PREV_TEMP_FILE: &str = ".tpm2-state.bin.prev.tmp";
+/// The `.prev` a save replaces, kept to be the temporary file of the next save.
+const NEXT_TEMP_FILE: &str = ".tpm2-state.bin.next";
 /// GCM nonce and tag sizes.
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -329,11 +331,10 @@ impl StateDir {
             Err(rustix::io::Errno::WOULDBLOCK) => return Err(StateDirError::Locked(dir)),
             Err(e) => return Err(io_err(&lock_path, e.into())),
         }
-        // Temporary files left by a crash mid-write are garbage: the rename never happened.
-        for name in [TEMP_FILE, PREV_TEMP_FILE] {
-            let tmp = dir.join(name);
-            remove_if_exists(&tmp).map_err(|e| io_err(&tmp, e))?;
-        }
+        // A second name of the current file left by a crash mid-save is garbage. The
+        // temporary files are kept: never read, every save truncates one before writing.
+        let tmp = dir.join(PREV_TEMP_FILE);
+        remove_if_exists(&tmp).map_err(|e| io_err(&tmp, e))?;
         Ok(StateDir {
             dir,
             file_mode: Self::DEFAULT_MODE,
@@ -440,6 +441,24 @@ impl StateDir {
         &self.dir
     }
 
+    /// Create the temporary file the first save writes, ahead of that save (see
+    /// [`StateDir::store`]: saves recycle files rather than create them).
+    pub fn prepare(&self) -> io::Result<()> {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(self.file_mode)
+            .open(self.dir.join(TEMP_FILE))
+            .map(drop)
+    }
+
+    /// Follow the directory to `dir` after it (or a parent) was renamed there; the lock
+    /// stays held.
+    pub fn relocate(&mut self, dir: PathBuf) {
+        self.dir = dir;
+    }
+
     /// The state file's path.
     pub fn state_file(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
@@ -467,7 +486,12 @@ impl StateDir {
     /// [`PREV_FILE`]: write a temporary file in the same directory, fsync it, link the
     /// current file to a second temporary name and rename that over `.prev`, rename the
     /// temporary file over the state file, fsync the directory. A crash at any point
-    /// leaves either the old or the new state, never a mix, and a good `.prev`.
+    /// leaves either the old or the new state, never a mix, and a good `.prev` (missing
+    /// only between two renames of one save, when the current file is good).
+    ///
+    /// Files are recycled, not created: the `.prev` being replaced becomes the next save's
+    /// temporary file. Allocating an inode costs far more than writing 1 KiB on a busy
+    /// file system, and a save then allocates none.
     pub fn store(&self, permanent: &[u8]) -> Result<(), StateDirError> {
         let bytes = match &self.key {
             Some(key) => encode_encrypted(key, permanent)?,
@@ -480,12 +504,7 @@ impl StateDir {
         let tmp = self.dir.join(TEMP_FILE);
         let cur = self.state_file();
         let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(self.file_mode)
-                .open(&tmp)?;
+            let mut f = self.open_temp(&tmp)?;
             // The mode given at creation is filtered by the umask; make it exact.
             f.set_permissions(fs::Permissions::from_mode(self.file_mode))?;
             f.write_all(bytes)?;
@@ -493,6 +512,10 @@ impl StateDir {
             drop(f);
             self.rotate_prev(&cur)?;
             fs::rename(&tmp, &cur)?;
+            match fs::rename(self.dir.join(NEXT_TEMP_FILE), &tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             File::open(&self.dir)?.sync_all()
         })();
         result.map_err(|e| {
@@ -503,13 +526,47 @@ impl StateDir {
 }
 
 impl StateDir {
+    /// Open the temporary file empty. A recycled file is used only if it has no other
+    /// name: a crash between two renames of a save can leave `.prev` a second name of
+    /// the current file, and writing through a shared inode would change both.
+    fn open_temp(&self, tmp: &Path) -> io::Result<File> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(self.file_mode)
+            .open(tmp)?;
+        let f = if f.metadata()?.nlink() == 1 {
+            f
+        } else {
+            drop(f);
+            fs::remove_file(tmp)?;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.file_mode)
+                .open(tmp)?
+        };
+        f.set_len(0)?;
+        Ok(f)
+    }
+
     /// Make `.prev` the current file's contents (a hard link, or a copy where the file
     /// system has none). Nothing to do before the first save.
     fn rotate_prev(&self, cur: &Path) -> io::Result<()> {
         let prev_tmp = self.dir.join(PREV_TEMP_FILE);
         remove_if_exists(&prev_tmp)?;
         match fs::hard_link(cur, &prev_tmp) {
-            Ok(()) => {}
+            // Recycle the `.prev` being replaced unless it is another name of the current
+            // file (left so by a crash mid-save).
+            Ok(()) => match fs::metadata(self.prev_file()) {
+                Ok(m) if m.nlink() == 1 => {
+                    fs::rename(self.prev_file(), self.dir.join(NEXT_TEMP_FILE))?
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(_) => {
                 let bytes = match fs::read(cur) {
@@ -662,17 +719,108 @@ mod tests {
     }
 
     #[test]
-    fn stale_temp_file_is_ignored_and_removed() {
+    fn stale_temp_file_is_ignored_then_overwritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let sd = StateDir::open(dir.path()).expect("open");
             sd.store(b"committed").expect("store");
         }
-        // Simulate a crash after writing the temporary file but before the rename.
-        fs::write(dir.path().join(TEMP_FILE), encode(b"half-written")).expect("write");
+        // Simulate a crash after writing the temporary file but before the rename: a
+        // longer file than the next save writes, so leftovers would show.
+        fs::write(dir.path().join(TEMP_FILE), encode(&[7u8; 4096])).expect("write");
         let sd = StateDir::open(dir.path()).expect("open");
         assert_eq!(sd.load().expect("load"), Some(b"committed".to_vec()));
-        assert!(!dir.path().join(TEMP_FILE).exists());
+        sd.store(b"next").expect("store");
+        assert_eq!(sd.load().expect("load"), Some(b"next".to_vec()));
+        assert_eq!(
+            fs::read(dir.path().join(STATE_FILE)).expect("read"),
+            encode(b"next"),
+            "the reused temporary file was cut to the new state's length"
+        );
+    }
+
+    #[test]
+    fn a_prev_left_as_a_second_name_of_the_current_file_is_not_recycled() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sd = StateDir::open(dir.path()).expect("open");
+        for v in [b"one", b"two"] {
+            sd.store(v).expect("store");
+        }
+        // The state a crash leaves between the `.prev` and current-file renames.
+        let prev = dir.path().join(PREV_FILE);
+        let cur = dir.path().join(STATE_FILE);
+        fs::remove_file(&prev).expect("rm");
+        fs::hard_link(&cur, &prev).expect("link");
+        let ino = |p: &Path| fs::metadata(p).map(|m| m.ino()).ok();
+        for i in 0..6u8 {
+            let before = fs::read(&cur).expect("read");
+            sd.store(&[i; 64]).expect("store");
+            assert_eq!(sd.load().expect("load"), Some(vec![i; 64]));
+            assert_eq!(fs::read(&prev).expect("prev"), before, "save {i}: .prev");
+            let tmp = dir.path().join(TEMP_FILE);
+            assert_ne!(
+                ino(&tmp),
+                ino(&cur),
+                "save {i}: the temp file is the current one"
+            );
+            assert_ne!(
+                ino(&tmp),
+                ino(&prev),
+                "save {i}: the temp file is the previous one"
+            );
+        }
+    }
+
+    #[test]
+    fn saves_recycle_files_instead_of_creating_them() {
+        use std::collections::BTreeSet;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sd = StateDir::open(dir.path()).expect("open");
+        sd.prepare().expect("prepare");
+        let inodes = || -> BTreeSet<u64> {
+            fs::read_dir(dir.path())
+                .expect("read_dir")
+                .map(|e| e.expect("entry").metadata().expect("metadata").ino())
+                .collect()
+        };
+        let ino = |name: &str| fs::metadata(dir.path().join(name)).expect(name).ino();
+        // The prepared file takes the first save; the current, previous and temporary
+        // files exist from the third on.
+        sd.store(b"first").expect("store");
+        sd.store(b"second").expect("store");
+        sd.store(b"third").expect("store");
+        let after_three = inodes();
+        for i in 0..10u8 {
+            let prev_ino = ino(PREV_FILE);
+            let cur_ino = ino(STATE_FILE);
+            sd.store(&[i; 100]).expect("store");
+            assert_eq!(sd.load().expect("load"), Some(vec![i; 100]));
+            assert_eq!(
+                ino(PREV_FILE),
+                cur_ino,
+                "the replaced state is the new .prev"
+            );
+            assert_eq!(
+                ino(TEMP_FILE),
+                prev_ino,
+                "the old .prev waits as the next temp file"
+            );
+            assert_eq!(
+                StateDir::open(dir.path())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(StateDirError::Locked(dir.path().to_path_buf()).to_string())
+            );
+        }
+        assert_eq!(
+            inodes(),
+            after_three,
+            "no file was created after the third save"
+        );
+        let prev = fs::read(dir.path().join(PREV_FILE)).expect("read prev");
+        assert_eq!(decode(&prev).expect("decode"), &[8u8; 100][..]);
     }
 
     #[test]

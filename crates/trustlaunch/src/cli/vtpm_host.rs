@@ -115,6 +115,8 @@ pub fn run_host(a: HostArgs) -> Result<ExitCode> {
         .with_context(|| format!("host directory {}", dir.display()))?;
     let api = host::bind_api(&dir).context("management API socket")?;
     let restored = host.restore();
+    host.keep_spares(host::SPARES)
+        .context("cannot start the thread preparing instance directories")?;
     let stop = StopHandle::new()?;
     stop_on_signals(&stop, &log)?;
     log.info(format_args!(
