@@ -38,9 +38,14 @@ impl Host {
 }
 
 fn start_host(dir: &Path) -> Host {
+    start_host_with(dir, &[])
+}
+
+fn start_host_with(dir: &Path, extra: &[&str]) -> Host {
     let child = Command::new(EXE)
         .args(["vtpm", "host", "--no-ek-cert", "--log-level", "0", "--dir"])
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .spawn()
         .expect("start the host");
@@ -373,6 +378,72 @@ fn creates_take_prepared_directories_and_save_before_anything_is_revealed() {
         spares(&d).is_empty(),
         "prepared directories left after a stop"
     );
+}
+
+/// NV_DefineSpace then NV_Write(`value`) on a started instance: revealing commands, so
+/// the state is saved before they are answered.
+fn define_and_write(t: &mut Tpm, value: u64) {
+    let r = raw_tpm::transact(&mut t.data, &raw_tpm::nv_define()).expect("define");
+    assert_eq!(raw_tpm::rc(&r), 0, "NV_DefineSpace");
+    let r = raw_tpm::transact(&mut t.data, &raw_tpm::nv_write(value)).expect("write");
+    assert_eq!(raw_tpm::rc(&r), 0, "NV_Write");
+}
+
+fn nv_value(t: &mut Tpm) -> Vec<u8> {
+    let r = raw_tpm::transact(&mut t.data, &raw_tpm::nv_read()).expect("read");
+    assert_eq!(raw_tpm::rc(&r), 0, "NV_Read");
+    r[16..24].to_vec()
+}
+
+fn instance_names(d: &Path) -> Vec<String> {
+    cli_json(d, &["list"])["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter_map(|i| i["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn host_key_encrypts_each_instance_under_its_own_key() {
+    let (t, d) = dir();
+    let key = t.path().join("host.key");
+    std::fs::write(&key, "4a".repeat(32)).expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key_opt = format!("file={}", key.display());
+    let host = start_host_with(&d, &["--key", &key_opt]);
+    let a = cli_json(&d, &["create", "vm-a", "--tcp"]);
+    let b = cli_json(&d, &["create", "vm-b", "--tcp"]);
+    let mut ta = Tpm::connect(&a);
+    define_and_write(&mut ta, 0xaaaa);
+    let mut tb = Tpm::connect(&b);
+    define_and_write(&mut tb, 0xbbbb);
+    drop((ta, tb));
+    host.terminate();
+
+    // Encrypted (the envelope's flag) and not readable as a plaintext state.
+    let state = |n: &str| d.join("instances").join(n).join("state/tpm2-state.bin");
+    let a_state = std::fs::read(state("vm-a")).expect("vm-a state");
+    assert_eq!(&a_state[..8], b"TLVTPMST");
+    assert_eq!(&a_state[12..16], &[0, 0, 0, 1], "encryption flag");
+
+    // Without the key nothing starts, and nothing is touched.
+    let host = start_host(&d);
+    assert!(instance_names(&d).is_empty(), "started without the key");
+    host.terminate();
+    assert_eq!(std::fs::read(state("vm-a")).expect("read"), a_state);
+
+    // vm-a's state copied into vm-b: vm-b's key does not open it, so vm-b stays down
+    // (and its files stay as they are) while vm-a comes back with its NV value.
+    std::fs::copy(state("vm-a"), state("vm-b")).expect("copy");
+    let host = start_host_with(&d, &["--key", &key_opt]);
+    assert_eq!(instance_names(&d), ["vm-a"]);
+    let a2 = cli_json(&d, &["show", "vm-a"]);
+    let mut ta = Tpm::connect(&a2);
+    assert_eq!(nv_value(&mut ta), 0xaaaau64.to_be_bytes());
+    assert_eq!(std::fs::read(state("vm-b")).expect("read"), a_state);
+    drop(ta);
+    host.terminate();
 }
 
 #[test]

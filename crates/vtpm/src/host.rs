@@ -7,6 +7,9 @@
 //! optionally with a TCP data channel on 127.0.0.1. Every instance is served by
 //! [`crate::swtpm::serve`] on its own thread with its own [`StopHandle`]: instances share
 //! no state, and a failure (an engine panic answers TPM_RC_FAILURE) stays in its instance.
+//! With a key ([`Host::with_state_key`]) each instance's state is encrypted at rest under
+//! the key given for its name. Creates take a prepared directory ([`Host::keep_spares`]),
+//! and a new TPM is saved before its first revealing answer, so a create writes nothing.
 //!
 //! # Management API
 //!
@@ -29,6 +32,7 @@
 //! "ek_cert", "host_pid"}`. Errors are `{"error": MESSAGE}`.
 
 use crate::instance::{Endorsement, FirstSave, Instance};
+use crate::key::KeyProvider;
 use crate::log::Log;
 use crate::net::{accept_loop, Endpoint, Listener, StopHandle, Stream};
 use crate::state::StateDir;
@@ -144,6 +148,10 @@ pub struct Host {
     spares: Mutex<Spares>,
     spares_changed: Condvar,
     spare_serial: AtomicU64,
+    /// Encryption of every instance's state at rest (each under its own derived key).
+    key: Option<Arc<dyn KeyProvider>>,
+    /// With a key: accept (and encrypt) instances whose state is still plaintext.
+    encrypt_existing_state: bool,
     log: Log,
 }
 
@@ -161,6 +169,21 @@ impl Host {
     /// A host over `dir` (created 0700 if missing). `ca_dir`: EK certificates for new
     /// instances from the manufacturer CA kept there (`None`: bare TPMs by default).
     pub fn new(dir: &Path, ca_dir: Option<PathBuf>, log: Log) -> io::Result<Arc<Host>> {
+        Self::with_state_key(dir, ca_dir, None, false, log)
+    }
+
+    /// As [`Host::new`], encrypting every instance's state at rest with the key `key` gives
+    /// for the instance's name (wrap a host key in [`crate::key::PerInstanceKeys`] so each
+    /// instance has its own). `encrypt_existing_state`: accept an instance whose state is
+    /// still plaintext and encrypt it at once (otherwise it is refused, so that a forged
+    /// plaintext file cannot replace an encrypted one).
+    pub fn with_state_key(
+        dir: &Path,
+        ca_dir: Option<PathBuf>,
+        key: Option<Arc<dyn KeyProvider>>,
+        encrypt_existing_state: bool,
+        log: Log,
+    ) -> io::Result<Arc<Host>> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -174,6 +197,8 @@ impl Host {
             spares: Mutex::new(Spares::default()),
             spares_changed: Condvar::new(),
             spare_serial: AtomicU64::new(0),
+            key,
+            encrypt_existing_state,
             log,
         }))
     }
@@ -433,6 +458,13 @@ impl Host {
                 (state, ctrl)
             }
         };
+        let state = match &self.key {
+            Some(key) => state
+                .with_key_for(key.as_ref(), name)
+                .map_err(|e| err(500, format!("instance {name}: {e}")))?
+                .allow_plaintext_upgrade(self.encrypt_existing_state),
+            None => state,
+        };
         let log = self.log.clone();
         let instance = Arc::new(
             Instance::open_with_first_save(state, log, &endorsement, FirstSave::BeforeReveal)
@@ -565,6 +597,7 @@ impl Host {
             "dir": self.dir,
             "instances": lock(&self.instances).len(),
             "ek_cert_default": self.ca_dir.is_some(),
+            "state_encrypted": self.key.is_some(),
         })
     }
 

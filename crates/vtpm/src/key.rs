@@ -189,6 +189,50 @@ impl KeyProvider for FileKeyProvider {
     }
 }
 
+/// One key per instance derived from another provider's host key: HKDF-SHA256 (RFC 5869)
+/// with no salt, the info being [`PerInstanceKeys::INFO`] followed by the instance name.
+/// The vTPM host encrypts each instance's state under its own key, so a state file moved
+/// into another instance's directory fails to decrypt instead of giving that VM another
+/// VM's TPM.
+pub struct PerInstanceKeys<P> {
+    host: P,
+}
+
+impl<P: KeyProvider> PerInstanceKeys<P> {
+    /// The label in front of the instance name in HKDF's info.
+    pub const INFO: &'static [u8] = b"trustlaunch vtpm-host instance state key\0";
+
+    pub fn new(host: P) -> Self {
+        PerInstanceKeys { host }
+    }
+}
+
+impl<P: KeyProvider> KeyProvider for PerInstanceKeys<P> {
+    fn key(&self, instance: &str) -> Result<[u8; 32], KeyError> {
+        let ikm = self.host.key(instance)?;
+        hkdf_sha256(&ikm, &[Self::INFO, instance.as_bytes()]).ok_or_else(|| KeyError::Provider {
+            instance: instance.to_string(),
+            reason: "HKDF failed".into(),
+        })
+    }
+}
+
+/// HKDF-SHA256 (RFC 5869) with the default salt, 32 bytes of output: the first block of
+/// expand over the concatenation of `info`.
+fn hkdf_sha256(ikm: &[u8], info: &[&[u8]]) -> Option<[u8; 32]> {
+    use hmac::{Hmac, Mac};
+    type HmacSha256 = Hmac<sha2::Sha256>;
+    let mut extract = HmacSha256::new_from_slice(&[0u8; 32]).ok()?;
+    extract.update(ikm);
+    let prk = extract.finalize().into_bytes();
+    let mut expand = HmacSha256::new_from_slice(&prk).ok()?;
+    for part in info {
+        expand.update(part);
+    }
+    expand.update(&[1]);
+    Some(expand.finalize().into_bytes().into())
+}
+
 fn parse_key_bytes(bytes: &[u8], format: KeyFormat) -> Result<[u8; 32], String> {
     let raw = || -> Result<[u8; 32], String> {
         bytes.try_into().map_err(|_| {
@@ -226,6 +270,29 @@ fn parse_key_bytes(bytes: &[u8], format: KeyFormat) -> Result<[u8; 32], String> 
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn hkdf_matches_rfc_5869_test_case_3() {
+        // Test Case 3: IKM 22 x 0x0b, no salt, no info; the first 32 bytes of the OKM.
+        let okm = hkdf_sha256(&[0x0b; 22], &[]).expect("hkdf");
+        let expected = "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d";
+        let got: String = okm.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn instance_keys_differ_per_instance_and_host_key() {
+        let a = PerInstanceKeys::new(FileKeyProvider::from_key([7; 32]));
+        let b = PerInstanceKeys::new(FileKeyProvider::from_key([8; 32]));
+        let k = |p: &dyn KeyProvider, n: &str| p.key(n).expect("key");
+        assert_eq!(k(&a, "vm-a"), k(&a, "vm-a"));
+        assert_ne!(k(&a, "vm-a"), k(&a, "vm-b"));
+        assert_ne!(k(&a, "vm-a"), k(&b, "vm-a"));
+        assert_ne!(k(&a, "vm-a"), [7; 32]);
+        let mut info = PerInstanceKeys::<FileKeyProvider>::INFO.to_vec();
+        info.extend_from_slice(b"vm-a");
+        assert_eq!(Some(k(&a, "vm-a")), hkdf_sha256(&[7; 32], &[&info]));
+    }
 
     fn write(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> PathBuf {
         let p = dir.join(name);

@@ -351,6 +351,18 @@ impl StateDir {
         Ok(self)
     }
 
+    /// Encrypt the state at rest with the key `provider` gives for `instance` (the vTPM
+    /// host names instances, so a state file copied into another instance's directory
+    /// does not decrypt there).
+    pub fn with_key_for(
+        mut self,
+        provider: &dyn KeyProvider,
+        instance: &str,
+    ) -> Result<StateDir, StateDirError> {
+        self.key = Some(provider.key(instance)?);
+        Ok(self)
+    }
+
     /// With a key, accept a plaintext state file (it is encrypted when next saved).
     pub fn allow_plaintext_upgrade(mut self, allow: bool) -> StateDir {
         self.allow_plaintext = allow;

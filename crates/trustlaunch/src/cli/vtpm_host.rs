@@ -49,6 +49,17 @@ pub struct HostArgs {
     /// creation fails: the host has no CA).
     #[arg(long, conflicts_with = "ca_dir")]
     no_ek_cert: bool,
+    /// Encrypt every instance's state at rest (AES-256-GCM, integrity-protected), each
+    /// under its own key derived from the host key (HKDF-SHA256 over the instance name,
+    /// so a state file copied into another instance does not decrypt):
+    /// file=PATH[,format=hex|binary][,mode=aes-256-gcm][,remove=true|false], as
+    /// `vtpm socket --key`. An encrypted instance does not start without the key.
+    #[arg(long, value_name = "OPTIONS")]
+    key: Option<String>,
+    /// With --key: accept instances whose state is still plaintext and encrypt them at
+    /// once (without this they are refused and left on disk untouched).
+    #[arg(long, requires = "key")]
+    encrypt_existing_state: bool,
     /// Log level (0: errors only).
     #[arg(long, default_value_t = 1)]
     log_level: u32,
@@ -110,8 +121,16 @@ pub fn run_host(a: HostArgs) -> Result<ExitCode> {
             }
         })
     };
+    let key: Option<std::sync::Arc<dyn vtpm::key::KeyProvider>> = match a.key.as_deref() {
+        Some(value) => {
+            let opt = vtpm::key::parse_key_option(value)?;
+            let file = vtpm::key::FileKeyProvider::from_option(&opt)?;
+            Some(std::sync::Arc::new(vtpm::key::PerInstanceKeys::new(file)))
+        }
+        None => None,
+    };
     host::raise_fd_limit();
-    let host = Host::new(&dir, ca_dir, log.clone())
+    let host = Host::with_state_key(&dir, ca_dir, key, a.encrypt_existing_state, log.clone())
         .with_context(|| format!("host directory {}", dir.display()))?;
     let api = host::bind_api(&dir).context("management API socket")?;
     let restored = host.restore();
