@@ -5,6 +5,7 @@
 
 use crate::der::{self, Der};
 use crate::hash::HashAlgorithm;
+use crate::x509::Certificate;
 use crate::{Error, Result};
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
@@ -36,6 +37,26 @@ pub struct AuthenticodeSignature<'a> {
     /// OpenSSL's parse of `der`, made once on first use (parsing is the costly part of a
     /// verification: every embedded certificate's key goes through OpenSSL's decoders).
     parsed: Parsed,
+    /// The SignedData read strictly, for [`Self::verify_chain_fast`] (None: only OpenSSL
+    /// can judge it).
+    strict: Option<std::sync::Arc<StrictSignedData<'a>>>,
+}
+
+/// What the verification without OpenSSL needs of a SignedData: its certificates (all read
+/// by [`Certificate::parse`]), its one signer, and that signer's authenticated attributes.
+#[derive(Debug)]
+struct StrictSignedData<'a> {
+    certs: Vec<Certificate<'a>>,
+    /// Index in `certs` of the certificate the SignerInfo names.
+    signer: usize,
+    /// SignerInfo.digestAlgorithm.
+    digest: HashAlgorithm,
+    /// The authenticated attributes as signed: their DER with the SET tag in place of [0].
+    attributes: Vec<u8>,
+    /// The messageDigest attribute's value.
+    message_digest: &'a [u8],
+    /// SignerInfo.encryptedDigest.
+    signature: &'a [u8],
 }
 
 /// A lazily parsed PKCS#7, shared by the clones of one signature.
@@ -114,6 +135,7 @@ impl<'a> AuthenticodeSignature<'a> {
             digest: digest.value,
             content: spc.value,
             parsed: Parsed::default(),
+            strict: strict_signed_data(ci).map(std::sync::Arc::new),
         })
     }
 
@@ -173,12 +195,238 @@ impl<'a> AuthenticodeSignature<'a> {
             .is_some_and(|p7| verify_parsed(p7, Some(self.content), trusted, &[]))
     }
 
+    /// [`Self::verify_chain`] without OpenSSL, when the strict reading can settle it:
+    /// `Some(false)` when no chain from the signer can reach `anchor` (its subject names
+    /// no certificate's issuer, and it is not the signer), `Some(true)` when the signer is
+    /// `anchor` or is issued by it directly (names equal, key identifiers agreeing, a CA
+    /// allowed to sign certificates, the certificate's signature valid under its key) and
+    /// the signer's signature over the authenticated attributes and their messageDigest
+    /// over the content both hold. `None` otherwise: ask [`Self::verify_chain`].
+    pub(crate) fn verify_chain_fast(&self, anchor: &Certificate<'_>) -> Option<bool> {
+        let sd = self.strict.as_deref()?;
+        let signer = sd.certs.get(sd.signer)?;
+        let is_signer = anchor.der == signer.der;
+        let names_an_issuer = sd
+            .certs
+            .iter()
+            .any(|c| c.issuer.cn_canonical == anchor.subject.cn_canonical);
+        if !is_signer && !names_an_issuer {
+            return Some(false);
+        }
+        let issued_by_anchor = || {
+            signer.issuer.raw == anchor.subject.raw
+                && match (signer.akid, anchor.skid) {
+                    (Some(a), Some(s)) => a == s,
+                    _ => true,
+                }
+                && anchor.key_cert_sign != Some(false)
+                && (anchor.ca == Some(true)
+                    || (anchor.ca.is_none() && anchor.key_cert_sign == Some(true)))
+                && crate::x509::rsa_verify(
+                    anchor.key,
+                    signer.signature_hash,
+                    signer.tbs,
+                    signer.signature,
+                ) == Some(true)
+        };
+        if !(is_signer || issued_by_anchor()) {
+            return None;
+        }
+        let content_ok = sd.digest.digest(self.content) == sd.message_digest;
+        let signed = crate::x509::rsa_verify(signer.key, sd.digest, &sd.attributes, sd.signature);
+        (content_ok && signed == Some(true)).then_some(true)
+    }
+
+    /// Whether [`Self::verify_chain_fast`] agrees with [`Self::verify_chain`] for the
+    /// certificate `anchor` (DER); `None` when the fast path does not answer or OpenSSL
+    /// cannot read `anchor`. For the differential fuzz target and tests.
+    #[doc(hidden)]
+    pub fn fast_path_agrees(&self, anchor: &[u8]) -> Option<bool> {
+        let fast = self.verify_chain_fast(&Certificate::parse(anchor)?)?;
+        let x509 = X509::from_der(anchor).ok()?;
+        Some(fast == self.verify_chain(&x509))
+    }
+
     fn pkcs7(&self) -> Option<&Pkcs7> {
         self.parsed
             .0
             .get_or_init(|| Pkcs7::from_der(self.der).ok())
             .as_ref()
     }
+}
+
+/// pkcs9-messageDigest, 1.2.840.113549.1.9.4.
+const OID_MESSAGE_DIGEST: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x04];
+const CONTEXT_1: u8 = 0xa1;
+
+/// The ContentInfo of a SignedData read strictly: minimal DER
+/// throughout, certificates [`Certificate::parse`] vouches for, no CRLs, exactly one
+/// SignerInfo of version 1 with authenticated attributes that OpenSSL's re-encoding leaves
+/// byte for byte as they are, an RSA signature, and a digest algorithm listed in
+/// digestAlgorithms.
+fn strict_signed_data(content_info: der::Tlv<'_>) -> Option<StrictSignedData<'_>> {
+    use crate::x509::{end, minimal, strict_next};
+    if !minimal(content_info) {
+        return None;
+    }
+    let mut ci = content_info.reader(WHAT);
+    if strict_next(&mut ci, der::OID)?.value != OID_SIGNED_DATA {
+        return None;
+    }
+    let explicit = strict_next(&mut ci, der::CONTEXT_0)?;
+    end(&ci)?;
+    let mut w = explicit.reader(WHAT);
+    let sd = strict_next(&mut w, der::SEQUENCE)?;
+    end(&w)?;
+    let mut r = sd.reader(WHAT);
+    if !crate::x509::minimal_integer(strict_next(&mut r, der::INTEGER)?.value) {
+        return None;
+    }
+    let algs = strict_next(&mut r, der::SET)?;
+    let mut listed = Vec::new();
+    let mut a = algs.reader(WHAT);
+    while a.remaining() > 0 {
+        listed.push(strict_hash_algorithm(strict_next(&mut a, der::SEQUENCE)?)?);
+    }
+    // contentInfo: a valid type and one [0] EXPLICIT SEQUENCE (whose contents OpenSSL keeps
+    // verbatim and `parse` reads).
+    let content_info = strict_next(&mut r, der::SEQUENCE)?;
+    let mut c = content_info.reader(WHAT);
+    crate::x509::oid_value(strict_next(&mut c, der::OID)?)?;
+    let mut wrapped = strict_next(&mut c, der::CONTEXT_0)?.reader(WHAT);
+    end(&c)?;
+    strict_next(&mut wrapped, der::SEQUENCE)?;
+    end(&wrapped)?;
+    let bag = strict_next(&mut r, der::CONTEXT_0)?;
+    let mut certs = Vec::new();
+    let mut b = bag.reader(WHAT);
+    while b.remaining() > 0 {
+        certs.push(Certificate::parse(strict_next(&mut b, der::SEQUENCE)?.raw)?);
+    }
+    let infos = strict_next(&mut r, der::SET)?;
+    end(&r)?;
+    let mut i = infos.reader(WHAT);
+    let info = strict_next(&mut i, der::SEQUENCE)?;
+    end(&i)?; // one signer
+    let mut si = info.reader(WHAT);
+    if strict_next(&mut si, der::INTEGER)?.value != [1] {
+        return None;
+    }
+    let ias = strict_next(&mut si, der::SEQUENCE)?;
+    let mut ias = ias.reader(WHAT);
+    let issuer = strict_next(&mut ias, der::SEQUENCE)?;
+    let serial = strict_next(&mut ias, der::INTEGER)?;
+    end(&ias)?;
+    if !crate::x509::minimal_integer(serial.value) {
+        return None;
+    }
+    let digest = strict_hash_algorithm(strict_next(&mut si, der::SEQUENCE)?)?;
+    if !listed.contains(&digest) {
+        return None;
+    }
+    let attrs = strict_next(&mut si, der::CONTEXT_0)?;
+    let enc_alg = strict_next(&mut si, der::SEQUENCE)?;
+    let signature = strict_next(&mut si, der::OCTET_STRING)?;
+    if si.remaining() > 0 {
+        // Unauthenticated attributes (timestamps, nested signatures): not verified, but
+        // OpenSSL must read them.
+        strict_attributes(strict_next(&mut si, CONTEXT_1)?, false)?;
+    }
+    end(&si)?;
+    let mut e = enc_alg.reader(WHAT);
+    if strict_next(&mut e, der::OID)?.value != crate::x509::OID_RSA {
+        return None;
+    }
+    if !strict_next(&mut e, 0x05)?.value.is_empty() {
+        return None;
+    }
+    end(&e)?;
+    // Authenticated attributes are re-encoded by OpenSSL before their signature is checked:
+    // one value each, so that nothing is reordered.
+    let mut message_digest = None;
+    for (oid, value) in strict_attributes(attrs, true)? {
+        if oid == OID_MESSAGE_DIGEST {
+            if message_digest.is_some() || value.tag != der::OCTET_STRING {
+                return None;
+            }
+            message_digest = Some(value.value);
+        }
+    }
+    let message_digest = message_digest?;
+    let mut attributes = attrs.raw.to_vec();
+    *attributes.first_mut()? = der::SET;
+    // The signer: the first certificate with that issuer and serial. A certificate before
+    // it whose issuer OpenSSL could take for the same name makes the choice unclear.
+    let issuer_cn = crate::x509::canonical_cn(issuer)?;
+    let signer = certs
+        .iter()
+        .position(|c| c.issuer.cn_canonical == issuer_cn && c.serial == serial.value)?;
+    if certs.get(signer)?.issuer.raw != issuer.raw {
+        return None;
+    }
+    Some(StrictSignedData {
+        certs,
+        signer,
+        digest,
+        attributes,
+        message_digest,
+        signature: signature.value,
+    })
+}
+
+/// Attributes as OpenSSL reads them: each a SEQUENCE of a valid type and a non-empty SET
+/// of values, each a primitive OCTET STRING, OID or UTCTime (which OpenSSL re-encodes as
+/// they are when they are minimal DER) or a constructed SEQUENCE or SET (which it keeps
+/// verbatim); `single`: exactly one value each. The type and value of each value.
+fn strict_attributes(attrs: der::Tlv<'_>, single: bool) -> Option<Vec<(&[u8], der::Tlv<'_>)>> {
+    use crate::x509::{end, oid_value, strict_any, strict_next};
+    let mut out = Vec::new();
+    let mut at = attrs.reader(WHAT);
+    while at.remaining() > 0 {
+        let attr = strict_next(&mut at, der::SEQUENCE)?;
+        let mut x = attr.reader(WHAT);
+        let oid = oid_value(strict_next(&mut x, der::OID)?)?;
+        let set = strict_next(&mut x, der::SET)?;
+        end(&x)?;
+        let mut v = set.reader(WHAT);
+        let mut count = 0usize;
+        while v.remaining() > 0 {
+            let value = strict_any(&mut v)?;
+            match value.tag {
+                der::OCTET_STRING | 0x17 | der::SEQUENCE | der::SET => {}
+                der::OID => {
+                    oid_value(value)?;
+                }
+                _ => return None,
+            }
+            out.push((oid, value));
+            count = count.saturating_add(1);
+        }
+        if count == 0 || (single && count != 1) {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// A digest AlgorithmIdentifier (OID with absent or NULL parameters) of SHA-256/384/512.
+fn strict_hash_algorithm(alg: der::Tlv<'_>) -> Option<HashAlgorithm> {
+    use crate::x509::{end, strict_any, strict_next};
+    let mut a = alg.reader(WHAT);
+    let oid = strict_next(&mut a, der::OID)?;
+    if a.remaining() > 0 {
+        let null = strict_any(&mut a)?;
+        if null.tag != 0x05 || !null.value.is_empty() {
+            return None;
+        }
+    }
+    end(&a)?;
+    HashAlgorithm::from_oid(oid.value).filter(|h| {
+        matches!(
+            h,
+            HashAlgorithm::Sha256 | HashAlgorithm::Sha384 | HashAlgorithm::Sha512
+        )
+    })
 }
 
 fn algorithm(alg: der::Tlv<'_>) -> Result<HashAlgorithm> {
@@ -286,6 +534,80 @@ mod tests {
         );
         // The signer itself in the store is a partial chain EDK2 accepts too.
         assert!(sig.verify_chain(&certs[0]));
+    }
+
+    #[test]
+    fn the_fast_path_settles_debian_grub_as_openssl_does() {
+        let sig = AuthenticodeSignature::parse(GRUB_SIGNATURE, 0).unwrap();
+        let ca = Certificate::parse(DEBIAN_CA).expect("the Debian CA reads strictly");
+        assert_eq!(ca.subject.cn, "Debian Secure Boot CA");
+        assert_eq!(sig.verify_chain_fast(&ca), Some(true));
+        // The signer itself as the anchor: a partial chain, accepted.
+        let signer_der = sig.certificates().unwrap()[0].to_der().unwrap();
+        let signer = Certificate::parse(&signer_der).expect("signer reads strictly");
+        assert_eq!(sig.verify_chain_fast(&signer), Some(true));
+        // A CA no certificate of the signature names: no chain can reach it.
+        let other = crate::test_keys::key_and_cert("Some Other CA")
+            .1
+            .to_der()
+            .unwrap();
+        let other = Certificate::parse(&other).expect("test certificate reads strictly");
+        assert_eq!(sig.verify_chain_fast(&other), Some(false));
+        // Debian's name on another key: only OpenSSL may say (it says no).
+        let (_, impostor) = crate::test_keys::key_and_cert("Debian Secure Boot CA");
+        let impostor_der = impostor.to_der().unwrap();
+        let impostor_strict = Certificate::parse(&impostor_der).expect("reads strictly");
+        assert_eq!(sig.verify_chain_fast(&impostor_strict), None);
+        assert!(!sig.verify_chain(&impostor));
+    }
+
+    /// Every single-byte change of a real signature: wherever the strict reading answers,
+    /// its answer is OpenSSL's (PKCS7_verify as EDK2 calls it), for the issuing CA, the
+    /// signer itself, and an unrelated CA as the trusted certificate.
+    #[test]
+    fn the_fast_path_agrees_with_openssl_on_every_changed_byte() {
+        let ca = X509::from_der(DEBIAN_CA).unwrap();
+        let (_, other) = crate::test_keys::key_and_cert("Some Other CA");
+        let signer = AuthenticodeSignature::parse(GRUB_SIGNATURE, 0)
+            .unwrap()
+            .certificates()
+            .unwrap()
+            .remove(0);
+        let anchors: Vec<(X509, Vec<u8>)> = [ca, signer, other]
+            .into_iter()
+            .map(|c| {
+                let der = c.to_der().unwrap();
+                (c, der)
+            })
+            .collect();
+        let mut answered = 0;
+        let mut changed = GRUB_SIGNATURE.to_vec();
+        for at in 0..changed.len() {
+            for flip in [0x01u8, 0x80] {
+                changed[at] ^= flip;
+                if let Ok(sig) = AuthenticodeSignature::parse(&changed, 0) {
+                    for (x509, der) in &anchors {
+                        let Some(strict) = Certificate::parse(der) else {
+                            continue;
+                        };
+                        if let Some(fast) = sig.verify_chain_fast(&strict) {
+                            answered += 1;
+                            assert_eq!(
+                                fast,
+                                sig.verify_chain(x509),
+                                "byte {at} ^ {flip:#04x}, anchor {}",
+                                strict.subject.cn
+                            );
+                        }
+                    }
+                }
+                changed[at] ^= flip;
+            }
+        }
+        assert!(
+            answered > 1000,
+            "the fast path answered only {answered} times"
+        );
     }
 
     #[test]

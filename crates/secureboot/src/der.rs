@@ -61,6 +61,11 @@ impl<'a> Der<'a> {
         Ok(b)
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
     /// The next element, whatever its tag.
     pub(crate) fn next(&mut self) -> Result<Tlv<'a>> {
         let start = self.pos;

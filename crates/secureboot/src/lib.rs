@@ -40,6 +40,7 @@ pub mod sign;
 #[cfg(test)]
 mod test_keys;
 pub mod varstore;
+mod x509;
 
 pub use error::Error;
 pub use guid::Guid;

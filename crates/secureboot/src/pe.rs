@@ -469,45 +469,60 @@ fn range(b: &[u8], start: usize, end: usize) -> Result<&[u8]> {
     ))
 }
 
-/// An incremental OpenSSL digest whose failures (which OpenSSL reports only for internal
-/// errors) surface when the digest is taken.
-struct Hasher {
-    inner: openssl::hash::Hasher,
-    failed: Option<openssl::error::ErrorStack>,
+/// An incremental digest: SHA-1 and SHA-2/256 by RustCrypto (SHA-NI where the CPU has it,
+/// and no OpenSSL start-up for a one-shot verification), SHA-384/512 by OpenSSL (faster
+/// than RustCrypto's without dedicated instructions). OpenSSL's failures (internal errors
+/// only) surface when the digest is taken.
+enum Hasher {
+    Rust(Box<dyn digest::DynDigest>),
+    OpenSsl {
+        inner: openssl::hash::Hasher,
+        failed: Option<openssl::error::ErrorStack>,
+    },
 }
 
 impl Hasher {
     fn new(alg: HashAlgorithm) -> Result<Self> {
         let md = match alg {
-            HashAlgorithm::Sha1 => openssl::hash::MessageDigest::sha1(),
-            HashAlgorithm::Sha224 => openssl::hash::MessageDigest::sha224(),
-            HashAlgorithm::Sha256 => openssl::hash::MessageDigest::sha256(),
+            HashAlgorithm::Sha1 | HashAlgorithm::Sha224 | HashAlgorithm::Sha256 => {
+                return Ok(Self::Rust(alg.hasher()))
+            }
             HashAlgorithm::Sha384 => openssl::hash::MessageDigest::sha384(),
             HashAlgorithm::Sha512 => openssl::hash::MessageDigest::sha512(),
         };
         let inner = openssl::hash::Hasher::new(md).map_err(|e| Error::crypto(WHAT, e))?;
-        Ok(Self {
+        Ok(Self::OpenSsl {
             inner,
             failed: None,
         })
     }
 
     fn update(&mut self, data: &[u8]) {
-        if self.failed.is_none() {
-            if let Err(e) = self.inner.update(data) {
-                self.failed = Some(e);
+        match self {
+            Self::Rust(h) => h.update(data),
+            Self::OpenSsl { inner, failed } => {
+                if failed.is_none() {
+                    if let Err(e) = inner.update(data) {
+                        *failed = Some(e);
+                    }
+                }
             }
         }
     }
 
-    fn finish(mut self) -> Result<Vec<u8>> {
-        if let Some(e) = self.failed.take() {
-            return Err(Error::crypto(WHAT, e));
+    fn finish(self) -> Result<Vec<u8>> {
+        match self {
+            Self::Rust(h) => Ok(h.finalize().into_vec()),
+            Self::OpenSsl { mut inner, failed } => {
+                if let Some(e) = failed {
+                    return Err(Error::crypto(WHAT, e));
+                }
+                inner
+                    .finish()
+                    .map(|d| d.to_vec())
+                    .map_err(|e| Error::crypto(WHAT, e))
+            }
         }
-        self.inner
-            .finish()
-            .map(|d| d.to_vec())
-            .map_err(|e| Error::crypto(WHAT, e))
     }
 }
 

@@ -8,6 +8,7 @@ use crate::esl::{x509_hash_guid, Signature, SignatureList};
 use crate::hash::HashAlgorithm;
 use crate::pe::{DigestFlavor, PeImage, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
 use crate::sbat::{self, SbatLevel};
+use crate::x509::Certificate;
 use crate::{Error, Result};
 use openssl::x509::X509;
 use std::fmt;
@@ -311,8 +312,11 @@ fn find_hash(
 
 /// EDK2's `IsCertHashFoundInDbx`: the TBSCertificate hash of `cert` in an X509_SHA* entry.
 fn find_tbs_hash(db: &[SignatureList], database: DatabaseName, cert: &X509) -> Option<EntryRef> {
-    let der = cert.to_der().ok()?;
-    let tbs = crate::der::tbs_certificate(&der).ok()?;
+    find_tbs_hash_der(db, database, &cert.to_der().ok()?)
+}
+
+fn find_tbs_hash_der(db: &[SignatureList], database: DatabaseName, der: &[u8]) -> Option<EntryRef> {
+    let tbs = crate::der::tbs_certificate(der).ok()?;
     db.iter().enumerate().find_map(|(list, l)| {
         l.entries().find_map(|(index, _, s)| match s {
             Signature::X509Hash(a, h, _) if x509_hash_guid(a).is_some() && a.digest(tbs) == h => {
@@ -327,6 +331,68 @@ fn find_tbs_hash(db: &[SignatureList], database: DatabaseName, cert: &X509) -> O
     })
 }
 
+thread_local! {
+    static FAST_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with every chain question answered by OpenSSL, as EDK2 answers it: the
+/// reference the verification without OpenSSL is tested against.
+pub fn without_fast_path<R>(f: impl FnOnce() -> R) -> R {
+    let before = FAST_PATH.with(|c| c.replace(false));
+    let r = f();
+    FAST_PATH.with(|c| c.set(before));
+    r
+}
+
+/// An X.509 entry of a database: read strictly when [`Certificate::parse`] vouches for it,
+/// by OpenSSL only when a question needs it.
+struct DbCert<'a> {
+    entry: EntryRef,
+    der: &'a [u8],
+    strict: Option<Certificate<'a>>,
+    openssl: std::cell::OnceCell<Option<X509>>,
+}
+
+impl<'a> DbCert<'a> {
+    fn all(db: &'a [SignatureList], database: DatabaseName) -> Vec<DbCert<'a>> {
+        let fast = FAST_PATH.with(std::cell::Cell::get);
+        let mut out = Vec::new();
+        for (list, l) in db.iter().enumerate() {
+            for (index, _, s) in l.entries() {
+                if let Signature::X509(der) = s {
+                    out.push(DbCert {
+                        entry: EntryRef {
+                            database,
+                            list,
+                            index,
+                        },
+                        der,
+                        strict: if fast { Certificate::parse(der) } else { None },
+                        openssl: std::cell::OnceCell::new(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `sig` chains to this certificate (EDK2's `Pkcs7Verify` with it alone
+    /// trusted), and its commonName; `None` for an entry OpenSSL cannot read, which EDK2
+    /// skips.
+    fn chains(&self, sig: &AuthenticodeSignature<'_>) -> Option<(bool, String)> {
+        if let Some(c) = &self.strict {
+            if let Some(answer) = sig.verify_chain_fast(c) {
+                return Some((answer, c.subject.cn.to_string()));
+            }
+        }
+        let x = self
+            .openssl
+            .get_or_init(|| X509::from_der(self.der).ok())
+            .as_ref()?;
+        Some((sig.verify_chain(x), common_name(x)))
+    }
+}
+
 /// EDK2's `IsForbiddenByDbx`: a dbx certificate the signature chains to, then any certificate
 /// of the signature whose TBS hash is in dbx (without a dbt, the timestamp override never
 /// applies).
@@ -336,14 +402,22 @@ fn forbidden_by_dbx(
     dbx: &[SignatureList],
 ) -> Result<Option<DenyReason>> {
     if covers {
-        for (entry, cert) in certificates(dbx, DatabaseName::Dbx) {
-            if sig.verify_chain(&cert) {
+        for cert in DbCert::all(dbx, DatabaseName::Dbx) {
+            if let Some((true, subject)) = cert.chains(sig) {
                 return Ok(Some(DenyReason::RevokedCertificate {
-                    entry,
-                    subject: common_name(&cert),
+                    entry: cert.entry,
+                    subject,
                 }));
             }
         }
+    }
+    let tbs_hashes = dbx.iter().any(|l| {
+        l.entries().any(
+            |(_, _, s)| matches!(s, Signature::X509Hash(a, _, _) if x509_hash_guid(a).is_some()),
+        )
+    });
+    if !tbs_hashes {
+        return Ok(None);
     }
     for cert in sig.certificates()? {
         if let Some(entry) = find_tbs_hash(dbx, DatabaseName::Dbx, &cert) {
@@ -448,17 +522,14 @@ fn allowed_by_db(
     if !covers {
         return Err(DenyReason::SignerNotTrusted);
     }
-    for (entry, cert) in certificates(&dbs.db, DatabaseName::Db) {
-        if sig.verify_chain(&cert) {
-            if let Some(e) = find_tbs_hash(&dbs.dbx, DatabaseName::Dbx, &cert) {
-                return Err(DenyReason::RevokedCertificateHash {
-                    entry: e,
-                    subject: common_name(&cert),
-                });
+    for cert in DbCert::all(&dbs.db, DatabaseName::Db) {
+        if let Some((true, subject)) = cert.chains(sig) {
+            if let Some(e) = find_tbs_hash_der(&dbs.dbx, DatabaseName::Dbx, cert.der) {
+                return Err(DenyReason::RevokedCertificateHash { entry: e, subject });
             }
             return Ok(Authority::Certificate {
-                entry,
-                subject: common_name(&cert),
+                entry: cert.entry,
+                subject,
             });
         }
     }

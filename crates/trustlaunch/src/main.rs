@@ -5,8 +5,11 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    let result = match cli::secureboot_args() {
+        Some(args) => cli::run_secureboot(cli::SecurebootCli::parse_from(args)),
+        None => cli::run(cli::Cli::parse()),
+    };
+    match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

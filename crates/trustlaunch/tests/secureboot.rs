@@ -1199,3 +1199,98 @@ fn bring_your_own_keys_enrolled_into_ovmf_vars_allow_what_they_sign() {
     assert!(out.contains("unsigned"), "{out}");
     assert_eq!(verify(&lab().shim, &["--vars", vars_str]).0, 1);
 }
+
+/// The verification that needs no OpenSSL (a strict reading of the certificates and the
+/// SignedData, RustCrypto RSA) decides exactly as OpenSSL's `PKCS7_verify`, which EDK2
+/// runs: on the real boot chain, with Microsoft's db and with shim's vendor certificate as
+/// the only db entry, and with every byte of shim's signature changed in turn.
+#[test]
+fn verdicts_without_openssl_equal_openssls() {
+    use secureboot::pe::{DigestFlavor, PeImage};
+    use secureboot::policy::without_fast_path;
+    use secureboot::{esl, Databases, HashAlgorithm, KnownDigests, Loader, ShimPolicy};
+    let lab = lab();
+    let vars = fs::read(VARS).expect("OVMF vars");
+    let store = secureboot::varstore::VariableStore::parse(&vars).expect("variable store");
+    let [_, _, (_, db), (_, dbx)] = store.secure_boot_variables();
+    let microsoft = Databases {
+        db: esl::parse(db).expect("db"),
+        dbx: esl::parse(dbx).expect("dbx"),
+    };
+    let shim = fs::read(&lab.shim).expect("shim");
+    let vendor = ShimPolicy::from_shim_image(&shim)
+        .expect("shim policy")
+        .vendor_cert
+        .expect("shim's vendor certificate");
+    let debian = Databases {
+        db: vec![esl::SignatureList::new(
+            secureboot::guid::EFI_CERT_X509_GUID,
+            secureboot::Guid([7; 16]),
+            vec![vendor],
+        )
+        .expect("ESL")],
+        dbx: microsoft.dbx.clone(),
+    };
+    let images = [
+        ("shim", shim.clone()),
+        ("grub", fs::read(&lab.grub).expect("grub")),
+        ("kernel", fs::read(&lab.kernel).expect("kernel")),
+    ];
+    let mut allowed = 0;
+    for (name, image) in &images {
+        for (db_name, dbs) in [("Microsoft", &microsoft), ("Debian", &debian)] {
+            let fast = secureboot::verify_image(dbs, image, &Loader::Firmware);
+            let reference =
+                without_fast_path(|| secureboot::verify_image(dbs, image, &Loader::Firmware));
+            assert_eq!(fast, reference, "{name} with the {db_name} db");
+            allowed += usize::from(fast.is_allowed());
+        }
+    }
+    // shim by Microsoft's CA; grub and the kernel by Debian's.
+    assert_eq!(allowed, 3);
+    // And the fast path did answer for shim: the Microsoft CA, read strictly, chains.
+    let pe = PeImage::parse(&shim).expect("PE");
+    let wc = &pe.certificates().expect("certificates")[0];
+    let sig = secureboot::authenticode::AuthenticodeSignature::parse(wc.data, 0).expect("sig");
+    let ca = microsoft
+        .db
+        .iter()
+        .flat_map(|l| l.entries().map(|(_, _, s)| s).collect::<Vec<_>>())
+        .find_map(|s| match s {
+            esl::Signature::X509(der) if der.windows(11).any(|w| w == b"UEFI CA 201") => {
+                Some(der.to_vec())
+            }
+            _ => None,
+        })
+        .expect("the Microsoft UEFI CA in db");
+    assert_eq!(sig.fast_path_agrees(&ca), Some(true));
+
+    // Every byte of shim's certificate table, changed (one bit of four in turn): the image
+    // digest is unchanged (the table is outside it), so it is computed once.
+    let pe = PeImage::parse(&shim).expect("PE");
+    let mut known = KnownDigests::default();
+    let digest = pe
+        .authenticode_digest(HashAlgorithm::Sha256, DigestFlavor::Firmware)
+        .expect("digest");
+    known.insert(HashAlgorithm::Sha256, DigestFlavor::Firmware, digest);
+    let table = pe.certificates().expect("certificates")[0].offset;
+    let mut changed = shim.clone();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for at in table..shim.len() {
+        // A different bit in turn: tags, lengths, content bits.
+        let flip = [0x20u8, 0x01, 0x80, 0x04][at % 4];
+        changed[at] ^= flip;
+        let fast = secureboot::verify_image_with(&microsoft, &changed, &Loader::Firmware, &known);
+        let reference = without_fast_path(|| {
+            secureboot::verify_image_with(&microsoft, &changed, &Loader::Firmware, &known)
+        });
+        assert_eq!(fast, reference, "byte {at:#x} of shim ^ {flip:#04x}");
+        *outcomes.entry(fast.is_allowed()).or_insert(0) += 1;
+        changed[at] ^= flip;
+    }
+    // Most changes break the signature; some (unsigned attributes, padding) do not.
+    assert!(
+        outcomes.get(&false).copied().unwrap_or(0) > 1000,
+        "{outcomes:?}"
+    );
+}

@@ -275,7 +275,7 @@ pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    super::files::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// A --db/--dbx/--mok file: PEM certificates, an .auth file, a DER certificate or an ESL.
