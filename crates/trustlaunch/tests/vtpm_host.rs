@@ -273,17 +273,18 @@ fn instances_are_isolated_listed_deleted_and_restored() {
     drop(host);
 }
 
-/// The prepared instance directories in `d` and the inodes of their control sockets.
+/// The prepared instance directories of the host in `d` and the inodes of their control
+/// sockets.
 fn spares(d: &Path) -> Vec<(PathBuf, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    for e in std::fs::read_dir(d.join("instances")).expect("instances") {
+    let Ok(entries) = std::fs::read_dir(d.join("spares")) else {
+        return out;
+    };
+    for e in entries {
         let p = e.expect("entry").path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(".spare-") {
-            if let Ok(m) = std::fs::metadata(p.join("ctrl.sock")) {
-                out.push((p, m.ino()));
-            }
+        if let Ok(m) = std::fs::metadata(p.join("ctrl.sock")) {
+            out.push((p, m.ino()));
         }
     }
     out

@@ -115,8 +115,11 @@ struct Running {
 
 /// How many prepared instance directories [`Host::keep_spares`] keeps by default.
 pub const SPARES: usize = 4;
-/// Name prefix of prepared instance directories (never a valid instance name).
-const SPARE_PREFIX: &str = ".spare-";
+/// Where prepared instance directories wait (`DIR/spares/PID-N`), and where they are built
+/// (`DIR/spares/building/PID-N`): a create's rename and the inode allocations of building the
+/// next spare take no common directory lock.
+const SPARES_DIR: &str = "spares";
+const BUILDING_DIR: &str = "building";
 
 /// An instance directory made ahead of a create, off the request's path: the directory
 /// and its state directory (opened and locked), an empty `instance.json`, and the control
@@ -212,48 +215,27 @@ impl Host {
         std::thread::Builder::new()
             .name("vtpm-host-spares".into())
             .stack_size(INSTANCE_STACK)
-            .spawn(move || loop {
-                let Some(host) = host.upgrade() else { return };
-                {
-                    let spares = lock(&host.spares);
-                    if spares.stopped {
-                        return;
-                    }
-                    if spares.ready.len() >= spares.wanted {
-                        // Woken by a take or a stop; the timeout only notices a dropped host.
-                        let _ = host
-                            .spares_changed
-                            .wait_timeout(spares, Duration::from_secs(1));
-                        continue;
-                    }
-                }
-                match host.make_spare() {
-                    Ok(spare) => {
-                        let mut spares = lock(&host.spares);
-                        if spares.stopped {
-                            drop(spares);
-                            remove_spare(spare);
-                            return;
-                        }
-                        spares.ready.push(spare);
-                    }
-                    Err(e) => {
-                        host.log
-                            .error(format_args!("cannot prepare an instance directory: {e}"));
-                        drop(host);
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                }
+            .spawn(move || {
+                // Spares are made in the background: the lowest priority keeps this thread off
+                // the CPUs that creates and the instances' traffic need (Linux: per thread).
+                let _ = rustix::process::nice(19);
+                host_spares_loop(host)
             })
             .map(drop)
     }
+}
 
+impl Host {
     fn make_spare(&self) -> io::Result<Spare> {
         let n = self.spare_serial.fetch_add(1, Ordering::Relaxed);
-        let dir = self
-            .dir
-            .join("instances")
-            .join(format!("{SPARE_PREFIX}{}-{n}", std::process::id()));
+        let building = self.dir.join(SPARES_DIR).join(BUILDING_DIR);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&building)?;
+        // The process id keeps the names of this run's spares apart from a dead host's.
+        let name = format!("{}-{n}", std::process::id());
+        let dir = building.join(&name);
         fs::DirBuilder::new().mode(0o700).create(&dir)?;
         let made = (|| {
             fs::DirBuilder::new()
@@ -266,14 +248,19 @@ impl Host {
                 .create_new(true)
                 .mode(0o600)
                 .open(dir.join("instance.json"))?;
-            let ctrl = Listener::bind(&Endpoint::Unix {
+            let mut ctrl = Listener::bind(&Endpoint::Unix {
                 path: dir.join("ctrl.sock"),
                 mode: Some(0o600),
                 uid: None,
                 gid: None,
             })?;
+            let ready = self.dir.join(SPARES_DIR).join(&name);
+            fs::rename(&dir, &ready)?;
+            let mut state = state;
+            state.relocate(ready.join("state"));
+            ctrl.relocate(ready.join("ctrl.sock"));
             Ok(Spare {
-                dir: dir.clone(),
+                dir: ready,
                 state,
                 ctrl,
             })
@@ -311,12 +298,12 @@ impl Host {
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
-        for spare in all.iter().filter(|n| n.starts_with(SPARE_PREFIX)) {
-            let d = self.dir.join("instances").join(spare);
-            if let Err(e) = fs::remove_dir_all(&d) {
-                self.log
-                    .error(format_args!("cannot remove {}: {e}", d.display()));
-            }
+        let spares = self.dir.join(SPARES_DIR);
+        match fs::remove_dir_all(&spares) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => self
+                .log
+                .error(format_args!("cannot remove {}: {e}", spares.display())),
+            _ => {}
         }
         let mut names: Vec<String> = all.into_iter().filter(|n| valid_name(n)).collect();
         names.sort();
@@ -694,6 +681,44 @@ fn write_config(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)?;
     f.write_all(bytes)?;
     f.set_len(bytes.len() as u64)
+}
+
+/// The spare-making thread's loop: make spares while fewer than wanted are ready, until
+/// the host stops or is dropped.
+fn host_spares_loop(host: std::sync::Weak<Host>) {
+    loop {
+        let Some(host) = host.upgrade() else { return };
+        {
+            let spares = lock(&host.spares);
+            if spares.stopped {
+                return;
+            }
+            if spares.ready.len() >= spares.wanted {
+                // Woken by a take or a stop; the timeout only notices a dropped host.
+                let _ = host
+                    .spares_changed
+                    .wait_timeout(spares, Duration::from_secs(1));
+                continue;
+            }
+        }
+        match host.make_spare() {
+            Ok(spare) => {
+                let mut spares = lock(&host.spares);
+                if spares.stopped {
+                    drop(spares);
+                    remove_spare(spare);
+                    return;
+                }
+                spares.ready.push(spare);
+            }
+            Err(e) => {
+                host.log
+                    .error(format_args!("cannot prepare an instance directory: {e}"));
+                drop(host);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 fn remove_spare(spare: Spare) {
