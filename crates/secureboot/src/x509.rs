@@ -564,3 +564,168 @@ pub(crate) fn minimal(t: Tlv<'_>) -> bool {
 pub(crate) fn end(r: &Der<'_>) -> Option<()> {
     (r.remaining() == 0).then_some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::{PKey, Private};
+    use openssl::rsa::Rsa;
+    use openssl::stack::Stack;
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::verify::X509VerifyFlags;
+    use openssl::x509::{X509Extension, X509NameBuilder, X509PurposeId, X509StoreContext, X509};
+
+    fn key() -> PKey<Private> {
+        PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
+    }
+
+    fn name(cn: &str) -> openssl::x509::X509Name {
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("O", "trustlaunch tests").unwrap();
+        n.append_entry_by_text("CN", cn).unwrap();
+        n.build()
+    }
+
+    /// A certificate for `subject_key`, issued by `issuer` (name and key), with `extensions`.
+    fn cert(
+        subject: &str,
+        subject_key: &PKey<Private>,
+        issuer: &str,
+        issuer_key: &PKey<Private>,
+        extensions: Vec<X509Extension>,
+    ) -> X509 {
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        let serial = BigNum::from_u32(0x1234).unwrap().to_asn1_integer().unwrap();
+        b.set_serial_number(&serial).unwrap();
+        b.set_subject_name(&name(subject)).unwrap();
+        b.set_issuer_name(&name(issuer)).unwrap();
+        b.set_pubkey(subject_key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        for e in extensions {
+            b.append_extension(e).unwrap();
+        }
+        b.sign(issuer_key, MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    fn ext(oid: &str, critical: bool, der: &[u8]) -> X509Extension {
+        let oid = Asn1Object::from_str(oid).unwrap();
+        let value = Asn1OctetString::new_from_bytes(der).unwrap();
+        X509Extension::new_from_der(&oid, critical, &value).unwrap()
+    }
+
+    /// basicConstraints CA:TRUE and keyUsage keyCertSign, critical.
+    fn ca_extensions() -> Vec<X509Extension> {
+        vec![
+            ext("2.5.29.19", true, &[0x30, 0x03, 0x01, 0x01, 0xff]),
+            ext("2.5.29.15", true, &[0x03, 0x02, 0x01, 0x06]),
+        ]
+    }
+
+    /// OpenSSL's chain check as EDK2 sets it up: `ca` alone trusted, partial chains, no
+    /// time check, any purpose.
+    fn openssl_accepts(ca: &X509, leaf: &X509) -> bool {
+        let mut b = X509StoreBuilder::new().unwrap();
+        b.add_cert(ca.clone()).unwrap();
+        b.set_flags(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)
+            .unwrap();
+        b.set_purpose(X509PurposeId::ANY).unwrap();
+        let store = b.build();
+        let mut ctx = X509StoreContext::new().unwrap();
+        ctx.init(&store, leaf, &Stack::new().unwrap(), |c| c.verify_cert())
+            .unwrap()
+    }
+
+    /// Certificates that the strict reader refuses or reads: it never reads one whose chain
+    /// OpenSSL refuses, and reads the plain and the real ones.
+    #[test]
+    fn the_strict_reader_never_reads_what_openssl_refuses() {
+        let (ca_key, leaf_key) = (key(), key());
+        let ca = cert("Test CA", &ca_key, "Test CA", &ca_key, ca_extensions());
+        let skid = [0x04, 0x02, 0xab, 0xcd];
+        let eku_code_signing = [0x30, 0x0a, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 3];
+        let cases: Vec<(&str, Vec<X509Extension>, bool)> = vec![
+            ("no extensions", vec![], true),
+            (
+                "EKU",
+                vec![ext("2.5.29.37", false, &eku_code_signing)],
+                true,
+            ),
+            ("SKID", vec![ext("2.5.29.14", false, &skid)], true),
+            ("critical SKID", vec![ext("2.5.29.14", true, &skid)], false),
+            (
+                "critical private extension",
+                vec![ext("1.3.6.1.4.1.99999.1", true, &[0x05, 0x00])],
+                false,
+            ),
+            (
+                "private extension",
+                vec![ext("1.3.6.1.4.1.99999.1", false, &[0x05, 0x00])],
+                false,
+            ),
+            (
+                "Microsoft extension",
+                vec![ext("1.3.6.1.4.1.311.21.1", false, &[0x02, 0x01, 0x00])],
+                true,
+            ),
+            (
+                "EKU twice",
+                vec![
+                    ext("2.5.29.37", false, &eku_code_signing),
+                    ext("2.5.29.37", false, &eku_code_signing),
+                ],
+                false,
+            ),
+            (
+                "malformed basic constraints",
+                vec![ext("2.5.29.19", false, &[0x30, 0x03, 0x01, 0x01])],
+                false,
+            ),
+        ];
+        for (what, extensions, strict) in cases {
+            let leaf = cert("Test leaf", &leaf_key, "Test CA", &ca_key, extensions);
+            let der = leaf.to_der().unwrap();
+            let read = Certificate::parse(&der);
+            assert_eq!(read.is_some(), strict, "{what}");
+            if read.is_some() {
+                assert!(
+                    openssl_accepts(&ca, &leaf),
+                    "{what}: read, but OpenSSL refuses"
+                );
+            }
+        }
+        let ca_der = ca.to_der().unwrap();
+        let read = Certificate::parse(&ca_der).expect("the CA");
+        assert_eq!((read.ca, read.key_cert_sign), (Some(true), Some(true)));
+        assert_eq!(read.subject.cn, "Test CA");
+        assert_eq!(read.subject.cn_canonical, b"test ca");
+        // Trailing bytes, or a length in a longer form than needed: not read.
+        let mut trailing = ca_der.clone();
+        trailing.push(0);
+        assert!(Certificate::parse(&trailing).is_none());
+        let mut long_form = vec![0x30, 0x83, 0x00];
+        long_form.extend_from_slice(&ca_der[2..]);
+        assert!(Certificate::parse(&long_form).is_none());
+    }
+
+    #[test]
+    fn canonical_names_as_openssl_compares_them() {
+        assert_eq!(
+            canonical(b"  Microsoft   Corporation\tUEFI CA 2011 "),
+            b"microsoft corporation uefi ca 2011"
+        );
+        assert_eq!(canonical(b""), b"");
+        assert_eq!(canonical(b" \t "), b"");
+        assert!(minimal_integer(&[0x00, 0x80]));
+        assert!(!minimal_integer(&[0x00, 0x7f]));
+        assert!(!minimal_integer(&[0xff, 0x80]));
+        assert!(!minimal_integer(&[]));
+    }
+}
