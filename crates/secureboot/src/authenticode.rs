@@ -237,6 +237,12 @@ impl<'a> AuthenticodeSignature<'a> {
         (content_ok && signed == Some(true)).then_some(true)
     }
 
+    /// Whether the strict reading of [`Self::verify_chain_fast`] accepted this SignedData
+    /// (then OpenSSL reads it too).
+    pub(crate) fn read_strictly(&self) -> bool {
+        self.strict.is_some()
+    }
+
     /// Whether [`Self::verify_chain_fast`] agrees with [`Self::verify_chain`] for the
     /// certificate `anchor` (DER); `None` when the fast path does not answer or OpenSSL
     /// cannot read `anchor`. For the differential fuzz target and tests.

@@ -416,7 +416,10 @@ fn forbidden_by_dbx(
             |(_, _, s)| matches!(s, Signature::X509Hash(a, _, _) if x509_hash_guid(a).is_some()),
         )
     });
-    if !tbs_hashes {
+    // Without TBS hashes in dbx the signature's certificates are not needed: OpenSSL reads
+    // them only to report a signature it cannot read as malformed, and the strict reading
+    // vouches that it can.
+    if !tbs_hashes && sig.read_strictly() {
         return Ok(None);
     }
     for cert in sig.certificates()? {

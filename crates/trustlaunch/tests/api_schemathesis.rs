@@ -26,6 +26,9 @@ fn generated_requests_to_every_operation_never_get_a_server_error() {
         .args(["--max-examples", "25", "--seed", "20261128"])
         .args(["--no-color"])
         .env("SCHEMATHESIS_TELEMETRY", "false")
+        // Schemathesis keeps a cache (.schemathesis/) in its working directory: not the
+        // source tree.
+        .current_dir(&s.dir)
         .output()
         .expect("schemathesis (scripts/test.sh installs it)");
     let text = format!(
