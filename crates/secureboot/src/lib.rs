@@ -35,6 +35,7 @@ pub mod hash;
 pub mod module_sig;
 pub mod pe;
 pub mod policy;
+mod rsa_public;
 pub mod sbat;
 pub mod sign;
 #[cfg(test)]

@@ -244,6 +244,21 @@ impl KnownDigests {
             None => pe.authenticode_digest(alg, flavor),
         }
     }
+
+    /// [`Self::digest`], remembering a digest it had to compute: an image signed twice with
+    /// the same algorithm (shim carries Microsoft's 2011 and 2023 signatures) is hashed once.
+    fn digest_once(
+        &mut self,
+        pe: &PeImage<'_>,
+        alg: HashAlgorithm,
+        flavor: DigestFlavor,
+    ) -> Result<Vec<u8>> {
+        let d = self.digest(pe, alg, flavor)?;
+        if !self.0.iter().any(|(a, f, _)| *a == alg && *f == flavor) {
+            self.insert(alg, flavor, d.clone());
+        }
+        Ok(d)
+    }
 }
 
 /// [`verify_image`], reusing digests the caller computed for this very image.
@@ -457,6 +472,7 @@ fn firmware(dbs: &Databases, image: &[u8], known: &KnownDigests) -> Result<Verdi
     }
     let mut allowed: Option<Authority> = None;
     let mut failure: Option<DenyReason> = None;
+    let mut digests = known.clone();
     for wc in pe.certificates()?.iter().filter(|c| c.is_pkcs7()) {
         let sig = match AuthenticodeSignature::parse(wc.data, wc.offset.saturating_add(8)) {
             Ok(s) if HashAlgorithm::AUTHENTICODE.contains(&s.image_hash_algorithm()) => s,
@@ -468,7 +484,7 @@ fn firmware(dbs: &Databases, image: &[u8], known: &KnownDigests) -> Result<Verdi
             }
         };
         let alg = sig.image_hash_algorithm();
-        let digest = known.digest(&pe, alg, DigestFlavor::Firmware)?;
+        let digest = digests.digest_once(&pe, alg, DigestFlavor::Firmware)?;
         let covers = sig.covers(alg, &digest);
         if let Some(reason) = forbidden_by_dbx(&sig, covers, &dbs.dbx)? {
             return denied(reason);

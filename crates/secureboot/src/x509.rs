@@ -341,26 +341,17 @@ pub(crate) fn canonical_cn(name: Tlv<'_>) -> Option<Vec<u8>> {
 }
 
 /// RSA PKCS#1 v1.5 verification of `signature` over `message` hashed with `hash`:
-/// `None` when the key is one the RSA implementation refuses (OpenSSL may accept it).
+/// `None` when the key or algorithm is one the fast implementation leaves to OpenSSL.
 pub(crate) fn rsa_verify(
     key: RsaKey<'_>,
     hash: HashAlgorithm,
     message: &[u8],
     signature: &[u8],
 ) -> Option<bool> {
-    use rsa::{BigUint, Pkcs1v15Sign, RsaPublicKey};
-    let public =
-        RsaPublicKey::new(BigUint::from_bytes_be(key.n), BigUint::from_bytes_be(key.e)).ok()?;
-    let scheme = match hash {
-        HashAlgorithm::Sha256 => Pkcs1v15Sign::new::<sha2::Sha256>(),
-        HashAlgorithm::Sha384 => Pkcs1v15Sign::new::<sha2::Sha384>(),
-        HashAlgorithm::Sha512 => Pkcs1v15Sign::new::<sha2::Sha512>(),
-        _ => return None,
-    };
-    Some(
-        public
-            .verify(scheme, &hash.digest(message), signature)
-            .is_ok(),
+    crate::rsa_public::PublicKey::new(key.n, key.e)?.verify_pkcs1v15(
+        hash,
+        &hash.digest(message),
+        signature,
     )
 }
 

@@ -274,7 +274,7 @@ pub fn run(cmd: SecurebootCommand) -> Result<ExitCode> {
     }))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+fn read(path: &Path) -> Result<super::files::Contents> {
     super::files::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
@@ -290,7 +290,7 @@ fn signature_lists(path: &Path) -> Result<Vec<SignatureList>> {
     } else if let Some(inner) = esl::strip_authentication_2(&bytes)? {
         return esl::parse(inner).with_context(|| format!("{}: .auth payload", path.display()));
     } else if openssl::x509::X509::from_der(&bytes).is_ok() {
-        vec![bytes]
+        vec![bytes.into_vec()]
     } else {
         return esl::parse(&bytes).with_context(|| {
             format!(
@@ -401,7 +401,7 @@ fn verify_module(
         }
     }
     if let Some(k) = &a.kernel_keys {
-        let kernel = uncompressed_kernel(read(k)?)
+        let kernel = uncompressed_kernel(read(k)?.into_vec())
             .with_context(|| format!("{}: decompressing the kernel", k.display()))?;
         let found = module_sig::embedded_certificates(&kernel);
         if found.is_empty() {
