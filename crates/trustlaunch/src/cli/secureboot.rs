@@ -22,12 +22,7 @@ const OWNER: Guid = Guid::parse("5472bd7e-5c1d-4b8e-9a44-7472757374ff");
 
 #[derive(Debug, Subcommand)]
 pub enum SecurebootCommand {
-    /// Decide whether IMAGE may run, as OVMF's firmware (EDK2) or, with --shim, as that shim
-    /// decides. IMAGE may be a PE/COFF image (shim, grub, a kernel) or a kernel module (.ko,
-    /// detected by its ELF header): a module is checked against a keyring made of the db
-    /// certificates, shim's vendor certificate, --mok lists, --key certificates and the
-    /// certificates built into --kernel-keys. Exit status: 0 allowed (prints the authority),
-    /// 1 denied (prints the reason), 2 usage or I/O error.
+    #[command(about = VERIFY_ABOUT)]
     Verify(VerifyArgs),
     /// Print IMAGE's Authenticode digest in lowercase hex (EDK2's computation; with
     /// --shim-unsigned, shim's, which pads an unsigned image to a multiple of 8 bytes).
@@ -95,6 +90,15 @@ pub enum VarsCommand {
     /// Write PK, KEK, db and/or dbx into a copy of VARS (as `enroll`).
     Enroll(EnrollArgs),
 }
+
+/// `secureboot verify`'s description (shared with the parser of that command alone).
+pub const VERIFY_ABOUT: &str =
+    "Decide whether IMAGE may run, as OVMF's firmware (EDK2) or, with --shim, as that shim \
+     decides. IMAGE may be a PE/COFF image (shim, grub, a kernel) or a kernel module (.ko, \
+     detected by its ELF header): a module is checked against a keyring made of the db \
+     certificates, shim's vendor certificate, --mok lists, --key certificates and the \
+     certificates built into --kernel-keys. Exit status: 0 allowed (prints the authority), 1 \
+     denied (prints the reason), 2 usage or I/O error";
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
