@@ -22,3 +22,22 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// build.rs links the unwinder statically: a panic still unwinds to catch_unwind
+    /// (without an unwinder the process aborts) and backtraces still walk the stack.
+    #[test]
+    fn panics_unwind_and_backtraces_walk_with_the_static_unwinder() {
+        let caught = std::panic::catch_unwind(|| {
+            let v: Vec<u8> = Vec::new();
+            std::hint::black_box(&v)[1]
+        });
+        assert!(caught.is_err());
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        assert!(
+            trace.contains("panics_unwind_and_backtraces_walk_with_the_static_unwinder"),
+            "{trace}"
+        );
+    }
+}
