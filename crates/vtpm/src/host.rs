@@ -628,13 +628,13 @@ impl Host {
         };
         let body = format!("{body}\n");
         let reason = reason(status);
-        let head = format!(
+        // Head and body in one write: each write can wake the client once more.
+        let answer = format!(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let _ = s.write_all(head.as_bytes());
-        let _ = s.write_all(body.as_bytes());
+        let _ = s.write_all(answer.as_bytes());
         let _ = s.flush();
         s.shutdown();
     }
