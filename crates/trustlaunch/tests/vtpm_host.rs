@@ -511,3 +511,36 @@ fn api_errors() {
     assert_eq!(status, 200);
     assert_eq!(v["instances"].as_array().map(Vec::len), Some(1));
 }
+
+/// The API is answered by a few workers (no thread per request): clients that connect and
+/// send nothing hold one worker each, the others keep answering, and a stalled client is
+/// answered 408 at the request deadline, freeing its worker.
+#[test]
+fn stalled_api_clients_hold_one_worker_each_until_the_deadline() {
+    let (_t, d) = dir();
+    let _host = start_host(&d);
+    let stalled: Vec<UnixStream> = (0..3)
+        .map(|_| UnixStream::connect(d.join("host.sock")).expect("connect"))
+        .collect();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (status, v) = api(&d, b"GET /v1/instances HTTP/1.1\r\n\r\n");
+        assert_eq!(status, 200, "{v}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "answered in {:?} beside three stalled clients",
+            t.elapsed()
+        );
+    }
+    let t = Instant::now();
+    for mut s in stalled {
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(12),
+        "stalled clients answered after {:?}",
+        t.elapsed()
+    );
+}

@@ -34,7 +34,7 @@
 use crate::instance::{Endorsement, FirstSave, Instance};
 use crate::key::KeyProvider;
 use crate::log::Log;
-use crate::net::{accept_loop, Endpoint, Listener, StopHandle, Stream};
+use crate::net::{Endpoint, Listener, StopHandle, Stream};
 use crate::state::StateDir;
 use crate::swtpm::{self, SocketConfig};
 use crate::ManufacturerCa;
@@ -60,6 +60,8 @@ pub const MAX_BODY: usize = 4 * 1024;
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// Stack of an idle instance's accept thread (it only polls and accepts).
 const INSTANCE_STACK: usize = 256 * 1024;
+/// Threads answering the management API (see [`Host::serve_api`]).
+const API_WORKERS: usize = 4;
 
 /// Whether `name` is a valid instance name: `[a-z0-9][a-z0-9-]{0,62}`.
 pub fn valid_name(name: &str) -> bool {
@@ -588,18 +590,73 @@ impl Host {
         })
     }
 
-    /// Serve the management API on `listener` until `stop` fires; one thread per request.
+    /// Serve the management API on `listener` until `stop` fires, with [`API_WORKERS`]
+    /// threads (this one included) that each accept a connection and answer it. The
+    /// listener is registered exclusively in each worker's epoll set, so a connection
+    /// wakes one idle worker, which answers it on the spot: no thread is started per
+    /// request, and a client that stalls holds one worker for at most the request deadline.
     pub fn serve_api(self: &Arc<Self>, listener: &Listener, stop: &StopHandle) -> io::Result<()> {
-        accept_loop(&[listener], stop, &self.log, |_, stream| {
-            let host = Arc::clone(self);
-            let spawned = std::thread::Builder::new()
-                .name("vtpm-host-api".into())
-                .spawn(move || host.handle_connection(stream));
-            if let Err(e) = spawned {
-                self.log
-                    .error(format_args!("API: cannot start a thread: {e}"));
-            }
+        listener.set_nonblocking(true)?;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (1..API_WORKERS)
+                .map(|i| {
+                    std::thread::Builder::new()
+                        .name(format!("vtpm-host-api-{i}"))
+                        .spawn_scoped(scope, move || self.api_worker(listener, stop))
+                })
+                .collect::<io::Result<_>>()?;
+            let mine = self.api_worker(listener, stop);
+            // A worker that failed (its epoll set could not be made) stops them all.
+            stop.stop();
+            workers.into_iter().fold(mine, |acc, w| {
+                acc.and(
+                    w.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("API worker panicked"))),
+                )
+            })
         })
+    }
+
+    fn api_worker(self: &Arc<Self>, listener: &Listener, stop: &StopHandle) -> io::Result<()> {
+        use rustix::event::epoll;
+        let set = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        epoll::add(
+            &set,
+            listener,
+            epoll::EventData::new_u64(0),
+            epoll::EventFlags::IN | epoll::EventFlags::EXCLUSIVE,
+        )?;
+        // The stop pipe stays readable once written: it wakes every worker.
+        epoll::add(
+            &set,
+            stop.wake_fd(),
+            epoll::EventData::new_u64(1),
+            epoll::EventFlags::IN,
+        )?;
+        let mut events = Vec::with_capacity(2);
+        while !stop.is_stopped() {
+            events.clear();
+            match epoll::wait(&set, rustix::buffer::spare_capacity(&mut events), None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if stop.is_stopped() {
+                break;
+            }
+            match listener.accept() {
+                Ok(stream) => self.handle_connection(stream),
+                // Another worker took it.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: back off a little rather than spin.
+                    self.log.warn(format_args!("API: accept: {e}"));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn handle_connection(self: &Arc<Self>, mut s: Stream) {
