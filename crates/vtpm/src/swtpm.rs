@@ -239,12 +239,7 @@ pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) ->
             }
         });
         let ctrl_result = match &config.ctrl {
-            Some(l) => accept_loop(&[l], &stop, &log, |_, stream| {
-                let sh = Arc::clone(&shared);
-                shared
-                    .conns
-                    .spawn("ctrl", stream, &log, move |s| serve_ctrl(&sh, s));
-            }),
+            Some(l) => serve_ctrl_loop(&shared, l, config.max_connections),
             None => {
                 stop.wait();
                 Ok(())
@@ -728,50 +723,118 @@ enum After {
     Shutdown,
 }
 
-fn serve_ctrl(sh: &Arc<Shared>, mut s: Stream) {
+/// The control channel's loop, on the thread that runs [`serve`]: accept connections and
+/// answer each request as it arrives, no thread per connection (QEMU keeps one control
+/// connection; swtpm_ioctl and libvirt open short ones). A request is read as soon as its
+/// first bytes are there (the rest within the control deadline), so a slow client delays
+/// only this instance's control channel, and only that long.
+fn serve_ctrl_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Result<()> {
     let log = sh.instance.log().clone();
-    let _ = s.set_write_timeout(Some(sh.request_timeout));
-    loop {
-        let (req, fds) = match read_ctrl_request(&mut s, sh.request_timeout) {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => {
-                log.info(format_args!("control connection closed: {e}"));
-                break;
+    listener.set_nonblocking(true)?;
+    let mut conns: Vec<Stream> = Vec::new();
+    while !sh.stop.is_stopped() {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 2);
+            fds.push(PollFd::new(listener, PollFlags::IN));
+            fds.push(PollFd::new(sh.stop.wake_fd(), PollFlags::IN));
+            for c in &conns {
+                fds.push(PollFd::new(c, PollFlags::IN));
             }
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            fds.iter().map(|f| !f.revents().is_empty()).collect()
         };
-        log.trace_bytes("ctrl: request", &req);
-        let (response, after) = handle_ctrl(sh, &req, fds);
-        log.write(
-            crate::log::level::DEBUG,
-            format_args!(
-                "ctrl: command {:#x} -> {}",
-                if req.len() >= 4 { be32(&req) } else { 0 },
-                if req.len() >= 4 && be32(&req) == cmd::GET_CAPABILITY {
-                    "capabilities".to_string()
-                } else {
-                    format!("result {:#x}", response.get(..4).map(be32).unwrap_or(0))
-                }
-            ),
-        );
-        log.trace_bytes("ctrl: response", &response);
-        if let Err(e) = s.write_all(&response) {
-            log.info(format_args!(
-                "control connection: cannot send response: {e}"
-            ));
+        if sh.stop.is_stopped() {
             break;
         }
-        match after {
-            After::Continue => {}
-            After::Close => break,
-            After::Shutdown => {
-                log.info("CMD_SHUTDOWN: stopping");
-                sh.stop.stop();
+        let mut keep = Vec::with_capacity(conns.len() + 1);
+        for (i, mut c) in conns.drain(..).enumerate() {
+            if !ready.get(i + 2).copied().unwrap_or(false) || ctrl_round(sh, &mut c) {
+                keep.push(c);
+            } else {
+                c.shutdown();
+            }
+            if sh.stop.is_stopped() {
                 break;
+            }
+        }
+        conns = keep;
+        if ready.first() == Some(&true) {
+            match listener.accept_nonblocking() {
+                Ok(s) if conns.len() >= max => {
+                    log.warn(format_args!(
+                        "ctrl: refusing connection: {max} already open"
+                    ));
+                    drop(s);
+                }
+                Ok(s) => match s.set_nonblocking(false) {
+                    Ok(()) => {
+                        let _ = s.set_write_timeout(Some(sh.request_timeout));
+                        conns.push(s);
+                    }
+                    Err(e) => log.warn(format_args!("ctrl: {e}")),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: back off a little rather than spin.
+                    log.warn(format_args!("accept on {}: {e}", listener.describe()));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         }
     }
-    s.shutdown();
+    for c in &conns {
+        c.shutdown();
+    }
+    Ok(())
+}
+
+/// Read one control request from `s` (it has bytes waiting, or was closed), answer it.
+/// false when the connection is done.
+fn ctrl_round(sh: &Arc<Shared>, s: &mut Stream) -> bool {
+    let log = sh.instance.log().clone();
+    let (req, fds) = match read_ctrl_request(s, sh.request_timeout) {
+        Ok(Some(r)) => r,
+        Ok(None) => return false,
+        Err(e) => {
+            log.info(format_args!("control connection closed: {e}"));
+            return false;
+        }
+    };
+    log.trace_bytes("ctrl: request", &req);
+    let (response, after) = handle_ctrl(sh, &req, fds);
+    log.write(
+        crate::log::level::DEBUG,
+        format_args!(
+            "ctrl: command {:#x} -> {}",
+            if req.len() >= 4 { be32(&req) } else { 0 },
+            if req.len() >= 4 && be32(&req) == cmd::GET_CAPABILITY {
+                "capabilities".to_string()
+            } else {
+                format!("result {:#x}", response.get(..4).map(be32).unwrap_or(0))
+            }
+        ),
+    );
+    log.trace_bytes("ctrl: response", &response);
+    if let Err(e) = s.write_all(&response) {
+        log.info(format_args!(
+            "control connection: cannot send response: {e}"
+        ));
+        return false;
+    }
+    match after {
+        After::Continue => true,
+        After::Close => false,
+        After::Shutdown => {
+            log.info("CMD_SHUTDOWN: stopping");
+            sh.stop.stop();
+            false
+        }
+    }
 }
 
 fn result(code: u32) -> Vec<u8> {
