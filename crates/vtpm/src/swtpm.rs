@@ -365,24 +365,15 @@ fn serve_data_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Res
         // more wait), accepted non-blocking in one system call and read at once: clients
         // send their command right after connecting.
         if ready.first() == Some(&true) {
-            match listener.accept_nonblocking() {
-                Ok(s) if conns.len() >= max => {
-                    log.warn(format_args!(
-                        "data: refusing connection: {max} already open"
-                    ));
-                    drop(s);
-                }
-                Ok(s) => conns.push(DataConn {
+            if let Some(s) = accept_below(listener, conns.len(), max, "data", &log) {
+                conns.push(DataConn {
                     stream: s,
                     input: Vec::new(),
                     begun: None,
                     output: Vec::new(),
                     written: 0,
                     close_after_write: false,
-                }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => log.warn(format_args!("accept on {}: {e}", listener.describe())),
+                });
             }
         }
         // Existing connections (those just accepted are polled next round, or read now).
@@ -411,6 +402,39 @@ fn serve_data_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Res
         c.stream.shutdown();
     }
     Ok(())
+}
+
+/// One connection accepted (non-blocking) from a listener the poll found ready, unless
+/// `open` connections already reach `max` (it is then closed at once). Errors other than
+/// "nothing there" are logged and followed by a short pause, so that a poll that stays
+/// ready (EMFILE) does not spin.
+fn accept_below(
+    listener: &Listener,
+    open: usize,
+    max: usize,
+    what: &str,
+    log: &Log,
+) -> Option<Stream> {
+    match listener.accept_nonblocking() {
+        Ok(s) if open >= max => {
+            log.warn(format_args!(
+                "{what}: refusing connection: {max} already open"
+            ));
+            drop(s);
+            None
+        }
+        Ok(s) => Some(s),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted =>
+        {
+            None
+        }
+        Err(e) => {
+            log.warn(format_args!("accept on {}: {e}", listener.describe()));
+            std::thread::sleep(Duration::from_millis(50));
+            None
+        }
+    }
 }
 
 /// Move one connection forward: finish a pending write, else read and execute complete
@@ -763,26 +787,13 @@ fn serve_ctrl_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Res
         }
         conns = keep;
         if ready.first() == Some(&true) {
-            match listener.accept_nonblocking() {
-                Ok(s) if conns.len() >= max => {
-                    log.warn(format_args!(
-                        "ctrl: refusing connection: {max} already open"
-                    ));
-                    drop(s);
-                }
-                Ok(s) => match s.set_nonblocking(false) {
+            if let Some(s) = accept_below(listener, conns.len(), max, "ctrl", &log) {
+                match s.set_nonblocking(false) {
                     Ok(()) => {
                         let _ = s.set_write_timeout(Some(sh.request_timeout));
                         conns.push(s);
                     }
                     Err(e) => log.warn(format_args!("ctrl: {e}")),
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EMFILE and friends: back off a little rather than spin.
-                    log.warn(format_args!("accept on {}: {e}", listener.describe()));
-                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
         }
