@@ -202,9 +202,9 @@ struct Shared {
     terminate: bool,
 }
 
-/// Serve `instance` until `stop` is triggered (or CMD_SHUTDOWN arrives): accept on the
-/// listeners, one thread per connection. On the way out, connections are closed and
-/// the state saved; an error saving it is returned.
+/// Serve `instance` until `stop` is triggered (or CMD_SHUTDOWN arrives): one event loop on
+/// this thread for the control and data channels (see `serve_loop`). On the way out,
+/// connections are closed and the state saved; an error saving it is returned.
 pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) -> Result<(), Error> {
     let log = instance.log().clone();
     let shared = Arc::new(Shared {
@@ -226,32 +226,35 @@ pub fn serve(instance: Arc<Instance>, config: SocketConfig, stop: StopHandle) ->
         log.info(format_args!("swtpm control channel on {}", l.describe()));
         listeners.push((l, true));
     }
-    // The data channel runs as one event loop (as a TPM runs one command at a time): no
-    // thread per connection, non-blocking reads so a slow client stalls nobody.
+    // One event loop per instance serves its control channel, its data listener and a data
+    // channel passed with CMD_SET_DATAFD (as a TPM runs one command at a time): no thread
+    // per connection, non-blocking data reads so a slow client stalls nobody. With
+    // --terminate the data listener's one connection is served on its own thread instead.
     let result = std::thread::scope(|scope| {
-        let data_loop = config.data.as_ref().map(|l| {
-            let sh = Arc::clone(&shared);
-            if config.terminate {
+        let (data, until_closed) = match &config.data {
+            Some(l) if config.terminate => {
+                let sh = Arc::clone(&shared);
                 let log = log.clone();
-                scope.spawn(move || serve_data_until_closed(&sh, l, &log))
-            } else {
-                scope.spawn(move || serve_data_loop(&sh, l, config.max_connections))
+                (
+                    None,
+                    Some(scope.spawn(move || serve_data_until_closed(&sh, l, &log))),
+                )
             }
-        });
-        let ctrl_result = match &config.ctrl {
-            Some(l) => serve_ctrl_loop(&shared, l, config.max_connections),
-            None => {
-                stop.wait();
-                Ok(())
-            }
+            other => (other.as_ref(), None),
+        };
+        let loop_result = if config.ctrl.is_some() || data.is_some() {
+            serve_loop(&shared, config.ctrl.as_ref(), data, config.max_connections)
+        } else {
+            stop.wait();
+            Ok(())
         };
         stop.stop();
-        let data_result = match data_loop.map(|h| h.join()) {
+        let data_result = match until_closed.map(|h| h.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(io::Error::other("data channel loop panicked")),
             None => Ok(()),
         };
-        ctrl_result.and(data_result)
+        loop_result.and(data_result)
     });
     let _ = &listeners;
     stop.stop();
@@ -318,34 +321,71 @@ fn frame(input: &[u8]) -> Framed {
     }
 }
 
-/// The data channel's event loop: accept, read whatever has arrived, execute each complete
-/// command, write responses without blocking; requests that stall past the request timeout
-/// are dropped. Runs until the stop handle fires.
-fn serve_data_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Result<()> {
+/// A connection of an instance's event loop.
+enum Conn {
+    Ctrl(Stream),
+    /// A data connection; `passed`: the channel CMD_SET_DATAFD handed over.
+    Data {
+        c: DataConn,
+        passed: bool,
+    },
+}
+
+fn data_conn(stream: Stream) -> DataConn {
+    DataConn {
+        stream,
+        input: Vec::new(),
+        begun: None,
+        output: Vec::new(),
+        written: 0,
+        close_after_write: false,
+    }
+}
+
+/// An instance's event loop: accept on its control and data listeners, answer control
+/// requests as they arrive (a request is read once its first bytes are there, the rest
+/// within the control deadline, so a stalled control client delays only this instance,
+/// only that long), read whatever data has arrived, execute each complete command, write
+/// responses without blocking; data requests that stall past the request timeout are
+/// dropped. Runs until the stop handle fires.
+fn serve_loop(
+    sh: &Arc<Shared>,
+    ctrl: Option<&Listener>,
+    data: Option<&Listener>,
+    max: usize,
+) -> io::Result<()> {
     let log = sh.instance.log().clone();
-    listener.set_nonblocking(true)?;
-    let mut conns: Vec<DataConn> = Vec::new();
-    let mut buf = vec![0u8; MAX_COMMAND_SIZE + 16];
+    for l in [ctrl, data].into_iter().flatten() {
+        l.set_nonblocking(true)?;
+    }
+    let mut conns: Vec<Conn> = Vec::new();
+    // The read buffer is allocated with the first data connection: an idle instance (most
+    // of a host's) keeps none.
+    let mut buf = Vec::new();
     while !sh.stop.is_stopped() {
         let now = Instant::now();
         let timeout = conns
             .iter()
-            .filter_map(|c| {
-                c.begun
-                    .map(|b| (b + sh.request_timeout).saturating_duration_since(now))
+            .filter_map(|c| match c {
+                Conn::Data { c, .. } => c.begun,
+                Conn::Ctrl(_) => None,
             })
+            .map(|b| (b + sh.request_timeout).saturating_duration_since(now))
             .min();
         let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 2);
-            fds.push(PollFd::new(listener, PollFlags::IN));
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 3);
             fds.push(PollFd::new(sh.stop.wake_fd(), PollFlags::IN));
+            for l in [ctrl, data].into_iter().flatten() {
+                fds.push(PollFd::new(l, PollFlags::IN));
+            }
             for c in &conns {
-                let flags = if c.written < c.output.len() {
-                    PollFlags::OUT
-                } else {
-                    PollFlags::IN
-                };
-                fds.push(PollFd::new(&c.stream, flags));
+                fds.push(match c {
+                    Conn::Ctrl(s) => PollFd::new(s, PollFlags::IN),
+                    Conn::Data { c, .. } if c.written < c.output.len() => {
+                        PollFd::new(&c.stream, PollFlags::OUT)
+                    }
+                    Conn::Data { c, .. } => PollFd::new(&c.stream, PollFlags::IN),
+                });
             }
             let ts = timeout.map(|t| rustix::event::Timespec {
                 tv_sec: t.as_secs() as i64,
@@ -361,45 +401,115 @@ fn serve_data_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Res
         if sh.stop.is_stopped() {
             break;
         }
-        // A new connection: one per wake-up (the poll is level-triggered and says again if
-        // more wait), accepted non-blocking in one system call and read at once: clients
-        // send their command right after connecting.
-        if ready.first() == Some(&true) {
-            if let Some(s) = accept_below(listener, conns.len(), max, "data", &log) {
-                conns.push(DataConn {
-                    stream: s,
-                    input: Vec::new(),
-                    begun: None,
-                    output: Vec::new(),
-                    written: 0,
-                    close_after_write: false,
-                });
-            }
-        }
-        // Existing connections (those just accepted are polled next round, or read now).
+        let listeners = usize::from(ctrl.is_some()) + usize::from(data.is_some());
+        // Existing connections first (those accepted below are read next round).
         let now = Instant::now();
-        let mut keep = Vec::with_capacity(conns.len());
-        for (i, mut c) in conns.drain(..).enumerate() {
-            let polled = ready.get(i + 2).copied().unwrap_or(true);
-            if polled && pump(sh, &mut c, &mut buf) {
-                keep.push(c);
-            } else if !polled {
-                if c.begun
-                    .is_some_and(|b| now.duration_since(b) >= sh.request_timeout)
-                {
-                    log.info("data: request incomplete at deadline; closing");
-                    c.stream.shutdown();
-                } else {
-                    keep.push(c);
+        let mut keep = Vec::with_capacity(conns.len() + 1);
+        for (i, conn) in conns.drain(..).enumerate() {
+            let polled = ready.get(1 + listeners + i).copied().unwrap_or(false);
+            match conn {
+                Conn::Ctrl(mut s) => {
+                    if !polled {
+                        keep.push(Conn::Ctrl(s));
+                        continue;
+                    }
+                    match ctrl_round(sh, &mut s) {
+                        CtrlNext::Keep => keep.push(Conn::Ctrl(s)),
+                        CtrlNext::Close => s.shutdown(),
+                        CtrlNext::Adopt(passed) => {
+                            keep.push(Conn::Ctrl(s));
+                            match passed.set_nonblocking(true) {
+                                Ok(()) => keep.push(Conn::Data {
+                                    c: data_conn(passed),
+                                    passed: true,
+                                }),
+                                Err(e) => {
+                                    log.warn(format_args!("CMD_SET_DATAFD: {e}"));
+                                    sh.datafd_active.store(false, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                    }
                 }
-            } else {
-                c.stream.shutdown();
+                Conn::Data { mut c, passed } => {
+                    if buf.is_empty() {
+                        buf.resize(MAX_COMMAND_SIZE + 16, 0);
+                    }
+                    let alive = if polled {
+                        pump(sh, &mut c, &mut buf)
+                    } else if c
+                        .begun
+                        .is_some_and(|b| now.duration_since(b) >= sh.request_timeout)
+                    {
+                        log.info("data: request incomplete at deadline; closing");
+                        false
+                    } else {
+                        true
+                    };
+                    if alive {
+                        keep.push(Conn::Data { c, passed });
+                    } else {
+                        c.stream.shutdown();
+                        if passed {
+                            sh.datafd_active.store(false, Ordering::SeqCst);
+                            if sh.terminate {
+                                log.info("data channel closed: terminating (--terminate)");
+                                sh.stop.stop();
+                            }
+                        }
+                    }
+                }
+            }
+            if sh.stop.is_stopped() {
+                break;
             }
         }
         conns = keep;
+        // A new connection: one per listener and wake-up (the poll is level-triggered and
+        // says again if more wait), accepted non-blocking; data clients send their command
+        // right after connecting.
+        let mut slot = 1;
+        for (l, is_ctrl) in [(ctrl, true), (data, false)] {
+            let Some(l) = l else { continue };
+            let is_ready = ready.get(slot).copied().unwrap_or(false);
+            slot += 1;
+            if !is_ready {
+                continue;
+            }
+            let open = conns
+                .iter()
+                .filter(|c| matches!(c, Conn::Ctrl(_)) == is_ctrl)
+                .count();
+            let what = if is_ctrl { "ctrl" } else { "data" };
+            let Some(s) = accept_below(l, open, max, what, &log) else {
+                continue;
+            };
+            if is_ctrl {
+                match s.set_nonblocking(false) {
+                    Ok(()) => {
+                        let _ = s.set_write_timeout(Some(sh.request_timeout));
+                        conns.push(Conn::Ctrl(s));
+                    }
+                    Err(e) => log.warn(format_args!("ctrl: {e}")),
+                }
+            } else {
+                conns.push(Conn::Data {
+                    c: data_conn(s),
+                    passed: false,
+                });
+            }
+        }
     }
     for c in &conns {
-        c.stream.shutdown();
+        match c {
+            Conn::Ctrl(s) => s.shutdown(),
+            Conn::Data { c, passed } => {
+                c.stream.shutdown();
+                if *passed {
+                    sh.datafd_active.store(false, Ordering::SeqCst);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -743,77 +853,29 @@ fn read_ctrl_request(
 /// What to do after a control response was sent.
 enum After {
     Continue,
+    /// Serve this data channel (CMD_SET_DATAFD answered with success).
+    ServeData(Stream),
     Close,
     Shutdown,
 }
 
-/// The control channel's loop, on the thread that runs [`serve`]: accept connections and
-/// answer each request as it arrives, no thread per connection (QEMU keeps one control
-/// connection; swtpm_ioctl and libvirt open short ones). A request is read as soon as its
-/// first bytes are there (the rest within the control deadline), so a slow client delays
-/// only this instance's control channel, and only that long.
-fn serve_ctrl_loop(sh: &Arc<Shared>, listener: &Listener, max: usize) -> io::Result<()> {
-    let log = sh.instance.log().clone();
-    listener.set_nonblocking(true)?;
-    let mut conns: Vec<Stream> = Vec::new();
-    while !sh.stop.is_stopped() {
-        let ready: Vec<bool> = {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 2);
-            fds.push(PollFd::new(listener, PollFlags::IN));
-            fds.push(PollFd::new(sh.stop.wake_fd(), PollFlags::IN));
-            for c in &conns {
-                fds.push(PollFd::new(c, PollFlags::IN));
-            }
-            match poll(&mut fds, None) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            fds.iter().map(|f| !f.revents().is_empty()).collect()
-        };
-        if sh.stop.is_stopped() {
-            break;
-        }
-        let mut keep = Vec::with_capacity(conns.len() + 1);
-        for (i, mut c) in conns.drain(..).enumerate() {
-            if !ready.get(i + 2).copied().unwrap_or(false) || ctrl_round(sh, &mut c) {
-                keep.push(c);
-            } else {
-                c.shutdown();
-            }
-            if sh.stop.is_stopped() {
-                break;
-            }
-        }
-        conns = keep;
-        if ready.first() == Some(&true) {
-            if let Some(s) = accept_below(listener, conns.len(), max, "ctrl", &log) {
-                match s.set_nonblocking(false) {
-                    Ok(()) => {
-                        let _ = s.set_write_timeout(Some(sh.request_timeout));
-                        conns.push(s);
-                    }
-                    Err(e) => log.warn(format_args!("ctrl: {e}")),
-                }
-            }
-        }
-    }
-    for c in &conns {
-        c.shutdown();
-    }
-    Ok(())
+/// What becomes of a control connection after a request.
+enum CtrlNext {
+    Keep,
+    Close,
+    /// Keep it, and serve this data channel (CMD_SET_DATAFD) in the same loop.
+    Adopt(Stream),
 }
 
 /// Read one control request from `s` (it has bytes waiting, or was closed), answer it.
-/// false when the connection is done.
-fn ctrl_round(sh: &Arc<Shared>, s: &mut Stream) -> bool {
+fn ctrl_round(sh: &Arc<Shared>, s: &mut Stream) -> CtrlNext {
     let log = sh.instance.log().clone();
     let (req, fds) = match read_ctrl_request(s, sh.request_timeout) {
         Ok(Some(r)) => r,
-        Ok(None) => return false,
+        Ok(None) => return CtrlNext::Close,
         Err(e) => {
             log.info(format_args!("control connection closed: {e}"));
-            return false;
+            return CtrlNext::Close;
         }
     };
     log.trace_bytes("ctrl: request", &req);
@@ -835,15 +897,19 @@ fn ctrl_round(sh: &Arc<Shared>, s: &mut Stream) -> bool {
         log.info(format_args!(
             "control connection: cannot send response: {e}"
         ));
-        return false;
+        if let After::ServeData(_) = after {
+            sh.datafd_active.store(false, Ordering::SeqCst);
+        }
+        return CtrlNext::Close;
     }
     match after {
-        After::Continue => true,
-        After::Close => false,
+        After::Continue => CtrlNext::Keep,
+        After::Close => CtrlNext::Close,
+        After::ServeData(data) => CtrlNext::Adopt(data),
         After::Shutdown => {
             log.info("CMD_SHUTDOWN: stopping");
             sh.stop.stop();
-            false
+            CtrlNext::Close
         }
     }
 }
@@ -1156,21 +1222,5 @@ fn set_datafd(sh: &Arc<Shared>, mut fds: Vec<OwnedFd>) -> (Vec<u8>, After) {
         return (result(res::IOERROR), After::Continue);
     }
     log.info("CMD_SET_DATAFD: serving the passed data channel");
-    let stream = Stream::from(fd);
-    let sh2 = Arc::clone(sh);
-    let started = sh.conns.spawn("datafd", stream, &log, move |s| {
-        serve_data(&sh2, s);
-        sh2.datafd_active.store(false, Ordering::SeqCst);
-        if sh2.terminate {
-            sh2.instance
-                .log()
-                .info("data channel closed: terminating (--terminate)");
-            sh2.stop.stop();
-        }
-    });
-    if !started {
-        sh.datafd_active.store(false, Ordering::SeqCst);
-        return (result(res::IOERROR), After::Continue);
-    }
-    (result(res::SUCCESS), After::Continue)
+    (result(res::SUCCESS), After::ServeData(Stream::from(fd)))
 }
