@@ -1,14 +1,15 @@
 //! `trustlaunch bench density`: the third vTPM issue's figures. One `trustlaunch vtpm host`
 //! with N idle instances created through its API, against one idle swtpm process: resident
 //! memory per idle instance (VmRSS before and after, over N), and the time from "create"
-//! to the first answered command (CMD_INIT, TPM2_Startup, TPM2_GetRandom) against starting
-//! an swtpm process and getting its first answer.
+//! to the first answered command against starting an swtpm process and getting its first
+//! answer. Both are started as QEMU starts its vTPM: the control socket only, the data
+//! channel passed over it with CMD_SET_DATAFD, then CMD_INIT, TPM2_Startup, TPM2_GetRandom.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{IoSlice, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -65,6 +66,30 @@ fn wait_for_socket(path: &Path, child: &mut Child) -> Result<UnixStream> {
         }
         std::thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// CMD_SET_DATAFD over a control connection, as QEMU does it: one end of a new socket pair
+/// passed with SCM_RIGHTS; the other end is the data channel.
+fn set_datafd(ctrl: &mut UnixStream) -> Result<UnixStream> {
+    let (mine, theirs) = UnixStream::pair()?;
+    let fds = [theirs.as_fd()];
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !ancillary.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+        bail!("CMD_SET_DATAFD: no room for the descriptor");
+    }
+    rustix::net::sendmsg(
+        &*ctrl,
+        &[IoSlice::new(&[0, 0, 0, 0x10])],
+        &mut ancillary,
+        rustix::net::SendFlags::empty(),
+    )?;
+    let mut r = [0u8; 4];
+    ctrl.read_exact(&mut r)?;
+    if r != [0; 4] {
+        bail!("CMD_SET_DATAFD answered {r:?}");
+    }
+    Ok(mine)
 }
 
 /// CMD_INIT over a control connection.
@@ -179,12 +204,11 @@ pub fn bench_density(a: &DensityBench) -> Result<ExitCode> {
             let v = call(
                 "POST",
                 "/v1/instances",
-                Some(&json!({"name": name, "tcp": true, "ek_cert": ek})),
+                Some(&json!({"name": name, "ek_cert": ek})),
             )?;
             let mut ctrl = UnixStream::connect(v["ctrl_socket"].as_str().unwrap_or(""))?;
+            let mut data = set_datafd(&mut ctrl)?;
             ctrl_init(&mut ctrl)?;
-            let mut data = TcpStream::connect(v["data_tcp"].as_str().unwrap_or(""))?;
-            data.set_nodelay(true)?;
             first_commands(&mut data)?;
             if ek { &mut ours_ek } else { &mut ours }.push(t.elapsed());
         }
@@ -193,13 +217,10 @@ pub fn bench_density(a: &DensityBench) -> Result<ExitCode> {
     for _ in 0..a.starts {
         let d = tempfile::tempdir()?;
         let ctrl_path = d.path().join("ctrl.sock");
-        let data_path = d.path().join("data.sock");
         let t = Instant::now();
         let mut child = Command::new(&a.swtpm)
             .args(["socket", "--tpm2", "--ctrl"])
             .arg(format!("type=unixio,path={}", ctrl_path.display()))
-            .arg("--server")
-            .arg(format!("type=unixio,path={}", data_path.display()))
             .arg("--tpmstate")
             .arg(format!("dir={}", d.path().display()))
             .stdin(Stdio::null())
@@ -207,8 +228,8 @@ pub fn bench_density(a: &DensityBench) -> Result<ExitCode> {
             .spawn()?;
         let mut ctrl = wait_for_socket(&ctrl_path, &mut child)?;
         let child = Kill(child);
+        let mut data = set_datafd(&mut ctrl)?;
         ctrl_init(&mut ctrl)?;
-        let mut data = UnixStream::connect(&data_path)?;
         first_commands(&mut data)?;
         theirs.push(t.elapsed());
         drop(child);
@@ -239,7 +260,8 @@ pub fn bench_density(a: &DensityBench) -> Result<ExitCode> {
     println!("  one idle swtpm process         {sw_rss:>9} KiB   ({mem_ratio:.1}x an instance)");
     println!();
     println!(
-        "create -> first answer (CMD_INIT, TPM2_Startup, TPM2_GetRandom), median of {}",
+        "create -> first answer (as QEMU starts a vTPM: CMD_SET_DATAFD, CMD_INIT, TPM2_Startup, \
+         TPM2_GetRandom), median of {}",
         a.starts
     );
     println!("  host instance, no EK           {ours_ms:>9.2} ms");
