@@ -170,33 +170,31 @@ impl PublicKey {
         }
     }
 
-    /// Montgomery product a * b * R^-1 mod n (CIOS), for a, b < n.
+    /// Montgomery product a * b * R^-1 mod n, for a, b < n: per word of b, a * b_i and the
+    /// reduction m * n are added in one pass (two carry chains) and the sum shifted down by
+    /// a word. The running sum stays below 2n, so it needs one word more than n.
     fn mul(&self, a: &[u64], b: &[u64]) -> Vec<u64> {
-        let n = &self.n;
+        let n = &self.n[..];
         let k = n.len();
-        let mut t = vec![0u64; k + 2];
+        // Equal lengths, stated once, let the compiler drop the loops' bounds checks.
+        let (a, b) = (&a[..k], &b[..k]);
+        let mut t = vec![0u64; k + 1];
         for &bi in b {
-            let mut c: u64 = 0;
-            for j in 0..k {
-                let x = u128::from(t[j]) + u128::from(a[j]) * u128::from(bi) + u128::from(c);
-                t[j] = x as u64;
-                c = (x >> 64) as u64;
-            }
-            let x = u128::from(t[k]) + u128::from(c);
-            t[k] = x as u64;
-            t[k + 1] = (x >> 64) as u64;
-            let m = t[0].wrapping_mul(self.n0_inv);
-            let x = u128::from(t[0]) + u128::from(m) * u128::from(n[0]);
-            let mut c = (x >> 64) as u64;
+            let x = u128::from(t[0]) + u128::from(a[0]) * u128::from(bi);
+            let m = (x as u64).wrapping_mul(self.n0_inv);
+            let y = u128::from(x as u64) + u128::from(m) * u128::from(n[0]);
+            let mut c1 = (x >> 64) as u64;
+            let mut c2 = (y >> 64) as u64;
             for j in 1..k {
-                let x = u128::from(t[j]) + u128::from(m) * u128::from(n[j]) + u128::from(c);
-                t[j - 1] = x as u64;
-                c = (x >> 64) as u64;
+                let x = u128::from(t[j]) + u128::from(a[j]) * u128::from(bi) + u128::from(c1);
+                c1 = (x >> 64) as u64;
+                let y = u128::from(x as u64) + u128::from(m) * u128::from(n[j]) + u128::from(c2);
+                c2 = (y >> 64) as u64;
+                t[j - 1] = y as u64;
             }
-            let x = u128::from(t[k]) + u128::from(c);
+            let x = u128::from(t[k]) + u128::from(c1) + u128::from(c2);
             t[k - 1] = x as u64;
-            t[k] = t[k + 1] + (x >> 64) as u64;
-            t[k + 1] = 0;
+            t[k] = (x >> 64) as u64;
         }
         let overflow = t[k] != 0;
         t.truncate(k);

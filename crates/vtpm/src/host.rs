@@ -135,6 +135,36 @@ struct Spare {
     ctrl: Listener,
 }
 
+/// What a parked thread is given to run: an instance's server.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread started ahead of a create, waiting for the instance it will serve: a create
+/// hands its server to a thread that is already running instead of starting one, whose
+/// start-up (stack, signal stack) would otherwise delay the instance's first answer. Parked
+/// threads are started by the API worker after it has answered a create, at normal
+/// priority (the spare-making thread runs at the lowest, which threads inherit).
+struct Parked {
+    job: std::sync::mpsc::SyncSender<Job>,
+    thread: JoinHandle<()>,
+}
+
+/// Threads kept parked.
+const PARKED: usize = 2;
+
+fn park_thread() -> io::Result<Parked> {
+    let (job, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
+    let thread = std::thread::Builder::new()
+        .name("vtpm-instance".into())
+        .stack_size(INSTANCE_STACK)
+        .spawn(move || {
+            // The host dropped its end: nothing to run.
+            if let Ok(job) = jobs.recv() {
+                job();
+            }
+        })?;
+    Ok(Parked { job, thread })
+}
+
 /// The prepared directories and the thread that makes them.
 #[derive(Default)]
 struct Spares {
@@ -153,6 +183,8 @@ pub struct Host {
     spares: Mutex<Spares>,
     spares_changed: Condvar,
     spare_serial: AtomicU64,
+    /// Threads started ahead of creates (see [`Parked`]).
+    parked: Mutex<Vec<Parked>>,
     /// Encryption of every instance's state at rest (each under its own derived key).
     key: Option<Arc<dyn KeyProvider>>,
     /// With a key: accept (and encrypt) instances whose state is still plaintext.
@@ -200,6 +232,7 @@ impl Host {
             instances: Mutex::new(BTreeMap::new()),
             creating: Mutex::new(BTreeSet::new()),
             spares: Mutex::new(Spares::default()),
+            parked: Mutex::new(Vec::new()),
             spares_changed: Condvar::new(),
             spare_serial: AtomicU64::new(0),
             key,
@@ -213,6 +246,7 @@ impl Host {
     /// the directory (after [`bind_api`] and [`Host::restore`]).
     pub fn keep_spares(self: &Arc<Self>, n: usize) -> io::Result<()> {
         lock(&self.spares).wanted = n;
+        self.refill_parked();
         let host = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("vtpm-host-spares".into())
@@ -271,6 +305,41 @@ impl Host {
             let _ = fs::remove_dir_all(&dir);
         }
         made
+    }
+
+    /// Run an instance's server on a parked thread, or on a new one if none is parked.
+    fn run_on_thread(&self, name: &str, job: Job) -> Result<JoinHandle<()>, ApiError> {
+        let parked = lock(&self.parked).pop();
+        let job = match parked {
+            Some(p) => match p.job.send(job) {
+                Ok(()) => return Ok(p.thread),
+                // The parked thread is gone (it cannot be, short of a bug): a new one.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        std::thread::Builder::new()
+            .name(format!("vtpm-{name}"))
+            .stack_size(INSTANCE_STACK)
+            .spawn(job)
+            .map_err(|e| err(500, format!("instance {name}: cannot start a thread: {e}")))
+    }
+
+    /// Start parked threads until [`PARKED`] wait (after a create was answered).
+    fn refill_parked(&self) {
+        loop {
+            if lock(&self.parked).len() >= PARKED || lock(&self.spares).stopped {
+                return;
+            }
+            match park_thread() {
+                Ok(p) => lock(&self.parked).push(p),
+                Err(e) => {
+                    self.log
+                        .warn(format_args!("cannot start a thread ahead of creates: {e}"));
+                    return;
+                }
+            }
+        }
     }
 
     fn take_spare(&self) -> Option<Spare> {
@@ -480,19 +549,16 @@ impl Host {
             let stop = stop.clone();
             let log = self.log.clone();
             let label = name.to_string();
-            std::thread::Builder::new()
-                .name(format!("vtpm-{name}"))
-                .stack_size(INSTANCE_STACK)
-                .spawn(move || {
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        swtpm::serve(instance, config, stop)
-                    })) {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => log.error(format_args!("instance {label}: {e}")),
-                        Err(_) => log.error(format_args!("instance {label}: server panicked")),
-                    }
-                })
-                .map_err(|e| err(500, format!("instance {name}: cannot start a thread: {e}")))?
+            let job: Job = Box::new(move || {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    swtpm::serve(instance, config, stop)
+                })) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => log.error(format_args!("instance {label}: {e}")),
+                    Err(_) => log.error(format_args!("instance {label}: server panicked")),
+                }
+            });
+            self.run_on_thread(name, job)?
         };
         let running = Running {
             instance,
@@ -571,6 +637,11 @@ impl Host {
         };
         self.spares_changed.notify_all();
         spares.into_iter().for_each(remove_spare);
+        // Their job senders dropped, parked threads return at once.
+        for p in std::mem::take(&mut *lock(&self.parked)) {
+            drop(p.job);
+            let _ = p.thread.join();
+        }
         let all = std::mem::take(&mut *lock(&self.instances));
         for r in all.values() {
             r.stop.stop();
@@ -694,6 +765,9 @@ impl Host {
         let _ = s.write_all(answer.as_bytes());
         let _ = s.flush();
         s.shutdown();
+        if status == 201 {
+            self.refill_parked();
+        }
     }
 
     fn route(self: &Arc<Self>, req: &Request) -> Result<(u16, Value), ApiError> {
