@@ -8,16 +8,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-missing=()
-for pkg in tpm2-tools swtpm swtpm-tools libtss2-dev libssl-dev pkg-config openssl xxd; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/lib/debian.sh
+ensure_packages tpm2-tools swtpm swtpm-tools libtss2-dev libssl-dev pkg-config openssl xxd
 
 cargo build --release --quiet -p trustlaunch
 bin=$PWD/target/release/trustlaunch

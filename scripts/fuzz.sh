@@ -35,6 +35,7 @@
 # FUZZ_SANITIZER=none|address (default none) picks the sanitizer.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/debian.sh
 
 TARGETS=(tpm_execute tpm_state eventlog_parse secureboot_pe secureboot_authenticode secureboot_esl secureboot_varstore)
 SANITIZER=${FUZZ_SANITIZER:-none}
@@ -53,11 +54,7 @@ ensure_tools() {
     fi
     if ! command -v c++ >/dev/null 2>&1; then
         echo "==> installing g++ (libfuzzer-sys compiles libFuzzer)"
-        local sudo=()
-        [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq --no-install-recommends g++ >/dev/null
+        apt_install g++
     fi
 }
 

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 started=$SECONDS
+source scripts/lib/debian.sh
 step() { printf '\n==> %s  [%ds]\n' "$*" "$((SECONDS - started))"; }
 
 # --- Tools the tests drive ---------------------------------------------------------------
@@ -27,12 +28,8 @@ done
 # unless a kubectl is already installed from elsewhere).
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if ((${#missing[@]})); then
-    sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     echo "installing: ${missing[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
 else
     echo "all present"
 fi
