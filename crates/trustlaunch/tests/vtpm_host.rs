@@ -383,6 +383,31 @@ fn creates_take_prepared_directories_and_save_before_anything_is_revealed() {
 
 /// NV_DefineSpace then NV_Write(`value`) on a started instance: revealing commands, so
 /// the state is saved before they are answered.
+/// Creates in a burst: the host makes prepared directories and threads only once creates
+/// pause, so a burst longer than what is prepared makes its own, and every instance serves.
+#[test]
+fn a_burst_of_creates_beyond_the_prepared_directories_is_served_and_they_are_made_again() {
+    let (_t, d) = dir();
+    let _host = start_host(&d);
+    wait_for_spares(&d, 4);
+    let created: Vec<serde_json::Value> = (0..10)
+        .map(|i| {
+            let (status, v) = post(&d, &format!(r#"{{"name":"burst-{i}","tcp":true}}"#));
+            assert_eq!(status, 201, "create burst-{i}: {v}");
+            v
+        })
+        .collect();
+    let mut sockets = std::collections::BTreeSet::new();
+    for v in &created {
+        let ctrl = PathBuf::from(v["ctrl_socket"].as_str().expect("ctrl_socket"));
+        assert_eq!(mode(&ctrl), 0o600);
+        assert!(sockets.insert(ctrl), "two instances share a control socket");
+        let mut t = Tpm::connect(v);
+        assert_eq!(t.get_random(), 0, "{}", v["name"]);
+    }
+    wait_for_spares(&d, 4);
+}
+
 fn define_and_write(t: &mut Tpm, value: u64) {
     let r = raw_tpm::transact(&mut t.data, &raw_tpm::nv_define()).expect("define");
     assert_eq!(raw_tpm::rc(&r), 0, "NV_DefineSpace");

@@ -141,8 +141,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A thread started ahead of a create, waiting for the instance it will serve: a create
 /// hands its server to a thread that is already running instead of starting one, whose
 /// start-up (stack, signal stack) would otherwise delay the instance's first answer. Parked
-/// threads are started by the API worker after it has answered a create, at normal
-/// priority (the spare-making thread runs at the lowest, which threads inherit).
+/// threads are started by the housekeeping thread (see [`QUIET`]).
 struct Parked {
     job: std::sync::mpsc::SyncSender<Job>,
     thread: JoinHandle<()>,
@@ -150,6 +149,34 @@ struct Parked {
 
 /// Threads kept parked.
 const PARKED: usize = 2;
+
+/// An instance's server, ready to run on its reserved thread. A create answers first and
+/// launches after: the client's next request (a connect to the bound control socket) does
+/// not wait for the hand-over. Dropping a launch launches it.
+#[must_use]
+struct Launch {
+    job: Option<(std::sync::mpsc::SyncSender<Job>, Job)>,
+}
+
+impl Launch {
+    fn go(mut self) {
+        self.send();
+    }
+
+    fn send(&mut self) {
+        if let Some((to, job)) = self.job.take() {
+            // A parked thread waits for exactly one job: the send cannot fail short of a
+            // bug, and then the job is dropped with the thread (the instance is not served).
+            let _ = to.send(job);
+        }
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
 
 fn park_thread() -> io::Result<Parked> {
     let (job, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
@@ -165,12 +192,24 @@ fn park_thread() -> io::Result<Parked> {
     Ok(Parked { job, thread })
 }
 
-/// The prepared directories and the thread that makes them.
+/// How long creates must have stopped before the housekeeping thread makes spares and
+/// starts parked threads. A new instance's first exchanges (CMD_SET_DATAFD, CMD_INIT,
+/// TPM2_Startup, ...) follow its create within a millisecond; work started beside them
+/// takes a CPU they would otherwise share with their client, and a thread woken behind it
+/// waits for the CPU, so the work waits for a pause. Creates that find nothing prepared
+/// make their directory and thread themselves.
+pub const QUIET: Duration = Duration::from_millis(5);
+
+/// The prepared directories, and what the housekeeping thread needs to know.
 #[derive(Default)]
 struct Spares {
     ready: Vec<Spare>,
     wanted: usize,
     stopped: bool,
+    /// When the last create started.
+    last_create: Option<Instant>,
+    /// The housekeeping thread has nothing to do: a create must wake it.
+    idle: bool,
 }
 
 /// The registry of a host's instances.
@@ -241,9 +280,10 @@ impl Host {
         }))
     }
 
-    /// Keep `n` prepared instance directories ready (see [`Spare`]) from now on, made by a
-    /// background thread; creates take one when there is one. Call it once the host owns
-    /// the directory (after [`bind_api`] and [`Host::restore`]).
+    /// Keep `n` prepared instance directories ready (see [`Spare`]) and [`PARKED`] threads
+    /// waiting from now on, made by a housekeeping thread once creates pause ([`QUIET`]);
+    /// creates take them when there are some. Call it once the host owns the directory
+    /// (after [`bind_api`] and [`Host::restore`]).
     pub fn keep_spares(self: &Arc<Self>, n: usize) -> io::Result<()> {
         lock(&self.spares).wanted = n;
         self.refill_parked();
@@ -251,12 +291,7 @@ impl Host {
         std::thread::Builder::new()
             .name("vtpm-host-spares".into())
             .stack_size(INSTANCE_STACK)
-            .spawn(move || {
-                // Spares are made in the background: the lowest priority keeps this thread off
-                // the CPUs that creates and the instances' traffic need (Linux: per thread).
-                let _ = rustix::process::nice(19);
-                host_spares_loop(host)
-            })
+            .spawn(move || housekeeping_loop(host))
             .map(drop)
     }
 }
@@ -307,25 +342,15 @@ impl Host {
         made
     }
 
-    /// Run an instance's server on a parked thread, or on a new one if none is parked.
-    fn run_on_thread(&self, name: &str, job: Job) -> Result<JoinHandle<()>, ApiError> {
-        let parked = lock(&self.parked).pop();
-        let job = match parked {
-            Some(p) => match p.job.send(job) {
-                Ok(()) => return Ok(p.thread),
-                // The parked thread is gone (it cannot be, short of a bug): a new one.
-                Err(std::sync::mpsc::SendError(job)) => job,
-            },
-            None => job,
-        };
-        std::thread::Builder::new()
-            .name(format!("vtpm-{name}"))
-            .stack_size(INSTANCE_STACK)
-            .spawn(job)
-            .map_err(|e| err(500, format!("instance {name}: cannot start a thread: {e}")))
+    /// A thread for an instance's server: a parked one, or a new one if none is parked.
+    fn reserve_thread(&self, name: &str) -> Result<Parked, ApiError> {
+        if let Some(p) = lock(&self.parked).pop() {
+            return Ok(p);
+        }
+        park_thread().map_err(|e| err(500, format!("instance {name}: cannot start a thread: {e}")))
     }
 
-    /// Start parked threads until [`PARKED`] wait (after a create was answered).
+    /// Start parked threads until [`PARKED`] wait.
     fn refill_parked(&self) {
         loop {
             if lock(&self.parked).len() >= PARKED || lock(&self.spares).stopped {
@@ -342,11 +367,19 @@ impl Host {
         }
     }
 
+    /// A prepared directory, if one is ready; notes the create for the housekeeping thread.
     fn take_spare(&self) -> Option<Spare> {
         let mut spares = lock(&self.spares);
-        let spare = spares.ready.pop();
-        self.spares_changed.notify_all();
-        spare
+        spares.last_create = Some(Instant::now());
+        spares.ready.pop()
+    }
+
+    /// After a create was answered: wake the housekeeping thread if it has stopped
+    /// watching (it starts its work once creates pause, see [`QUIET`]).
+    fn created(&self) {
+        if std::mem::take(&mut lock(&self.spares).idle) {
+            self.spares_changed.notify_all();
+        }
     }
 
     /// The host directory.
@@ -394,7 +427,10 @@ impl Host {
             };
             let port = cfg["tcp_port"].as_u64().and_then(|p| u16::try_from(p).ok());
             match self.start(&name, &opts, port, None) {
-                Ok(_) => n += 1,
+                Ok((_, launch)) => {
+                    launch.go();
+                    n += 1;
+                }
                 Err(e) => self
                     .log
                     .error(format_args!("instance {name}: not restored: {}", e.message)),
@@ -428,6 +464,18 @@ impl Host {
 
     /// Create and start a new instance.
     pub fn create(self: &Arc<Self>, name: &str, opts: &CreateOptions) -> Result<Value, ApiError> {
+        self.create_then_launch(name, opts).map(|(shown, launch)| {
+            launch.go();
+            shown
+        })
+    }
+
+    /// Create a new instance; its server starts when the [`Launch`] goes (or is dropped).
+    fn create_then_launch(
+        self: &Arc<Self>,
+        name: &str,
+        opts: &CreateOptions,
+    ) -> Result<(Value, Launch), ApiError> {
         if !valid_name(name) {
             return Err(bad_name(name));
         }
@@ -476,17 +524,17 @@ impl Host {
         result
     }
 
-    /// Open (or manufacture) the instance's TPM, bind its sockets and serve it.
-    /// `prepared`: the state directory and control socket of a [`Spare`] renamed into
-    /// place. A newly manufactured TPM is saved before its first revealing response
-    /// ([`FirstSave::BeforeReveal`]), not here.
+    /// Open (or manufacture) the instance's TPM, bind its sockets and register it; its
+    /// server runs once the returned [`Launch`] goes. `prepared`: the state directory and
+    /// control socket of a [`Spare`] renamed into place. A newly manufactured TPM is saved
+    /// before its first revealing response ([`FirstSave::BeforeReveal`]), not here.
     fn start(
         self: &Arc<Self>,
         name: &str,
         opts: &CreateOptions,
         port: Option<u16>,
         prepared: Option<(StateDir, Listener)>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Launch), ApiError> {
         let d = self.instance_dir(name);
         let ek_cert = opts.ek_cert.unwrap_or(self.ca_dir.is_some());
         let endorsement = self.endorsement(ek_cert)?;
@@ -544,7 +592,7 @@ impl Host {
         let stop = StopHandle::new().map_err(|e| err(500, format!("instance {name}: {e}")))?;
         let mut config = SocketConfig::new(data, Some(ctrl));
         config.max_connections = 16;
-        let thread = {
+        let (thread, launch) = {
             let instance = Arc::clone(&instance);
             let stop = stop.clone();
             let log = self.log.clone();
@@ -558,7 +606,11 @@ impl Host {
                     Err(_) => log.error(format_args!("instance {label}: server panicked")),
                 }
             });
-            self.run_on_thread(name, job)?
+            let Parked { job: to, thread } = self.reserve_thread(name)?;
+            let launch = Launch {
+                job: Some((to, job)),
+            };
+            (thread, launch)
         };
         let running = Running {
             instance,
@@ -571,7 +623,7 @@ impl Host {
         let shown = self.describe(name, &running);
         lock(&self.instances).insert(name.to_string(), running);
         self.log.info(format_args!("instance {name} started"));
-        Ok(shown)
+        Ok((shown, launch))
     }
 
     fn describe(&self, name: &str, r: &Running) -> Value {
@@ -734,8 +786,9 @@ impl Host {
         let _ = s.set_nonblocking(false);
         let _ = s.set_read_timeout(Some(REQUEST_DEADLINE));
         let _ = s.set_write_timeout(Some(REQUEST_DEADLINE));
+        let mut launch = None;
         let (status, body) = match read_request(&mut s) {
-            Ok(req) => match self.route(&req) {
+            Ok(req) => match self.route(&req, &mut launch) {
                 Ok((status, v)) => (status, v),
                 Err(e) => (e.status, json!({ "error": e.message })),
             },
@@ -765,12 +818,18 @@ impl Host {
         let _ = s.write_all(answer.as_bytes());
         let _ = s.flush();
         s.shutdown();
-        if status == 201 {
-            self.refill_parked();
+        if let Some(launch) = launch {
+            launch.go();
+            self.created();
         }
     }
 
-    fn route(self: &Arc<Self>, req: &Request) -> Result<(u16, Value), ApiError> {
+    /// Answer a request; a create leaves its instance's [`Launch`] in `launch`.
+    fn route(
+        self: &Arc<Self>,
+        req: &Request,
+        launch: &mut Option<Launch>,
+    ) -> Result<(u16, Value), ApiError> {
         let path = req.path.split('?').next().unwrap_or("");
         let method = req.method.as_str();
         match path {
@@ -782,7 +841,9 @@ impl Host {
                 "GET" => Ok((200, self.list())),
                 "POST" => {
                     let (name, opts) = parse_create(&req.body)?;
-                    self.create(&name, &opts).map(|v| (201, v))
+                    let (shown, go) = self.create_then_launch(&name, &opts)?;
+                    *launch = Some(go);
+                    Ok((201, shown))
                 }
                 _ => Err(err(405, format!("{method} {path}: use GET or POST"))),
             },
@@ -814,40 +875,72 @@ fn write_config(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.set_len(bytes.len() as u64)
 }
 
-/// The spare-making thread's loop: make spares while fewer than wanted are ready, until
-/// the host stops or is dropped.
-fn host_spares_loop(host: std::sync::Weak<Host>) {
+/// What the housekeeping thread does next.
+enum Chore {
+    Park,
+    Spare,
+}
+
+/// The housekeeping thread's loop: once creates have paused for [`QUIET`], start parked
+/// threads and make spares, one at a time, until [`PARKED`] threads wait and as many spares
+/// as wanted are ready; until the host stops or is dropped.
+fn housekeeping_loop(host: std::sync::Weak<Host>) {
     loop {
         let Some(host) = host.upgrade() else { return };
-        {
-            let spares = lock(&host.spares);
+        let parked_short = lock(&host.parked).len() < PARKED;
+        let chore = {
+            let mut spares = lock(&host.spares);
             if spares.stopped {
                 return;
             }
-            if spares.ready.len() >= spares.wanted {
-                // Woken by a take or a stop; the timeout only notices a dropped host.
-                let _ = host
-                    .spares_changed
-                    .wait_timeout(spares, Duration::from_secs(1));
+            let since = spares.last_create.map(|t| t.elapsed());
+            let wait = match since {
+                Some(since) if since < QUIET => QUIET - since,
+                _ if parked_short => Duration::ZERO,
+                _ if spares.ready.len() < spares.wanted => Duration::ZERO,
+                // Woken by a create or a stop; the timeout only notices a dropped host.
+                _ => {
+                    spares.idle = true;
+                    Duration::from_secs(1)
+                }
+            };
+            if !wait.is_zero() {
+                let _ = host.spares_changed.wait_timeout(spares, wait);
                 continue;
             }
-        }
-        match host.make_spare() {
-            Ok(spare) => {
-                let mut spares = lock(&host.spares);
-                if spares.stopped {
-                    drop(spares);
-                    remove_spare(spare);
-                    return;
+            if parked_short {
+                Chore::Park
+            } else {
+                Chore::Spare
+            }
+        };
+        match chore {
+            Chore::Park => match park_thread() {
+                Ok(p) => lock(&host.parked).push(p),
+                Err(e) => {
+                    host.log
+                        .warn(format_args!("cannot start a thread ahead of creates: {e}"));
+                    drop(host);
+                    std::thread::sleep(Duration::from_secs(1));
                 }
-                spares.ready.push(spare);
-            }
-            Err(e) => {
-                host.log
-                    .error(format_args!("cannot prepare an instance directory: {e}"));
-                drop(host);
-                std::thread::sleep(Duration::from_secs(1));
-            }
+            },
+            Chore::Spare => match host.make_spare() {
+                Ok(spare) => {
+                    let mut spares = lock(&host.spares);
+                    if spares.stopped {
+                        drop(spares);
+                        remove_spare(spare);
+                        return;
+                    }
+                    spares.ready.push(spare);
+                }
+                Err(e) => {
+                    host.log
+                        .error(format_args!("cannot prepare an instance directory: {e}"));
+                    drop(host);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            },
         }
     }
 }

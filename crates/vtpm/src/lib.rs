@@ -15,7 +15,9 @@
 //! - [`key`]: keys for encrypting the state at rest ([`key::KeyProvider`], the host key file).
 //!
 //! Servers run on the calling thread over listeners bound beforehand, and return when
-//! their [`StopHandle`] is triggered; each connection gets its own thread.
+//! their [`StopHandle`] is triggered. [`swtpm::serve`] is one event loop over all of an
+//! instance's connections (with `--terminate`, its one data connection has a thread of its
+//! own); [`mssim::serve`] gives each connection a thread.
 
 #![forbid(unsafe_code)]
 
