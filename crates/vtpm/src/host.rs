@@ -206,7 +206,7 @@ struct Spares {
     ready: Vec<Spare>,
     wanted: usize,
     stopped: bool,
-    /// When the last create started.
+    /// When the last create started or was answered.
     last_create: Option<Instant>,
     /// The housekeeping thread has nothing to do: a create must wake it.
     idle: bool,
@@ -374,10 +374,13 @@ impl Host {
         spares.ready.pop()
     }
 
-    /// After a create was answered: wake the housekeeping thread if it has stopped
-    /// watching (it starts its work once creates pause, see [`QUIET`]).
+    /// After a create was answered: the pause [`QUIET`] counts from here (a create can
+    /// take long, deriving EKs), and the housekeeping thread is woken if it stopped
+    /// watching.
     fn created(&self) {
-        if std::mem::take(&mut lock(&self.spares).idle) {
+        let mut spares = lock(&self.spares);
+        spares.last_create = Some(Instant::now());
+        if std::mem::take(&mut spares.idle) {
             self.spares_changed.notify_all();
         }
     }
@@ -466,6 +469,7 @@ impl Host {
     pub fn create(self: &Arc<Self>, name: &str, opts: &CreateOptions) -> Result<Value, ApiError> {
         self.create_then_launch(name, opts).map(|(shown, launch)| {
             launch.go();
+            self.created();
             shown
         })
     }
