@@ -408,6 +408,56 @@ fn a_burst_of_creates_beyond_the_prepared_directories_is_served_and_they_are_mad
     wait_for_spares(&d, 4);
 }
 
+/// Prepared directories come with a TPM manufactured ahead: a create asking for EK
+/// certificates has them derived into it, a create that does not gets a bare TPM.
+#[test]
+fn a_prepared_tpm_is_endorsed_only_when_the_create_asks() {
+    let (_t, d) = dir();
+    let ca = tempfile::tempdir().expect("tempdir");
+    let log = ca.path().join("host.log");
+    let child = Command::new(EXE)
+        .args(["vtpm", "host", "--log-level", "2", "--ca-dir"])
+        .arg(ca.path())
+        .arg("--dir")
+        .arg(&d)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start the host");
+    let _host = Host(child);
+    let prepared = wait_for_spares(&d, 4);
+    let (status, ek) = post(&d, r#"{"name":"with-ek","tcp":true,"ek_cert":true}"#);
+    assert_eq!(status, 201, "{ek}");
+    let (status, bare) = post(&d, r#"{"name":"bare","tcp":true,"ek_cert":false}"#);
+    assert_eq!(status, 201, "{bare}");
+    for v in [&ek, &bare] {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(v["ctrl_socket"].as_str().expect("ctrl")).expect("stat");
+        assert!(
+            prepared.iter().any(|(_, i)| *i == ino.ino()),
+            "{} did not take a prepared directory",
+            v["name"]
+        );
+    }
+    // TPM2_NV_ReadPublic of the RSA EK certificate's index (0x01C00002).
+    let read_public = [
+        0x80, 0x01, 0, 0, 0, 0x0e, 0, 0, 0x01, 0x69, 0x01, 0xc0, 0, 0x02,
+    ];
+    assert_eq!(Tpm::connect(&ek).rc(&read_public), 0, "no EK certificate");
+    // TPM_RC_HANDLE for handle 1: no such index.
+    assert_eq!(
+        Tpm::connect(&bare).rc(&read_public),
+        0x18b,
+        "a bare TPM has an EK certificate"
+    );
+    let log = std::fs::read_to_string(&log).expect("host log");
+    for name in ["with-ek", "bare"] {
+        let state = d.join("instances").join(name).join("state");
+        let line = format!("a new TPM (manufactured ahead) in {}", state.display());
+        assert!(log.contains(&line), "no {line:?} in the host's log:\n{log}");
+    }
+}
+
 fn define_and_write(t: &mut Tpm, value: u64) {
     let r = raw_tpm::transact(&mut t.data, &raw_tpm::nv_define()).expect("define");
     assert_eq!(raw_tpm::rc(&r), 0, "NV_DefineSpace");

@@ -8,8 +8,9 @@
 //! [`crate::swtpm::serve`] on its own thread with its own [`StopHandle`]: instances share
 //! no state, and a failure (an engine panic answers TPM_RC_FAILURE) stays in its instance.
 //! With a key ([`Host::with_state_key`]) each instance's state is encrypted at rest under
-//! the key given for its name. Creates take a prepared directory ([`Host::keep_spares`]),
-//! and a new TPM is saved before its first revealing answer, so a create writes nothing.
+//! the key given for its name. Creates take a prepared directory and a TPM manufactured
+//! ahead ([`Host::keep_spares`]), and a new TPM is saved before its first revealing answer,
+//! so a create's only file-system work is a rename and writing `instance.json`.
 //!
 //! # Management API
 //!
@@ -31,7 +32,7 @@
 //! "data_tcp" (address or null), "serving", "running", "locality", "established",
 //! "ek_cert", "host_pid"}`. Errors are `{"error": MESSAGE}`.
 
-use crate::instance::{Endorsement, FirstSave, Instance};
+use crate::instance::{Endorsement, FirstSave, Instance, NewTpm};
 use crate::key::KeyProvider;
 use crate::log::Log;
 use crate::net::{Endpoint, Listener, StopHandle, Stream};
@@ -124,15 +125,23 @@ const SPARES_DIR: &str = "spares";
 const BUILDING_DIR: &str = "building";
 
 /// An instance directory made ahead of a create, off the request's path: the directory
-/// and its state directory (opened and locked), an empty `instance.json`, and the control
-/// socket bound with mode 0600. A create renames it into place, so the request's only
-/// file-system work is that rename (allocating the inodes costs far more on a busy file
-/// system). It holds no TPM: the instance's TPM is manufactured at create. A spare is
-/// never reused across host starts (`restore` removes any left behind).
+/// and its state directory (opened and locked), an empty `instance.json` (kept open), the
+/// control socket bound with mode 0600, and a TPM manufactured in memory (unendorsed: a
+/// create asking for EKs derives them). A create renames the directory into place, so the
+/// request's only file-system work is that rename (allocating the inodes costs far more on
+/// a busy file system). A spare is never reused across host starts (`restore` removes any
+/// left behind, and its TPM was never saved).
 struct Spare {
     dir: PathBuf,
+    prepared: Prepared,
+}
+
+/// What a [`Spare`] gives its instance.
+struct Prepared {
     state: StateDir,
     ctrl: Listener,
+    config: fs::File,
+    tpm: Option<NewTpm>,
 }
 
 /// What a parked thread is given to run: an instance's server.
@@ -314,7 +323,7 @@ impl Host {
                 .create(dir.join("state"))?;
             let state = StateDir::open(dir.join("state")).map_err(io::Error::other)?;
             state.prepare()?;
-            fs::OpenOptions::new()
+            let config = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
@@ -325,6 +334,12 @@ impl Host {
                 uid: None,
                 gid: None,
             })?;
+            let tpm = NewTpm::manufacture()
+                .map_err(|e| {
+                    self.log
+                        .error(format_args!("cannot manufacture a TPM: {e}"))
+                })
+                .ok();
             let ready = self.dir.join(SPARES_DIR).join(&name);
             fs::rename(&dir, &ready)?;
             let mut state = state;
@@ -332,8 +347,12 @@ impl Host {
             ctrl.relocate(ready.join("ctrl.sock"));
             Ok(Spare {
                 dir: ready,
-                state,
-                ctrl,
+                prepared: Prepared {
+                    state,
+                    ctrl,
+                    config,
+                    tpm,
+                },
             })
         })();
         if made.is_err() {
@@ -499,9 +518,9 @@ impl Host {
             .take_spare()
             .and_then(|mut spare| match fs::rename(&spare.dir, &d) {
                 Ok(()) => {
-                    spare.state.relocate(d.join("state"));
-                    spare.ctrl.relocate(d.join("ctrl.sock"));
-                    Some((spare.state, spare.ctrl))
+                    spare.prepared.state.relocate(d.join("state"));
+                    spare.prepared.ctrl.relocate(d.join("ctrl.sock"));
+                    Some(spare.prepared)
                 }
                 Err(e) => {
                     self.log.error(format_args!(
@@ -529,22 +548,22 @@ impl Host {
     }
 
     /// Open (or manufacture) the instance's TPM, bind its sockets and register it; its
-    /// server runs once the returned [`Launch`] goes. `prepared`: the state directory and
-    /// control socket of a [`Spare`] renamed into place. A newly manufactured TPM is saved
-    /// before its first revealing response ([`FirstSave::BeforeReveal`]), not here.
+    /// server runs once the returned [`Launch`] goes. `prepared`: what a [`Spare`] renamed
+    /// into place holds. A new TPM is saved before its first revealing response
+    /// ([`FirstSave::BeforeReveal`]), not here.
     fn start(
         self: &Arc<Self>,
         name: &str,
         opts: &CreateOptions,
         port: Option<u16>,
-        prepared: Option<(StateDir, Listener)>,
+        prepared: Option<Prepared>,
     ) -> Result<(Value, Launch), ApiError> {
         let d = self.instance_dir(name);
         let ek_cert = opts.ek_cert.unwrap_or(self.ca_dir.is_some());
         let endorsement = self.endorsement(ek_cert)?;
         let ctrl_path = d.join("ctrl.sock");
-        let (state, ctrl) = match prepared {
-            Some(p) => p,
+        let (state, ctrl, config, new_tpm) = match prepared {
+            Some(p) => (p.state, p.ctrl, Some(p.config), p.tpm),
             None => {
                 fs::DirBuilder::new()
                     .recursive(true)
@@ -565,7 +584,7 @@ impl Host {
                         format!("instance {name}: cannot bind {}: {e}", ctrl_path.display()),
                     )
                 })?;
-                (state, ctrl)
+                (state, ctrl, None, None)
             }
         };
         let state = match &self.key {
@@ -577,7 +596,7 @@ impl Host {
         };
         let log = self.log.clone();
         let instance = Arc::new(
-            Instance::open_with_first_save(state, log, &endorsement, FirstSave::BeforeReveal)
+            Instance::open_prepared(state, log, &endorsement, FirstSave::BeforeReveal, new_tpm)
                 .map_err(|e| err(500, format!("instance {name}: {e}")))?,
         );
         let (data, tcp) = if opts.tcp {
@@ -591,8 +610,12 @@ impl Host {
             (None, None)
         };
         let cfg = json!({"tcp": opts.tcp, "tcp_port": tcp.map(|a| a.port()), "ek_cert": ek_cert});
-        write_config(&d.join("instance.json"), cfg.to_string().as_bytes())
-            .map_err(|e| err(500, format!("instance {name}: {e}")))?;
+        let cfg = cfg.to_string();
+        match config {
+            Some(f) => write_config_to(&f, cfg.as_bytes()),
+            None => write_config(&d.join("instance.json"), cfg.as_bytes()),
+        }
+        .map_err(|e| err(500, format!("instance {name}: {e}")))?;
         let stop = StopHandle::new().map_err(|e| err(500, format!("instance {name}: {e}")))?;
         let mut config = SocketConfig::new(data, Some(ctrl));
         config.max_connections = 16;
@@ -869,13 +892,18 @@ impl Host {
 /// (ext4 flushes a file truncated to zero when it is closed, a disk write on the create
 /// path for a file nothing reads until the next start).
 fn write_config(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)?;
-    f.write_all(bytes)?;
+    write_config_to(&f, bytes)
+}
+
+fn write_config_to(f: &fs::File, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(bytes, 0)?;
     f.set_len(bytes.len() as u64)
 }
 
@@ -950,8 +978,8 @@ fn housekeeping_loop(host: std::sync::Weak<Host>) {
 }
 
 fn remove_spare(spare: Spare) {
-    let Spare { dir, state, ctrl } = spare;
-    drop((state, ctrl));
+    let Spare { dir, prepared } = spare;
+    drop(prepared);
     let _ = fs::remove_dir_all(dir);
 }
 

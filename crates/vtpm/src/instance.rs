@@ -215,6 +215,24 @@ fn endorse(tpm: &mut Tpm, endorsement: &Endorsement, log: &Log) -> Result<(), Er
     Ok(())
 }
 
+/// A TPM manufactured ahead of the instance that will hold it, unendorsed and never
+/// powered on: [`Instance::open_prepared`] takes it instead of manufacturing one while a
+/// create waits (the vTPM host keeps some with its prepared directories).
+pub struct NewTpm(Tpm);
+
+impl NewTpm {
+    /// Manufacture a TPM with fresh seeds.
+    pub fn manufacture() -> Result<NewTpm, Error> {
+        Ok(NewTpm(Tpm::manufacture(&entropy()?)))
+    }
+}
+
+impl std::fmt::Debug for NewTpm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewTpm")
+    }
+}
+
 impl Instance {
     /// Restore the TPM from `dir`, or manufacture a new (unendorsed) one and persist it at
     /// once if the directory holds no state. See [`Instance::open_with`].
@@ -243,10 +261,22 @@ impl Instance {
         endorsement: &Endorsement,
         first_save: FirstSave,
     ) -> Result<Instance, Error> {
-        let seed = entropy()?;
+        Self::open_prepared(dir, log, endorsement, first_save, None)
+    }
+
+    /// As [`Instance::open_with_first_save`]; a directory without state gets `new` (then
+    /// endorsed) if given, instead of a TPM manufactured here. A directory with state
+    /// restores it and drops `new`.
+    pub fn open_prepared(
+        dir: StateDir,
+        log: Log,
+        endorsement: &Endorsement,
+        first_save: FirstSave,
+        new: Option<NewTpm>,
+    ) -> Result<Instance, Error> {
         let (tpm, fresh) = match dir.load()? {
             Some(blob) => {
-                let tpm = Tpm::restore(&blob, &seed).map_err(|error| Error::Restore {
+                let tpm = Tpm::restore(&blob, &entropy()?).map_err(|error| Error::Restore {
                     path: dir.state_file(),
                     error,
                 })?;
@@ -257,11 +287,22 @@ impl Instance {
                 (tpm, false)
             }
             None => {
-                log.info(format_args!(
-                    "manufacturing a new TPM in {}",
-                    dir.path().display()
-                ));
-                let mut tpm = Tpm::manufacture(&seed);
+                let mut tpm = match new {
+                    Some(NewTpm(tpm)) => {
+                        log.info(format_args!(
+                            "a new TPM (manufactured ahead) in {}",
+                            dir.path().display()
+                        ));
+                        tpm
+                    }
+                    None => {
+                        log.info(format_args!(
+                            "manufacturing a new TPM in {}",
+                            dir.path().display()
+                        ));
+                        Tpm::manufacture(&entropy()?)
+                    }
+                };
                 endorse(&mut tpm, endorsement, &log)?;
                 (tpm, true)
             }

@@ -38,7 +38,7 @@ pub mod swtpm;
 pub mod volatile;
 
 pub use ca::ManufacturerCa;
-pub use instance::{Endorsement, Instance, StartupType};
+pub use instance::{Endorsement, Instance, NewTpm, StartupType};
 pub use log::Log;
 pub use net::{Endpoint, Listener, StopHandle};
 pub use state::{StateDir, StateDirError};

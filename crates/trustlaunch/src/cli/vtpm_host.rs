@@ -60,7 +60,8 @@ pub struct HostArgs {
     /// once (without this they are refused and left on disk untouched).
     #[arg(long, requires = "key")]
     encrypt_existing_state: bool,
-    /// Log level (0: errors only).
+    /// Log level on standard error: 0 nothing, 1 errors and warnings, 2 instances created,
+    /// started and stopped, 3 every command, 4 hex dumps.
     #[arg(long, default_value_t = 1)]
     log_level: u32,
 }
