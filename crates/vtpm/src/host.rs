@@ -205,8 +205,9 @@ fn park_thread() -> io::Result<Parked> {
 /// starts parked threads. A new instance's first exchanges (CMD_SET_DATAFD, CMD_INIT,
 /// TPM2_Startup, ...) follow its create within a millisecond; work started beside them
 /// takes a CPU they would otherwise share with their client, and a thread woken behind it
-/// waits for the CPU, so the work waits for a pause. Creates that find nothing prepared
-/// make their directory and thread themselves.
+/// waits for the CPU, so the work waits for a pause, unless a burst of creates has used up
+/// every prepared directory (then throughput matters more). Creates that find nothing
+/// prepared make their directory and thread themselves.
 pub const QUIET: Duration = Duration::from_millis(5);
 
 /// The prepared directories, and what the housekeeping thread needs to know.
@@ -913,9 +914,10 @@ enum Chore {
     Spare,
 }
 
-/// The housekeeping thread's loop: once creates have paused for [`QUIET`], start parked
-/// threads and make spares, one at a time, until [`PARKED`] threads wait and as many spares
-/// as wanted are ready; until the host stops or is dropped.
+/// The housekeeping thread's loop: once creates have paused for [`QUIET`] (at once when a
+/// burst used up every spare), start parked threads and make spares, one at a time, until
+/// [`PARKED`] threads wait and as many spares as wanted are ready; until the host stops or
+/// is dropped.
 fn housekeeping_loop(host: std::sync::Weak<Host>) {
     loop {
         let Some(host) = host.upgrade() else { return };
@@ -927,7 +929,8 @@ fn housekeeping_loop(host: std::sync::Weak<Host>) {
             }
             let since = spares.last_create.map(|t| t.elapsed());
             let wait = match since {
-                Some(since) if since < QUIET => QUIET - since,
+                // A burst that used up every spare: make more at once.
+                Some(since) if since < QUIET && !spares.ready.is_empty() => QUIET - since,
                 _ if parked_short => Duration::ZERO,
                 _ if spares.ready.len() < spares.wanted => Duration::ZERO,
                 // Woken by a create or a stop; the timeout only notices a dropped host.

@@ -27,7 +27,8 @@ pub enum BenchCommand {
     /// repeated), through the same tpm2-tss client.
     Keys(super::bench_keys::KeysBench),
     /// vTPM density against swtpm: resident memory per idle instance of one `vtpm host`, and
-    /// instance create to first answer against an swtpm process start.
+    /// instance create to first answer against an swtpm process start (back to back, and
+    /// each after 10 ms at rest).
     Density(super::bench_density::DensityBench),
     /// Whole-process `trustlaunch eventlog replay LOG` against `tpm2_eventlog LOG`.
     Eventlog(super::bench_eventlog::EventlogBench),
