@@ -458,6 +458,57 @@ fn a_prepared_tpm_is_endorsed_only_when_the_create_asks() {
     }
 }
 
+/// A directory already in an instance's place (one that did not restore, or an empty one)
+/// makes its create a 409, whether the create takes a prepared directory or makes one,
+/// and is left as it was; the prepared directory is not lost.
+#[test]
+fn a_create_never_replaces_a_directory_in_its_place() {
+    let (_t, d) = dir();
+    std::fs::create_dir_all(d.join("instances/kept/state")).expect("mkdir");
+    std::fs::write(d.join("instances/kept/state/tpm2-state.bin"), b"not ours").expect("write");
+    std::fs::create_dir_all(d.join("instances/empty")).expect("mkdir");
+    let _host = start_host(&d);
+    let before = wait_for_spares(&d, 4);
+    for name in ["kept", "empty"] {
+        let (status, v) = post(&d, &format!(r#"{{"name":"{name}"}}"#));
+        assert_eq!(status, 409, "{name}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .expect("message")
+                .contains("already exists"),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(d.join("instances/kept/state/tpm2-state.bin")).expect("kept"),
+        b"not ours"
+    );
+    assert!(d.join("instances/empty").is_dir());
+    assert_eq!(
+        std::fs::read_dir(d.join("instances/empty"))
+            .expect("ls")
+            .count(),
+        0
+    );
+    // The prepared directories the refused creates took are back.
+    let mut after = spares(&d);
+    let mut before = before;
+    after.sort();
+    before.sort();
+    assert_eq!(after, before);
+    // With no prepared directory left, the create that makes its own is refused alike.
+    for i in 0..4 {
+        assert_eq!(post(&d, &format!(r#"{{"name":"use-{i}"}}"#)).0, 201);
+    }
+    let (status, v) = post(&d, r#"{"name":"kept"}"#);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(
+        std::fs::read(d.join("instances/kept/state/tpm2-state.bin")).expect("kept"),
+        b"not ours"
+    );
+}
+
 fn define_and_write(t: &mut Tpm, value: u64) {
     let r = raw_tpm::transact(&mut t.data, &raw_tpm::nv_define()).expect("define");
     assert_eq!(raw_tpm::rc(&r), 0, "NV_DefineSpace");

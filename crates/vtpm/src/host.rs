@@ -503,25 +503,39 @@ impl Host {
         if !valid_name(name) {
             return Err(bad_name(name));
         }
+        let exists = || err(409, format!("instance {name} already exists"));
         {
             let instances = lock(&self.instances);
             let mut creating = lock(&self.creating);
-            if instances.contains_key(name)
-                || creating.contains(name)
-                || self.instance_dir(name).exists()
-            {
-                return Err(err(409, format!("instance {name} already exists")));
+            if instances.contains_key(name) || creating.contains(name) {
+                return Err(exists());
             }
             creating.insert(name.to_string());
         }
+        let result = self.create_dir_and_start(name, opts);
+        lock(&self.creating).remove(name);
+        result.map_err(|e| e.unwrap_or_else(exists))
+    }
+
+    /// Put the instance's directory in place (a prepared one, renamed without replacing
+    /// anything, or a new one) and start it. `Err(None)`: a directory of that name is
+    /// already there (an instance that did not restore, say), and is left alone.
+    fn create_dir_and_start(
+        self: &Arc<Self>,
+        name: &str,
+        opts: &CreateOptions,
+    ) -> Result<(Value, Launch), Option<ApiError>> {
         let d = self.instance_dir(name);
-        let prepared = self
-            .take_spare()
-            .and_then(|mut spare| match fs::rename(&spare.dir, &d) {
+        let prepared = match self.take_spare() {
+            Some(mut spare) => match rename_noreplace(&spare.dir, &d) {
                 Ok(()) => {
                     spare.prepared.state.relocate(d.join("state"));
                     spare.prepared.ctrl.relocate(d.join("ctrl.sock"));
                     Some(spare.prepared)
+                }
+                Err(e) if is_exists(&e) => {
+                    lock(&self.spares).ready.push(spare);
+                    return Err(None);
                 }
                 Err(e) => {
                     self.log.error(format_args!(
@@ -532,20 +546,26 @@ impl Host {
                     remove_spare(spare);
                     None
                 }
-            });
-        let result = match prepared {
-            Some(prepared) => self.start(name, opts, None, Some(prepared)),
-            None => fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&d)
-                .map_err(|e| err(500, format!("cannot create {}: {e}", d.display())))
-                .and_then(|()| self.start(name, opts, None, None)),
+            },
+            None => None,
         };
-        if result.is_err() {
-            let _ = fs::remove_dir_all(self.instance_dir(name));
+        if prepared.is_none() {
+            match fs::DirBuilder::new().mode(0o700).create(&d) {
+                Ok(()) => {}
+                Err(e) if is_exists(&e) => return Err(None),
+                Err(e) => {
+                    return Err(Some(err(
+                        500,
+                        format!("cannot create {}: {e}", d.display()),
+                    )))
+                }
+            }
         }
-        lock(&self.creating).remove(name);
-        result
+        // The directory is this create's own from here: a failure removes it.
+        self.start(name, opts, None, prepared).map_err(|e| {
+            let _ = fs::remove_dir_all(&d);
+            Some(e)
+        })
     }
 
     /// Open (or manufacture) the instance's TPM, bind its sockets and register it; its
@@ -613,7 +633,11 @@ impl Host {
         let cfg = json!({"tcp": opts.tcp, "tcp_port": tcp.map(|a| a.port()), "ek_cert": ek_cert});
         let cfg = cfg.to_string();
         match config {
-            Some(f) => write_config_to(&f, cfg.as_bytes()),
+            // A prepared directory's file is empty.
+            Some(f) => {
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(cfg.as_bytes(), 0)
+            }
             None => write_config(&d.join("instance.json"), cfg.as_bytes()),
         }
         .map_err(|e| err(500, format!("instance {name}: {e}")))?;
@@ -893,18 +917,13 @@ impl Host {
 /// (ext4 flushes a file truncated to zero when it is closed, a disk write on the create
 /// path for a file nothing reads until the next start).
 fn write_config(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let f = fs::OpenOptions::new()
+    let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)?;
-    write_config_to(&f, bytes)
-}
-
-fn write_config_to(f: &fs::File, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    f.write_all_at(bytes, 0)?;
+    f.write_all(bytes)?;
     f.set_len(bytes.len() as u64)
 }
 
@@ -978,6 +997,27 @@ fn housekeeping_loop(host: std::sync::Weak<Host>) {
             },
         }
     }
+}
+
+/// Rename `from` to `to` unless `to` exists (one system call where the file system has
+/// renameat2's RENAME_NOREPLACE, else a check then a rename).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if to.symlink_metadata().is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        r => r.map_err(io::Error::from),
+    }
+}
+
+/// A name that is already taken (a directory in the way may also say "not empty").
+fn is_exists(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists
+        || e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
 }
 
 fn remove_spare(spare: Spare) {
@@ -1181,6 +1221,44 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// An HTTP answer: up to the end of its body when the head gives a `Content-Length` (the
+/// host's always do: the close that follows need not be waited for), else to the end of
+/// the stream.
+fn read_answer(s: &mut impl Read) -> io::Result<Vec<u8>> {
+    const MAX: usize = 16 << 20;
+    let mut out = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let mut want = None;
+    loop {
+        if want.is_none() {
+            if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&out[..i]);
+                let length = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                });
+                want = Some(length.map(|n| i + 4 + n));
+            }
+        }
+        if let Some(Some(total)) = want {
+            if out.len() >= total {
+                out.truncate(total);
+                return Ok(out);
+            }
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > MAX {
+            return Err(io::Error::other("the vTPM host's answer is too long"));
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// A client of the management API: one request, the status and the JSON answer.
 pub fn request(
     socket: &Path,
@@ -1197,8 +1275,7 @@ pub fn request(
         body.len()
     );
     s.write_all(req.as_bytes())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
+    let out = read_answer(&mut s)?;
     let text = String::from_utf8_lossy(&out);
     let (head, rest) = text
         .split_once("\r\n\r\n")

@@ -264,9 +264,9 @@ impl Instance {
         Self::open_prepared(dir, log, endorsement, first_save, None)
     }
 
-    /// As [`Instance::open_with_first_save`]; a directory without state gets `new` (then
-    /// endorsed) if given, instead of a TPM manufactured here. A directory with state
-    /// restores it and drops `new`.
+    /// As [`Instance::open_with_first_save`], or, given `new`, with `new` (then endorsed)
+    /// as the TPM of `dir`, which the caller knows to be a new state directory (one it made
+    /// and has held locked since): it is not read.
     pub fn open_prepared(
         dir: StateDir,
         log: Log,
@@ -274,7 +274,11 @@ impl Instance {
         first_save: FirstSave,
         new: Option<NewTpm>,
     ) -> Result<Instance, Error> {
-        let (tpm, fresh) = match dir.load()? {
+        let saved = match new {
+            Some(_) => None,
+            None => dir.load()?,
+        };
+        let (tpm, fresh) = match saved {
             Some(blob) => {
                 let tpm = Tpm::restore(&blob, &entropy()?).map_err(|error| Error::Restore {
                     path: dir.state_file(),
