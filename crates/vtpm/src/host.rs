@@ -159,34 +159,6 @@ struct Parked {
 /// Threads kept parked.
 const PARKED: usize = 2;
 
-/// An instance's server, ready to run on its reserved thread. A create answers first and
-/// launches after: the client's next request (a connect to the bound control socket) does
-/// not wait for the hand-over. Dropping a launch launches it.
-#[must_use]
-struct Launch {
-    job: Option<(std::sync::mpsc::SyncSender<Job>, Job)>,
-}
-
-impl Launch {
-    fn go(mut self) {
-        self.send();
-    }
-
-    fn send(&mut self) {
-        if let Some((to, job)) = self.job.take() {
-            // A parked thread waits for exactly one job: the send cannot fail short of a
-            // bug, and then the job is dropped with the thread (the instance is not served).
-            let _ = to.send(job);
-        }
-    }
-}
-
-impl Drop for Launch {
-    fn drop(&mut self) {
-        self.send();
-    }
-}
-
 fn park_thread() -> io::Result<Parked> {
     let (job, jobs) = std::sync::mpsc::sync_channel::<Job>(1);
     let thread = std::thread::Builder::new()
@@ -362,12 +334,22 @@ impl Host {
         made
     }
 
-    /// A thread for an instance's server: a parked one, or a new one if none is parked.
-    fn reserve_thread(&self, name: &str) -> Result<Parked, ApiError> {
-        if let Some(p) = lock(&self.parked).pop() {
-            return Ok(p);
-        }
-        park_thread().map_err(|e| err(500, format!("instance {name}: cannot start a thread: {e}")))
+    /// Run an instance's server on a parked thread, or on a new one if none is parked.
+    fn run_on_thread(&self, name: &str, job: Job) -> Result<JoinHandle<()>, ApiError> {
+        let parked = lock(&self.parked).pop();
+        let job = match parked {
+            Some(p) => match p.job.send(job) {
+                Ok(()) => return Ok(p.thread),
+                // The parked thread is gone (it cannot be, short of a bug): a new one.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        std::thread::Builder::new()
+            .name(format!("vtpm-{name}"))
+            .stack_size(INSTANCE_STACK)
+            .spawn(job)
+            .map_err(|e| err(500, format!("instance {name}: cannot start a thread: {e}")))
     }
 
     /// Start parked threads until [`PARKED`] wait.
@@ -450,10 +432,7 @@ impl Host {
             };
             let port = cfg["tcp_port"].as_u64().and_then(|p| u16::try_from(p).ok());
             match self.start(&name, &opts, port, None) {
-                Ok((_, launch)) => {
-                    launch.go();
-                    n += 1;
-                }
+                Ok(_) => n += 1,
                 Err(e) => self
                     .log
                     .error(format_args!("instance {name}: not restored: {}", e.message)),
@@ -487,19 +466,18 @@ impl Host {
 
     /// Create and start a new instance.
     pub fn create(self: &Arc<Self>, name: &str, opts: &CreateOptions) -> Result<Value, ApiError> {
-        self.create_then_launch(name, opts).map(|(shown, launch)| {
-            launch.go();
-            self.created();
-            shown
-        })
+        let created = self.create_and_start(name, opts);
+        self.created();
+        created
     }
 
-    /// Create a new instance; its server starts when the [`Launch`] goes (or is dropped).
-    fn create_then_launch(
+    /// Create and start a new instance (the housekeeping thread is told by the caller, once
+    /// the create is answered: [`Host::created`]).
+    fn create_and_start(
         self: &Arc<Self>,
         name: &str,
         opts: &CreateOptions,
-    ) -> Result<(Value, Launch), ApiError> {
+    ) -> Result<Value, ApiError> {
         if !valid_name(name) {
             return Err(bad_name(name));
         }
@@ -524,7 +502,7 @@ impl Host {
         self: &Arc<Self>,
         name: &str,
         opts: &CreateOptions,
-    ) -> Result<(Value, Launch), Option<ApiError>> {
+    ) -> Result<Value, Option<ApiError>> {
         let d = self.instance_dir(name);
         let prepared = match self.take_spare() {
             Some(mut spare) => match rename_noreplace(&spare.dir, &d) {
@@ -568,17 +546,16 @@ impl Host {
         })
     }
 
-    /// Open (or manufacture) the instance's TPM, bind its sockets and register it; its
-    /// server runs once the returned [`Launch`] goes. `prepared`: what a [`Spare`] renamed
-    /// into place holds. A new TPM is saved before its first revealing response
-    /// ([`FirstSave::BeforeReveal`]), not here.
+    /// Open (or manufacture) the instance's TPM, bind its sockets and serve it.
+    /// `prepared`: what a [`Spare`] renamed into place holds. A new TPM is saved before its
+    /// first revealing response ([`FirstSave::BeforeReveal`]), not here.
     fn start(
         self: &Arc<Self>,
         name: &str,
         opts: &CreateOptions,
         port: Option<u16>,
         prepared: Option<Prepared>,
-    ) -> Result<(Value, Launch), ApiError> {
+    ) -> Result<Value, ApiError> {
         let d = self.instance_dir(name);
         let ek_cert = opts.ek_cert.unwrap_or(self.ca_dir.is_some());
         let endorsement = self.endorsement(ek_cert)?;
@@ -644,7 +621,10 @@ impl Host {
         let stop = StopHandle::new().map_err(|e| err(500, format!("instance {name}: {e}")))?;
         let mut config = SocketConfig::new(data, Some(ctrl));
         config.max_connections = 16;
-        let (thread, launch) = {
+        // The server starts before the create is answered: by the time the client's first
+        // request (CMD_SET_DATAFD) arrives, the server is waiting for it, and wakes on the
+        // client's CPU more often than when the request reaches it still starting.
+        let thread = {
             let instance = Arc::clone(&instance);
             let stop = stop.clone();
             let log = self.log.clone();
@@ -658,11 +638,7 @@ impl Host {
                     Err(_) => log.error(format_args!("instance {label}: server panicked")),
                 }
             });
-            let Parked { job: to, thread } = self.reserve_thread(name)?;
-            let launch = Launch {
-                job: Some((to, job)),
-            };
-            (thread, launch)
+            self.run_on_thread(name, job)?
         };
         let running = Running {
             instance,
@@ -675,7 +651,7 @@ impl Host {
         let shown = self.describe(name, &running);
         lock(&self.instances).insert(name.to_string(), running);
         self.log.info(format_args!("instance {name} started"));
-        Ok((shown, launch))
+        Ok(shown)
     }
 
     fn describe(&self, name: &str, r: &Running) -> Value {
@@ -838,9 +814,8 @@ impl Host {
         let _ = s.set_nonblocking(false);
         let _ = s.set_read_timeout(Some(REQUEST_DEADLINE));
         let _ = s.set_write_timeout(Some(REQUEST_DEADLINE));
-        let mut launch = None;
         let (status, body) = match read_request(&mut s) {
-            Ok(req) => match self.route(&req, &mut launch) {
+            Ok(req) => match self.route(&req) {
                 Ok((status, v)) => (status, v),
                 Err(e) => (e.status, json!({ "error": e.message })),
             },
@@ -870,18 +845,12 @@ impl Host {
         let _ = s.write_all(answer.as_bytes());
         let _ = s.flush();
         s.shutdown();
-        if let Some(launch) = launch {
-            launch.go();
+        if status == 201 {
             self.created();
         }
     }
 
-    /// Answer a request; a create leaves its instance's [`Launch`] in `launch`.
-    fn route(
-        self: &Arc<Self>,
-        req: &Request,
-        launch: &mut Option<Launch>,
-    ) -> Result<(u16, Value), ApiError> {
+    fn route(self: &Arc<Self>, req: &Request) -> Result<(u16, Value), ApiError> {
         let path = req.path.split('?').next().unwrap_or("");
         let method = req.method.as_str();
         match path {
@@ -893,9 +862,7 @@ impl Host {
                 "GET" => Ok((200, self.list())),
                 "POST" => {
                     let (name, opts) = parse_create(&req.body)?;
-                    let (shown, go) = self.create_then_launch(&name, &opts)?;
-                    *launch = Some(go);
-                    Ok((201, shown))
+                    self.create_and_start(&name, &opts).map(|v| (201, v))
                 }
                 _ => Err(err(405, format!("{method} {path}: use GET or POST"))),
             },
