@@ -57,6 +57,10 @@ const RC_LOCKOUT: u32 = 0x921;
 const RC_INTEGRITY_PARAM1: u32 = 0x1DF;
 /// TPM_RC_HANDLE for handle 1 (0x08B + TPM_RC_H + TPM_RC_1).
 const RC_HANDLE_1: u32 = 0x18B;
+/// TPM_RC_VALUE for parameter 1.
+const RC_VALUE_PARAM1: u32 = 0x1C4;
+/// TPM_RC_FAILURE.
+const RC_FAILURE: u32 = 0x101;
 /// TPM_RC_SIGNATURE for parameter 2 (0x09B + TPM_RC_P + TPM_RC_2).
 const RC_SIGNATURE_PARAM2: u32 = 0x2DB;
 /// TPM_RC_AUTH_UNAVAILABLE: authValue use is not available (userWithAuth is clear).
@@ -367,6 +371,27 @@ impl Fixture {
     }
 
     /// Run a tpm2 tool that must succeed, then flush transient objects; return its stdout.
+    /// An ECC primary in the owner hierarchy (prim.ctx) and a key under it made with
+    /// `tpm2_create CREATE` and loaded (k.ctx), its public half in PEM (k.pem).
+    fn child_key(&self, create: &str) {
+        self.step(
+            "tpm2_createprimary -C o -G ecc",
+            "tpm2_createprimary -C o -g sha256 -G ecc -c prim.ctx",
+        );
+        self.step(
+            &format!("tpm2_create {create}"),
+            &format!("tpm2_create -C prim.ctx {create} -u k.pub -r k.priv"),
+        );
+        self.step(
+            "tpm2_load",
+            "tpm2_load -C prim.ctx -u k.pub -r k.priv -c k.ctx",
+        );
+        self.step(
+            "tpm2_readpublic -f pem",
+            "tpm2_readpublic -c k.ctx -f pem -o k.pem",
+        );
+    }
+
     fn step(&self, what: &str, cmdline: &str) -> String {
         let out = self.ok(what, cmdline);
         self.flush_transient(what);
@@ -914,27 +939,12 @@ mod steps {
     /// pem; tpm2_sign -f plain; openssl dgst -verify); another message fails both.
     pub fn sign_and_verify(backend: Backend, scheme: &str) {
         let tpm = Fixture::start(backend);
-        tpm.step(
-            "tpm2_createprimary -C o -G ecc",
-            "tpm2_createprimary -C o -g sha256 -G ecc -c prim.ctx",
-        );
         let key_alg = if scheme == "ecdsa" {
             "ecc256"
         } else {
             "rsa2048"
         };
-        tpm.step(
-            &format!("tpm2_create -G {key_alg}"),
-            &format!("tpm2_create -C prim.ctx -G {key_alg} -u k.pub -r k.priv"),
-        );
-        tpm.step(
-            "tpm2_load",
-            "tpm2_load -C prim.ctx -u k.pub -r k.priv -c k.ctx",
-        );
-        tpm.step(
-            "tpm2_readpublic -f pem",
-            "tpm2_readpublic -c k.ctx -f pem -o k.pem",
-        );
+        tpm.child_key(&format!("-G {key_alg}"));
         tpm.write("msg.bin", &test_data("message to sign", 300));
         tpm.write("other.bin", &test_data("another message", 300));
         tpm.step(
@@ -988,6 +998,98 @@ mod steps {
                 "Verification failure",
             );
         }
+    }
+
+    /// tpm2_rsadecrypt of what OpenSSL encrypted to the key's public half (tpm2_readpublic -f
+    /// pem): OAEP (SHA-256, also with a label), PKCS#1 v1.5 and raw; a damaged ciphertext and a
+    /// wrong label are refused.
+    pub fn rsa_decrypt(backend: Backend) {
+        let tpm = Fixture::start(backend);
+        tpm.child_key(
+            "-G rsa2048 -a decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth",
+        );
+        let msg = test_data("a secret to decrypt", 48);
+        tpm.write("msg.bin", &msg);
+        let encrypt = |out: &str, opts: &str| {
+            tpm.step(
+                &format!("openssl pkeyutl -encrypt {opts}"),
+                &format!(
+                    "openssl pkeyutl -encrypt -pubin -inkey k.pem -in msg.bin -out {out} {opts}"
+                ),
+            );
+        };
+        encrypt(
+            "ct.oaep",
+            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256",
+        );
+        encrypt(
+            "ct.label",
+            "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 \
+             -pkeyopt rsa_oaep_label:6c6162656c00",
+        );
+        encrypt("ct.pkcs1", "-pkeyopt rsa_padding_mode:pkcs1");
+        for (what, cmd, out) in [
+            (
+                "oaep",
+                "tpm2_rsadecrypt -c k.ctx -s oaep -o pt.oaep ct.oaep",
+                "pt.oaep",
+            ),
+            (
+                "oaep with a label",
+                "tpm2_rsadecrypt -c k.ctx -s oaep -l label -o pt.label ct.label",
+                "pt.label",
+            ),
+            (
+                "rsaes",
+                "tpm2_rsadecrypt -c k.ctx -s rsaes -o pt.pkcs1 ct.pkcs1",
+                "pt.pkcs1",
+            ),
+        ] {
+            tpm.step(&format!("tpm2_rsadecrypt ({what})"), cmd);
+            assert_eq!(tpm.read(out), msg, "[{backend:?}] tpm2_rsadecrypt ({what})");
+        }
+        // Raw RSA: the OAEP block itself comes back, key-size octets, and OpenSSL's raw
+        // public operation on it gives the ciphertext again.
+        tpm.step(
+            "tpm2_rsadecrypt (null)",
+            "tpm2_rsadecrypt -c k.ctx -s null -o block.raw ct.oaep",
+        );
+        assert_eq!(tpm.read("block.raw").len(), 256);
+        tpm.step(
+            "openssl pkeyutl -encrypt (raw)",
+            "openssl pkeyutl -encrypt -pubin -inkey k.pem -in block.raw -out ct.again -pkeyopt rsa_padding_mode:none",
+        );
+        assert_eq!(
+            tpm.read("ct.again"),
+            tpm.read("ct.oaep"),
+            "[{backend:?}] raw RSA"
+        );
+
+        // A decryption that fails is TPM_RC_VALUE. libtpms before 0.10 (Debian 12's swtpm peer
+        // runs 0.9.2) answered TPM_RC_FAILURE instead, which reads as a TPM in failure mode;
+        // libtpms changed it to TPM_RC_VALUE in 2024 (stefanberger/libtpms#444).
+        let failed = match backend {
+            Backend::Ours => RC_VALUE_PARAM1,
+            Backend::SwtpmPeer => RC_FAILURE,
+        };
+        let mut damaged = tpm.read("ct.oaep");
+        damaged[100] ^= 0x10;
+        tpm.write("ct.damaged", &damaged);
+        tpm.refused(
+            "tpm2_rsadecrypt of a damaged ciphertext (oaep)",
+            "tpm2_rsadecrypt -c k.ctx -s oaep -o pt.bad ct.damaged",
+            failed,
+        );
+        tpm.refused(
+            "tpm2_rsadecrypt with the wrong label (oaep)",
+            "tpm2_rsadecrypt -c k.ctx -s oaep -l other -o pt.bad ct.label",
+            failed,
+        );
+        tpm.refused(
+            "tpm2_rsadecrypt of an OAEP ciphertext as PKCS#1 v1.5",
+            "tpm2_rsadecrypt -c k.ctx -s rsaes -o pt.bad ct.oaep",
+            failed,
+        );
     }
 
     /// Item 5: A PolicyPCR policy gates tpm2_unseal, and stops opening it once the PCR changes.
@@ -1543,6 +1645,10 @@ macro_rules! suite {
             #[test]
             fn sign_ecdsa() {
                 steps::sign_and_verify($backend, "ecdsa")
+            }
+            #[test]
+            fn rsa_decrypt() {
+                steps::rsa_decrypt($backend)
             }
             #[test]
             fn policy_pcr_gates_unseal() {

@@ -1,5 +1,13 @@
 //! RSA for TPM objects: key generation (random, or derived for primary objects), PKCS#1 v1.5
-//! and PSS signatures, OAEP / PKCS#1 v1.5 / raw encryption, over the `rsa` crate.
+//! and PSS signatures, OAEP / PKCS#1 v1.5 / raw encryption.
+//!
+//! Private-key operations (signing, decryption) run in OpenSSL, whose RSA is constant-time
+//! and blinded: the `rsa` crate's is neither (RUSTSEC-2023-0071, the Marvin timing attack),
+//! and a guest timing its own vTPM must not recover the EK. As the reference implementation
+//! does, OpenSSL computes the private operation on a block encoded here (EMSA-PKCS1-v1_5,
+//! EMSA-PSS, with the salt from the TPM's DRBG), and PKCS#1 v1.5 decryption padding is checked
+//! here; OAEP decryption is OpenSSL's whole. Key generation, public-key operations and key
+//! parsing stay with the `rsa` crate (no secret in the timing of a public operation).
 //!
 //! Error codes: a modulus outside 1024..=4096 bits or a generation size other than 2048/3072
 //! is `KEY_SIZE`; a malformed public key (even modulus, bad exponent) is `KEY`; a generation
@@ -13,7 +21,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use num_bigint_dig::prime::{probably_prime, probably_prime_lucas, probably_prime_miller_rabin};
-use rsa::hazmat::{rsa_decrypt_and_check, rsa_encrypt};
+use rsa::hazmat::rsa_encrypt;
 use rsa::pkcs8::EncodePublicKey;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{BigUint, Oaep, Pkcs1v15Encrypt, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
@@ -70,9 +78,13 @@ macro_rules! with_digest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RsaPublic(RsaPublicKey);
 
-/// An RSA private key: two primes, the exponent, and what follows from them.
+/// An RSA private key: two primes, the exponent, and what follows from them; the OpenSSL
+/// key that does its private operations is made on first use.
 #[derive(Clone)]
-pub struct RsaPrivate(RsaPrivateKey);
+pub struct RsaPrivate(
+    RsaPrivateKey,
+    OnceLock<Option<openssl::rsa::Rsa<openssl::pkey::Private>>>,
+);
 
 impl fmt::Debug for RsaPrivate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,7 +145,7 @@ fn generate_with(
     if key.n().bits() != usize::from(bits) {
         return Err(Rc::NO_RESULT);
     }
-    Ok(RsaPrivate(key))
+    Ok(RsaPrivate::wrap(key))
 }
 
 /// The exponent a key-generation request names: 0 means 65537; others must be prime and at
@@ -292,6 +304,89 @@ fn check_digest(hash: HashAlg, digest: &[u8]) -> Result<(), Rc> {
     } else {
         Err(Rc::SIZE)
     }
+}
+
+/// The DER DigestInfo prefix of `hash` (RFC 8017 9.2, note 1): the prefix, then the digest.
+fn digest_info_prefix(hash: HashAlg) -> &'static [u8] {
+    match hash {
+        HashAlg::Sha1 => &[
+            0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+            0x14,
+        ],
+        HashAlg::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        HashAlg::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        HashAlg::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    }
+}
+
+/// EMSA-PKCS1-v1_5-ENCODE (RFC 8017 9.2) of a `hash` digest into `k` octets:
+/// 0x00 0x01 0xFF… 0x00 DigestInfo. `VALUE` when the key is too short for it.
+fn emsa_pkcs1v15(hash: HashAlg, digest: &[u8], k: usize) -> Result<Vec<u8>, Rc> {
+    let prefix = digest_info_prefix(hash);
+    let t_len = prefix.len() + digest.len();
+    let ps = k
+        .checked_sub(t_len + 3)
+        .filter(|ps| *ps >= 8)
+        .ok_or(Rc::VALUE)?;
+    let mut em = Vec::with_capacity(k);
+    em.extend_from_slice(&[0x00, 0x01]);
+    em.resize(2 + ps, 0xFF);
+    em.push(0x00);
+    em.extend_from_slice(prefix);
+    em.extend_from_slice(digest);
+    Ok(em)
+}
+
+/// EMSA-PSS-ENCODE (RFC 8017 9.1.1) of a `hash` digest with `salt` and MGF1(`hash`), for an
+/// `em_bits`-bit encoded message (modulus bits - 1): ceil(em_bits / 8) octets.
+fn emsa_pss(hash: HashAlg, digest: &[u8], salt: &[u8], em_bits: usize) -> Result<Vec<u8>, Rc> {
+    let em_len = em_bits.div_ceil(8);
+    let h_len = hash.size();
+    let db_len = em_len
+        .checked_sub(h_len + 1)
+        .filter(|db| *db > salt.len())
+        .ok_or(Rc::VALUE)?;
+    let h = hash.digest(&[&[0u8; 8], digest, salt]);
+    let mut db = vec![0u8; db_len - salt.len() - 1];
+    db.push(0x01);
+    db.extend_from_slice(salt);
+    for (d, m) in db.iter_mut().zip(mgf1(hash, &h, db_len)) {
+        *d ^= m;
+    }
+    if let Some(first) = db.first_mut() {
+        *first &= 0xFFu8 >> (8 * em_len - em_bits);
+    }
+    db.extend_from_slice(&h);
+    db.push(0xBC);
+    Ok(db)
+}
+
+/// EME-PKCS1-v1_5 decoding (RFC 8017 7.2.2 step 3): the message after
+/// 0x00 0x02 PS (at least 8 nonzero octets) 0x00, or `None`. Every octet is examined whatever
+/// the outcome, without branching on the padding's octets.
+fn eme_pkcs1v15_decode(em: &[u8]) -> Option<Vec<u8>> {
+    let mut bad = u8::from(em.first() != Some(&0x00)) | u8::from(em.get(1) != Some(&0x02));
+    // The index of the first zero octet after the first two (0 while none is found).
+    let mut sep = 0usize;
+    for (i, b) in em.iter().enumerate().skip(2) {
+        let zero = usize::from(*b == 0);
+        let unset = usize::from(sep == 0);
+        sep |= i * (zero & unset);
+    }
+    bad |= u8::from(sep == 0) | u8::from(sep < 10);
+    if bad != 0 {
+        return None;
+    }
+    em.get(sep + 1..).map(<[u8]>::to_vec)
 }
 
 /// The rsa crate takes OAEP labels as `String`s: a label must be UTF-8 (`VALUE` otherwise).
@@ -481,8 +576,56 @@ impl RsaPrivate {
             return Err(Rc::BINDING);
         }
         RsaPrivateKey::from_p_q(p, q, public.0.e().clone())
-            .map(RsaPrivate)
+            .map(RsaPrivate::wrap)
             .map_err(|_| Rc::BINDING)
+    }
+
+    fn wrap(key: RsaPrivateKey) -> RsaPrivate {
+        RsaPrivate(key, OnceLock::new())
+    }
+
+    /// The key in OpenSSL (n, e, d, p, q and the CRT values), made once.
+    fn openssl(&self) -> Result<&openssl::rsa::Rsa<openssl::pkey::Private>, Rc> {
+        self.1
+            .get_or_init(|| {
+                use openssl::bn::BigNum;
+                let k = &self.0;
+                let [p, q] = k.primes() else { return None };
+                let one = BigUint::from(1u8);
+                let dp = k.d() % (p - &one);
+                let dq = k.d() % (q - &one);
+                let qinv = num_bigint_dig::ModInverse::mod_inverse(q, p)?.to_biguint()?;
+                let bn = |x: &BigUint| BigNum::from_slice(&x.to_bytes_be()).ok();
+                openssl::rsa::Rsa::from_private_components(
+                    bn(k.n())?,
+                    bn(k.e())?,
+                    bn(k.d())?,
+                    bn(p)?,
+                    bn(q)?,
+                    bn(&dp)?,
+                    bn(&dq)?,
+                    bn(&qinv)?,
+                )
+                .ok()
+            })
+            .as_ref()
+            .ok_or(Rc::FAILURE)
+    }
+
+    /// The private operation on `block` (key-size octets, numerically below n): block^d
+    /// mod n, key-size octets, in OpenSSL (CRT, constant-time, blinded).
+    fn private_op(&self, block: &[u8]) -> Result<Vec<u8>, Rc> {
+        let k = self.0.size();
+        if block.len() != k || BigUint::from_bytes_be(block) >= *self.0.n() {
+            return Err(Rc::VALUE);
+        }
+        let rsa = self.openssl()?;
+        let mut out = vec![0u8; k];
+        let n = rsa
+            .private_decrypt(block, &mut out, openssl::rsa::Padding::NONE)
+            .map_err(|_| Rc::FAILURE)?;
+        out.truncate(n);
+        left_pad(&out, k).ok_or(Rc::FAILURE)
     }
 
     pub fn public(&self) -> RsaPublic {
@@ -509,8 +652,8 @@ impl RsaPrivate {
     /// RSASSA-PKCS1-v1_5 signature over `digest` (a `hash` digest): key-size octets.
     pub fn sign_pkcs1v15(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, Rc> {
         check_digest(hash, digest)?;
-        let scheme = with_digest!(hash, D => Pkcs1v15Sign::new::<D>());
-        self.0.sign(scheme, digest).map_err(|_| Rc::VALUE)
+        let em = emsa_pkcs1v15(hash, digest, self.0.size())?;
+        self.private_op(&em)
     }
 
     /// RSASSA-PSS signature over `digest` with MGF1(`hash`) and a salt as long as the digest
@@ -525,40 +668,58 @@ impl RsaPrivate {
         rng: &mut dyn ByteSource,
     ) -> Result<Vec<u8>, Rc> {
         check_digest(hash, digest)?;
-        let em_len = (self.0.n().bits() - 1).div_ceil(8);
+        let em_bits = self.0.n().bits() - 1;
+        let em_len = em_bits.div_ceil(8);
         let room = em_len.checked_sub(hash.size() + 2).ok_or(Rc::KEY_SIZE)?;
-        let salt_len = hash.size().min(room);
-        let scheme = with_digest!(hash, D => Pss::new_blinded_with_salt::<D>(salt_len));
-        self.0
-            .sign_with_rng(&mut Rng(rng), scheme, digest)
-            .map_err(|_| Rc::VALUE)
+        let mut salt = vec![0u8; hash.size().min(room)];
+        rng.fill(&mut salt);
+        let em = emsa_pss(hash, digest, &salt, em_bits)?;
+        self.private_op(&left_pad(&em, self.0.size()).ok_or(Rc::FAILURE)?)
     }
 
     /// RSAES-OAEP decryption (`hash` for the label and MGF1). `ct` must be exactly the key
     /// size (`SIZE`); every decryption failure is the same `VALUE`.
     pub fn decrypt_oaep(&self, hash: HashAlg, label: &[u8], ct: &[u8]) -> Result<Vec<u8>, Rc> {
         self.check_ciphertext(ct)?;
-        let scheme = oaep_scheme(hash, label)?;
-        self.0.decrypt(scheme, ct).map_err(|_| Rc::VALUE)
+        // Labels are held to what encryption takes (UTF-8), so both directions agree.
+        std::str::from_utf8(label).map_err(|_| Rc::VALUE)?;
+        if BigUint::from_bytes_be(ct) >= *self.0.n() {
+            return Err(Rc::VALUE);
+        }
+        let md = match hash {
+            HashAlg::Sha1 => openssl::md::Md::sha1(),
+            HashAlg::Sha256 => openssl::md::Md::sha256(),
+            HashAlg::Sha384 => openssl::md::Md::sha384(),
+            HashAlg::Sha512 => openssl::md::Md::sha512(),
+        };
+        let pkey =
+            openssl::pkey::PKey::from_rsa(self.openssl()?.clone()).map_err(|_| Rc::FAILURE)?;
+        let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&pkey).map_err(|_| Rc::FAILURE)?;
+        ctx.decrypt_init().map_err(|_| Rc::FAILURE)?;
+        ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+            .and_then(|()| ctx.set_rsa_oaep_md(md))
+            .and_then(|()| ctx.set_rsa_mgf1_md(md))
+            .map_err(|_| Rc::FAILURE)?;
+        if !label.is_empty() {
+            ctx.set_rsa_oaep_label(label).map_err(|_| Rc::FAILURE)?;
+        }
+        let mut out = Vec::new();
+        ctx.decrypt_to_vec(ct, &mut out).map_err(|_| Rc::VALUE)?;
+        Ok(out)
     }
 
     /// RSAES-PKCS1-v1_5 decryption. `ct` must be exactly the key size (`SIZE`).
     pub fn decrypt_pkcs1(&self, ct: &[u8]) -> Result<Vec<u8>, Rc> {
         self.check_ciphertext(ct)?;
-        self.0.decrypt(Pkcs1v15Encrypt, ct).map_err(|_| Rc::VALUE)
+        let em = self.private_op(ct)?;
+        eme_pkcs1v15_decode(&em).ok_or(Rc::VALUE)
     }
 
     /// Raw RSA (TPM_ALG_NULL scheme): `ct` (exactly key-size octets, numerically below n)
     /// raised to d; key-size octets out.
     pub fn decrypt_raw(&self, ct: &[u8]) -> Result<Vec<u8>, Rc> {
         self.check_ciphertext(ct)?;
-        let c = BigUint::from_bytes_be(ct);
-        if &c >= self.0.n() {
-            return Err(Rc::VALUE);
-        }
-        let m =
-            rsa_decrypt_and_check(&self.0, None::<&mut Rng<'static>>, &c).map_err(|_| Rc::VALUE)?;
-        Ok(to_bytes(&m, self.0.size()))
+        self.private_op(ct)
     }
 
     /// PKCS#8 PEM of the key, for tests that hand it to OpenSSL.

@@ -600,3 +600,159 @@ fn debug_output_hides_the_private_key() {
     assert!(s.contains("2048"));
     assert!(s.len() < 64, "{s}");
 }
+
+/// Keys OpenSSL generates, of sizes derivation does not make (the modulus bit length decides
+/// the PSS encoding's length and its top mask), rebuilt from their modulus and first prime.
+fn openssl_key(bits: u32) -> RsaPrivate {
+    let k = openssl::rsa::Rsa::generate(bits).unwrap();
+    let p = k.p().unwrap().to_vec();
+    RsaPrivate::from_prime(&k.n().to_vec(), 65537, &p).unwrap()
+}
+
+#[test]
+fn private_operation_is_textbook_rsa() {
+    // OpenSSL's CRT result against m^d mod n in plain big-number arithmetic.
+    for key in [key2048().clone(), openssl_key(1031), openssl_key(2049)] {
+        let n = BigUint::from_bytes_be(&key.modulus());
+        let k = key.0.size();
+        for seed in [1u8, 0x5a, 0xff] {
+            let mut block = vec![seed; k];
+            block[0] = 0;
+            let c = BigUint::from_bytes_be(&block);
+            let expected = to_bytes(&c.modpow(key.0.d(), &n), k);
+            assert_eq!(key.decrypt_raw(&block).unwrap(), expected);
+        }
+    }
+}
+
+#[test]
+fn pkcs1v15_signatures_equal_the_rsa_crates() {
+    // PKCS#1 v1.5 signing is deterministic: the same octets as the rsa crate's own signer.
+    for key in [key2048().clone(), openssl_key(1031), openssl_key(3072)] {
+        for hash in HashAlg::ALL {
+            let digest = hash.digest(&[b"sign me"]);
+            let scheme = with_digest!(hash, D => Pkcs1v15Sign::new::<D>());
+            let theirs = key.0.sign(scheme, &digest).unwrap();
+            assert_eq!(
+                key.sign_pkcs1v15(hash, &digest).unwrap(),
+                theirs,
+                "{hash:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pss_signatures_verify_for_every_modulus_length() {
+    // 1031 and 2049 bits: the encoded message is one octet shorter than the modulus and its
+    // top bits are masked; 1030: seven masked bits.
+    let mut rng = test_rng(b"pss lengths");
+    for key in [
+        openssl_key(1030),
+        openssl_key(1031),
+        openssl_key(2049),
+        key2048().clone(),
+    ] {
+        let public = key.public();
+        for hash in HashAlg::ALL {
+            let digest = hash.digest(&[b"pss"]);
+            let Ok(sig) = key.sign_pss(hash, &digest, &mut rng) else {
+                // SHA-512 with a 1030-bit key: no room for the salt (KEY_SIZE).
+                assert!(key.0.n().bits() < 1040 && hash == HashAlg::Sha512);
+                continue;
+            };
+            assert_eq!(sig.len(), key.0.size());
+            let em_len = (key.0.n().bits() - 1).div_ceil(8);
+            let salt = hash.size().min(em_len - hash.size() - 2);
+            let scheme = with_digest!(hash, D => Pss::new_with_salt::<D>(salt));
+            public.0.verify(scheme, &digest, &sig).unwrap();
+            public.verify_pss(hash, &digest, &sig).unwrap();
+        }
+    }
+}
+
+#[test]
+fn pkcs1_decryption_checks_the_padding() {
+    let key = key2048();
+    let public = key.public();
+    // A block of key size: two octets, nonzero padding, the separator if asked, `msg`.
+    let block = |first: u8, second: u8, sep: bool, msg: &[u8]| {
+        let mut em = vec![first, second];
+        em.resize(256 - usize::from(sep) - msg.len(), 0x42);
+        if sep {
+            em.push(0);
+        }
+        em.extend_from_slice(msg);
+        public.encrypt_raw(&em).unwrap()
+    };
+    // Well formed: the message comes back, also an empty one.
+    assert_eq!(
+        key.decrypt_pkcs1(&block(0, 2, true, b"hello")).unwrap(),
+        b"hello"
+    );
+    assert_eq!(key.decrypt_pkcs1(&block(0, 2, true, b"")).unwrap(), b"");
+    // Wrong first or second octet, or no separator.
+    assert_eq!(
+        key.decrypt_pkcs1(&block(0, 1, true, b"x")).unwrap_err(),
+        Rc::VALUE
+    );
+    assert_eq!(
+        key.decrypt_pkcs1(&block(1, 2, true, b"x")).unwrap_err(),
+        Rc::VALUE
+    );
+    assert_eq!(
+        key.decrypt_pkcs1(&block(0, 2, false, b"xyz")).unwrap_err(),
+        Rc::VALUE
+    );
+    // A padding string shorter than eight octets: a zero in the third to ninth octet.
+    let mut short = vec![0u8, 2, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0];
+    short.resize(256, 0x33);
+    assert_eq!(
+        key.decrypt_pkcs1(&public.encrypt_raw(&short).unwrap())
+            .unwrap_err(),
+        Rc::VALUE
+    );
+    // Exactly eight octets of padding is enough.
+    let mut eight = vec![0u8, 2, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0];
+    eight.resize(256, 0x33);
+    assert_eq!(
+        key.decrypt_pkcs1(&public.encrypt_raw(&eight).unwrap())
+            .unwrap(),
+        vec![0x33u8; 256 - 11]
+    );
+}
+
+#[test]
+fn oaep_decryption_agrees_with_openssl_encryption() {
+    // Ciphertexts made by OpenSSL (its own OAEP encoder, SHA-256 and a TPM label).
+    let key = key2048();
+    let n = openssl::bn::BigNum::from_slice(&key.modulus()).unwrap();
+    let e = openssl::bn::BigNum::from_u32(65537).unwrap();
+    let pkey =
+        openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::from_public_components(n, e).unwrap())
+            .unwrap();
+    for (hash, md) in [
+        (HashAlg::Sha1, openssl::md::Md::sha1()),
+        (HashAlg::Sha256, openssl::md::Md::sha256()),
+        (HashAlg::Sha384, openssl::md::Md::sha384()),
+    ] {
+        let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&pkey).unwrap();
+        ctx.encrypt_init().unwrap();
+        ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+            .unwrap();
+        ctx.set_rsa_oaep_md(md).unwrap();
+        ctx.set_rsa_mgf1_md(md).unwrap();
+        ctx.set_rsa_oaep_label(b"IDENTITY\0").unwrap();
+        let mut ct = Vec::new();
+        ctx.encrypt_to_vec(b"a credential", &mut ct).unwrap();
+        assert_eq!(
+            key.decrypt_oaep(hash, b"IDENTITY\0", &ct).unwrap(),
+            b"a credential"
+        );
+        assert_eq!(
+            key.decrypt_oaep(hash, b"DUPLICATE\0", &ct).unwrap_err(),
+            Rc::VALUE
+        );
+        assert_eq!(key.decrypt_oaep(hash, b"", &ct).unwrap_err(), Rc::VALUE);
+    }
+}
