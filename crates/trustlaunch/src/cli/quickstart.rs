@@ -35,28 +35,29 @@ fn say(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m");
 }
 
-/// Run `trustlaunch ARGS` as the operator would, showing the command and its output.
-fn tl(server: &EmbeddedServer, args: &[&str]) -> Result<String> {
-    println!("$ trustlaunch {}", args.join(" "));
-    let out = server.run(args)?;
+/// Run `trustlaunch LINE` as the operator would (one argument per word), showing the
+/// command and its output.
+fn tl(server: &EmbeddedServer, line: &str) -> Result<String> {
+    println!("$ trustlaunch {line}");
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let out = server.run(&args)?;
     print!("{out}");
     std::io::stdout().flush()?;
     Ok(out)
 }
 
+/// `trustlaunch LINE -o json`, quietly, as JSON.
+fn json(server: &EmbeddedServer, line: &str) -> Result<serde_json::Value> {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    server.json(&args)
+}
+
 /// The first node of a pool (its name).
 fn first_node(server: &EmbeddedServer, pool: &str) -> Result<String> {
-    let v = server.json(&[
-        "aks",
-        "nodepool",
-        "list-nodes",
-        "-g",
-        "demo-rg",
-        "--cluster-name",
-        "demo",
-        "--name",
-        pool,
-    ])?;
+    let v = json(
+        server,
+        &format!("aks nodepool list-nodes -g demo-rg --cluster-name demo --name {pool}"),
+    )?;
     v.get(0)
         .and_then(|n| n["name"].as_str())
         .map(str::to_string)
@@ -104,86 +105,26 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
     );
 
     say("3. A cluster whose first pool has Secure Boot and a vTPM: its node boots, is measured into its own vTPM, enrolls its EK/AK and attests");
+    tl(&server, "aks create --name demo --resource-group demo-rg --node-count 1 --enable-secure-boot --enable-vtpm -o table")?;
     tl(
         &server,
-        &[
-            "aks",
-            "create",
-            "--name",
-            "demo",
-            "--resource-group",
-            "demo-rg",
-            "--node-count",
-            "1",
-            "--enable-secure-boot",
-            "--enable-vtpm",
-            "-o",
-            "table",
-        ],
-    )?;
-    tl(
-        &server,
-        &[
-            "aks",
-            "nodepool",
-            "list-nodes",
-            "-g",
-            "demo-rg",
-            "--cluster-name",
-            "demo",
-            "--name",
-            "nodepool1",
-            "-o",
-            "table",
-        ],
+        "aks nodepool list-nodes -g demo-rg --cluster-name demo --name nodepool1 -o table",
     )?;
 
     say("4. A second pool, vTPM only (measured boot and attestation, no Secure Boot), three nodes by default");
     tl(
         &server,
-        &[
-            "aks",
-            "nodepool",
-            "add",
-            "-g",
-            "demo-rg",
-            "--cluster-name",
-            "demo",
-            "--name",
-            "measured",
-            "--enable-vtpm",
-            "-o",
-            "table",
-        ],
+        "aks nodepool add -g demo-rg --cluster-name demo --name measured --enable-vtpm -o table",
     )?;
     tl(
         &server,
-        &[
-            "aks",
-            "nodepool",
-            "list-nodes",
-            "-g",
-            "demo-rg",
-            "--cluster-name",
-            "demo",
-            "--name",
-            "measured",
-            "-o",
-            "table",
-        ],
+        "aks nodepool list-nodes -g demo-rg --cluster-name demo --name measured -o table",
     )?;
     println!("Their labels, for pods' nodeSelector (kubernetes.azure.com/trusted-launch=true, …/secure-boot=true):");
-    let nodes = server.json(&[
-        "aks",
-        "nodepool",
-        "list-nodes",
-        "-g",
-        "demo-rg",
-        "--cluster-name",
-        "demo",
-        "--name",
-        "nodepool1",
-    ]);
+    let nodes = json(
+        &server,
+        "aks nodepool list-nodes -g demo-rg --cluster-name demo --name nodepool1",
+    );
     if let Ok(v) = nodes {
         if let Some(labels) = v.get(0).and_then(|n| n["labels"].as_object()) {
             for (k, val) in labels.iter().filter(|(k, _)| {
@@ -200,19 +141,11 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
     let victim = first_node(&server, "measured")?;
     tl(
         &server,
-        &[
-            "node",
-            "tamper",
-            &victim,
-            "--component",
-            "kernel",
-            "-o",
-            "table",
-        ],
+        &format!("node tamper {victim} --component kernel -o table"),
     )?;
-    tl(&server, &["node", "reboot", &victim, "-o", "table"])?;
-    tl(&server, &["alerts", "list", "-o", "table"])?;
-    let v = server.json(&["alerts", "list"]).unwrap_or_default();
+    tl(&server, &format!("node reboot {victim} -o table"))?;
+    tl(&server, "alerts list -o table")?;
+    let v = json(&server, "alerts list").unwrap_or_default();
     if let Some(f) = v.get(0).and_then(|a| a["failures"].get(0)) {
         println!(
             "  {} (PCR {}): expected {}, observed {}",
@@ -227,17 +160,9 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
     let sb = first_node(&server, "nodepool1")?;
     tl(
         &server,
-        &[
-            "node",
-            "tamper",
-            &sb,
-            "--component",
-            "kernel",
-            "-o",
-            "table",
-        ],
+        &format!("node tamper {sb} --component kernel -o table"),
     )?;
-    let node = server.json(&["node", "reboot", &sb]).unwrap_or_default();
+    let node = json(&server, &format!("node reboot {sb}")).unwrap_or_default();
     if let Some(c) = node["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
@@ -250,45 +175,17 @@ pub fn run(a: QuickstartArgs) -> Result<ExitCode> {
     }
 
     say("7. Enabling Secure Boot on the vTPM-only pool reimages it, node by node: fresh disks, measured and attested again");
+    tl(&server, "aks nodepool update -g demo-rg --cluster-name demo --name measured --enable-secure-boot -o table")?;
     tl(
         &server,
-        &[
-            "aks",
-            "nodepool",
-            "update",
-            "-g",
-            "demo-rg",
-            "--cluster-name",
-            "demo",
-            "--name",
-            "measured",
-            "--enable-secure-boot",
-            "-o",
-            "table",
-        ],
-    )?;
-    tl(
-        &server,
-        &[
-            "aks",
-            "nodepool",
-            "list-nodes",
-            "-g",
-            "demo-rg",
-            "--cluster-name",
-            "demo",
-            "--name",
-            "measured",
-            "-o",
-            "table",
-        ],
+        "aks nodepool list-nodes -g demo-rg --cluster-name demo --name measured -o table",
     )?;
     let first_alert = v
         .get(0)
         .and_then(|a| a["id"].as_u64())
         .unwrap_or(1)
         .to_string();
-    tl(&server, &["alerts", "ack", &first_alert, "-o", "table"])?;
+    tl(&server, &format!("alerts ack {first_alert} -o table"))?;
 
     say(&format!("Done in {:.1} s", started.elapsed().as_secs_f64()));
     if a.keep {
