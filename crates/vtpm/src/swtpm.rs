@@ -605,22 +605,7 @@ fn pump(sh: &Shared, c: &mut DataConn, buf: &mut [u8]) -> bool {
                 prefixed,
             } => {
                 let command: Vec<u8> = c.input.drain(..offset + size).skip(offset).collect();
-                if let Some(loc) = locality {
-                    sh.instance.set_locality(loc);
-                }
-                log.trace_bytes("data: command", &command);
-                let response = sh.instance.execute(locality, &command);
-                if log.enabled(crate::log::level::DEBUG) {
-                    let cc = be32(&command[6..10]);
-                    log.debug(format_args!(
-                        "data: {} ({cc:#x}, {} bytes) -> rc {:#x} ({} bytes)",
-                        tpm::command_name(cc).unwrap_or("unknown command"),
-                        command.len(),
-                        response_code(&response).unwrap_or(0),
-                        response.len()
-                    ));
-                }
-                log.trace_bytes("data: response", &response);
+                let response = execute_logged(sh, log, locality, &command);
                 c.output = framed_response(prefixed, &response);
                 c.close_after_write = sh.disconnect;
             }
@@ -720,14 +705,21 @@ fn data_round(sh: &Shared, s: &mut Stream) -> io::Result<bool> {
     let mut command = vec![0u8; size];
     command[..have.len()].copy_from_slice(have);
     read_exact_by(s, &mut command[have.len()..], deadline)?;
+    let response = execute_logged(sh, log, locality, &command);
+    write_response(s, prefixed, &response)?;
+    Ok(true)
+}
+
+/// Execute one framed command (at least a header long) and log it: the prefix's locality,
+/// if any, becomes the current locality first (as swtpm does).
+fn execute_logged(sh: &Shared, log: &Log, locality: Option<u8>, command: &[u8]) -> Vec<u8> {
     if let Some(loc) = locality {
-        // As swtpm: the prefix's locality becomes the current locality.
         sh.instance.set_locality(loc);
     }
-    log.trace_bytes("data: command", &command);
-    let response = sh.instance.execute(locality, &command);
+    log.trace_bytes("data: command", command);
+    let response = sh.instance.execute(locality, command);
     if log.enabled(crate::log::level::DEBUG) {
-        let cc = be32(&command[6..10]);
+        let cc = command.get(6..10).map_or(0, be32);
         log.debug(format_args!(
             "data: {} ({cc:#x}, {} bytes) -> rc {:#x} ({} bytes)",
             tpm::command_name(cc).unwrap_or("unknown command"),
@@ -737,8 +729,7 @@ fn data_round(sh: &Shared, s: &mut Stream) -> io::Result<bool> {
         ));
     }
     log.trace_bytes("data: response", &response);
-    write_response(s, prefixed, &response)?;
-    Ok(true)
+    response
 }
 
 fn write_response(s: &mut Stream, prefixed: bool, response: &[u8]) -> io::Result<()> {
