@@ -16,19 +16,19 @@
 use attest::{verify_quote, AkPublic, Error, HashAlg, PcrValues, VerifiedQuote};
 use sha2::Digest;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use wait_timeout::ChildExt;
 
-/// Longest any single tool invocation may take (key generation in a debug build included).
 mod ports;
+mod server_process;
 use ports::{free_port_pair, random_u64};
+use server_process::ServerProcess;
 
+/// Longest any single tool invocation may take (key generation in a debug build included).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest a server may take to accept connections after being spawned.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 const NONCE_HEX: &str = "5ca1ab1e0123456789abcdef0011223344556677";
 /// What is extended into sha256 PCR 0 and sha1 PCR 0 (as a zero-padded number), and into
@@ -51,7 +51,7 @@ enum Backend {
 struct Tpm {
     backend: Backend,
     port: u16,
-    child: Option<Child>,
+    server: ServerProcess,
     dir: tempfile::TempDir,
 }
 
@@ -65,7 +65,7 @@ impl Tpm {
         let mut tpm = Tpm {
             backend,
             port: 0,
-            child: None,
+            server: ServerProcess::default(),
             dir,
         };
         let mut last = String::new();
@@ -88,9 +88,6 @@ impl Tpm {
                 c
             }
         };
-        let log =
-            fs::File::create(self.dir.path().join("server.log")).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
         cmd.args(["socket", "--tpm2"])
             .args(["--server", &format!("type=tcp,port={}", self.port)])
             .args(["--ctrl", &format!("type=tcp,port={}", self.port + 1)])
@@ -98,46 +95,9 @@ impl Tpm {
                 "--tpmstate",
                 &format!("dir={}", self.dir.path().join("state").display()),
             ])
-            .args(["--flags", "not-need-init,startup-clear"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        self.child = Some(cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?);
-        let deadline = Instant::now() + START_TIMEOUT;
-        for port in [self.port, self.port + 1] {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            loop {
-                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                    self.child = None;
-                    return Err(format!("server exited early ({status})"));
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    self.kill();
-                    return Err(format!(
-                        "nothing accepted on {addr} within {START_TIMEOUT:?}"
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => Ok(()),
-            _ => {
-                self.child = None;
-                Err("server exited after binding".into())
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+            .args(["--flags", "not-need-init,startup-clear"]);
+        self.server
+            .spawn(cmd, &self.dir.path().join("server.log"), self.port)
     }
 
     fn log(&self) -> String {
@@ -191,12 +151,6 @@ impl Tpm {
     /// `tpm2_flushcontext -t`: swtpm keeps only three transient objects.
     fn flush(&self) {
         self.ok(&["tpm2_flushcontext", "-t"]);
-    }
-}
-
-impl Drop for Tpm {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

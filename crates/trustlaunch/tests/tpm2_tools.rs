@@ -15,24 +15,21 @@
 
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
 /// Longest any single tpm2-tools invocation may take.
 mod ports;
+mod server_process;
 use ports::free_port_pair;
+use server_process::ServerProcess;
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest a server may take to accept connections after being spawned.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest a server may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
 // Servers
@@ -95,8 +92,7 @@ impl Backend {
 struct Fixture {
     backend: Backend,
     port: u16,
-    child: Option<Child>,
-    starts: u32,
+    server: ServerProcess,
     tool_runs: AtomicU64,
     dir: tempfile::TempDir,
 }
@@ -112,8 +108,7 @@ impl Fixture {
         let mut fixture = Fixture {
             backend,
             port: 0,
-            child: None,
-            starts: 0,
+            server: ServerProcess::default(),
             tool_runs: AtomicU64::new(0),
             dir,
         };
@@ -153,78 +148,14 @@ impl Fixture {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        self.starts += 1;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(|e| format!("open server log: {e}"))?;
-        let mut cmd = self.backend.command(self.port, &self.state_dir());
-        let _ = writeln!(log, "=== start #{}: {cmd:?}", self.starts);
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        let child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
-        self.child = Some(child);
-
-        let deadline = Instant::now() + START_TIMEOUT;
-        for port in [self.port, self.port + 1] {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            loop {
-                self.check_alive()?;
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    self.kill();
-                    return Err(format!(
-                        "nothing accepted on {addr} within {START_TIMEOUT:?}"
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        // A server that failed to bind exits: make sure what accepted was ours.
-        std::thread::sleep(Duration::from_millis(50));
-        self.check_alive()
-    }
-
-    fn check_alive(&mut self) -> Result<(), String> {
-        let Some(child) = self.child.as_mut() else {
-            return Err("no server process".into());
-        };
-        match child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => {
-                self.child = None;
-                Err(format!("server exited early ({status})"))
-            }
-            Err(e) => Err(format!("try_wait: {e}")),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let cmd = self.backend.command(self.port, &self.state_dir());
+        self.server.spawn(cmd, &self.log_path(), self.port)
     }
 
     /// Stop the server the way an operator's service manager does: SIGTERM, then wait.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        sigterm(&child);
-        match child.wait_timeout(STOP_TIMEOUT) {
-            Ok(Some(_)) => {}
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "server did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
-                    self.server_log()
-                );
-            }
+        if let Err(e) = self.server.stop() {
+            panic!("{e}\n{}", self.server_log());
         }
     }
 
@@ -382,23 +313,6 @@ impl Fixture {
             .map(|s| s.inline.clone())
             .unwrap_or_else(|| panic!("properties-variable lacks {name}\n{out}"));
         parse_u64(&inline).unwrap_or_else(|| panic!("{name}: not a number: {inline:?}"))
-    }
-}
-
-/// Send SIGTERM to a child we spawned (and have not yet reaped, so its pid is still ours).
-fn sigterm(child: &Child) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        return;
-    };
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
