@@ -1206,7 +1206,8 @@ fn read_answer(s: &mut impl Read) -> io::Result<Vec<u8>> {
                         .eq_ignore_ascii_case("content-length")
                         .then(|| v.trim().parse::<usize>().ok())?
                 });
-                want = Some(length.map(|n| i + 4 + n));
+                // A length past what fits reads to the end (within MAX) instead of overflowing.
+                want = Some(length.and_then(|n| (i + 4).checked_add(n)));
             }
         }
         if let Some(Some(total)) = want {
@@ -1254,4 +1255,35 @@ pub fn request(
         .ok_or_else(|| io::Error::other("malformed status line from the vTPM host"))?;
     let v = serde_json::from_str(rest.trim()).unwrap_or(Value::Null);
     Ok((status, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_answer;
+
+    #[test]
+    fn an_answer_ends_at_its_content_length_or_at_the_end_of_the_stream() {
+        let with_length = b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\n{}\nNOT READ";
+        assert_eq!(
+            read_answer(&mut &with_length[..]).expect("read"),
+            b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\n{}\n"
+        );
+        let without = b"HTTP/1.1 200 OK\r\n\r\n{\"a\":1}";
+        assert_eq!(read_answer(&mut &without[..]).expect("read"), without);
+        // A length that does not fit in usize, or is not a number: read to the end.
+        for length in ["18446744073709551615", "99999999999999999999999", "x"] {
+            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n{{}}");
+            assert_eq!(
+                read_answer(&mut answer.as_bytes()).expect("read"),
+                answer.as_bytes()
+            );
+        }
+        // Cut short: what arrived.
+        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";
+        assert_eq!(read_answer(&mut &short[..]).expect("read"), short);
+        // Longer than 16 MiB: an error, not a growing buffer.
+        let mut huge = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        huge.resize(17 << 20, b' ');
+        assert!(read_answer(&mut &huge[..]).is_err());
+    }
 }
